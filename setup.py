@@ -1,0 +1,40 @@
+"""Builds the single extension mnistc._C from csrc/*.c (C11, NumPy C API, zlib).
+
+Environment switches:
+  MNISTC_SANITIZE=1  build with AddressSanitizer + UndefinedBehaviorSanitizer
+  MNISTC_WERROR=1    turn warnings into errors (CI sets it)
+"""
+import glob
+import os
+
+import numpy
+from setuptools import Extension, setup
+
+extra_compile = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wshadow", "-Wstrict-prototypes",
+                 "-fno-strict-aliasing", "-pthread"]
+extra_link = ["-pthread"]
+if os.environ.get("MNISTC_WERROR") == "1":
+    extra_compile.append("-Werror")
+if os.environ.get("MNISTC_SANITIZE") == "1":
+    san = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+           "-fno-sanitize-recover=undefined"]
+    extra_compile += san
+    extra_link += ["-fsanitize=address,undefined"]
+
+sources = sorted(glob.glob("csrc/*.c"))
+
+setup(
+    ext_modules=[
+        Extension(
+            "mnistc._C",
+            sources=sources,
+            depends=sorted(glob.glob("csrc/*.h")),
+            include_dirs=[numpy.get_include(), "csrc"],
+            libraries=["z", "m"],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_23_API_VERSION"),
+                           ("_GNU_SOURCE", None)],
+            extra_compile_args=extra_compile,
+            extra_link_args=extra_link,
+        )
+    ],
+)
