@@ -1,4 +1,17 @@
-"""mnistc: Keras-style neural networks for MNIST-sized data on a small, fast C11 core."""
-from mnistc._C import FormatError, __version__
+"""mnistc: Keras-style neural networks for MNIST-sized data on a small, fast C11 core.
 
-__all__ = ["FormatError", "__version__"]
+    import mnistc as keras          # tutorial code runs with only this line changed
+    (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+"""
+from mnistc._C import FormatError, __version__
+from mnistc import (activations, callbacks, datasets, initializers, layers, losses, metrics, models,
+                    optimizers, utils)
+from mnistc.layers import Input
+from mnistc.models import Model, Sequential
+from mnistc.saving import load_model
+
+models.load_model = load_model
+
+__all__ = ["FormatError", "Input", "Model", "Sequential", "activations", "callbacks", "datasets",
+           "initializers", "layers", "load_model", "losses", "metrics", "models", "optimizers", "utils",
+           "__version__"]

@@ -1,0 +1,136 @@
+"""Checks and one-time conversions of user arrays before they cross into C.
+
+Nothing here modifies the caller's arrays; a conversion (float64 -> float32, Fortran order, byte
+order) makes one copy per call, never one per batch. uint8 images go to C as they are.
+"""
+import math
+import warnings
+
+import numpy as np
+
+from mnistc import _C, losses
+
+
+def _as_array(a, what):
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{what}: masked arrays are not supported; fill the masked values first "
+                        "(a.filled(...))")
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except (ValueError, TypeError) as e:
+            raise TypeError(f"{what}: expected a NumPy array or nested lists of numbers, got "
+                            f"{type(a).__name__} ({e})") from None
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{what} must be a real numeric array, got dtype {a.dtype}")
+    return np.asarray(a)
+
+
+def adapt_input(x, input_shape, what="x"):
+    """x as an (N, d) C-contiguous float32 or uint8 array, checked against the model's input shape.
+
+    Keras's rank adaptation applies: a trailing extra dim of size 1 is squeezed, and a missing
+    trailing dim is added when the input's last dim is 1.
+    """
+    x = _as_array(x, what)
+    if x.dtype.kind == "b":
+        raise TypeError(f"{what} must be a real numeric array, got dtype bool")
+    want = tuple(input_shape)
+    got = x.shape[1:]
+    if x.ndim == len(want) + 2 and x.shape[-1] == 1 and got[:-1] == want:
+        x = x.reshape(x.shape[:-1])
+    elif x.ndim == len(want) and want[-1] == 1 and got == want[:-1]:
+        x = x.reshape(x.shape + (1,))
+    if x.ndim == 0 or x.shape[1:] != want:
+        shown = (None, *x.shape[1:]) if x.ndim else ()
+        raise ValueError(f"Invalid input shape for {what}: expected shape {(None, *want)}, but input has "
+                         f"incompatible shape {shown}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{what} contains 0 samples; expected at least 1 of shape {want}")
+    d = math.prod(want)
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x).reshape(x.shape[0], d)
+    x = np.ascontiguousarray(x, dtype=np.float32).reshape(x.shape[0], d)
+    n_nan, n_inf, _, _ = _C.scan_floats(x)
+    if n_nan or n_inf:
+        raise ValueError(f"{what} contains {n_nan} NaN and {n_inf} infinite value(s); clean or impute them "
+                         "before passing the data (np.isfinite(x).all() must hold)")
+    return x
+
+
+def looks_unscaled(x):
+    """True when x (already adapted) holds values above 1 (raw 0..255 pixels, say)."""
+    if x.dtype == np.uint8:
+        return bool(_C.scan_floats(x)[3] > 1)
+    return bool(_C.scan_floats(x)[3] > 1.0)
+
+
+def check_cardinality(x, y):
+    if len(x) != len(y):
+        raise ValueError("Data cardinality is ambiguous. Make sure all arrays contain the same number of "
+                         f"samples.'x' sizes: {len(x)}\n'y' sizes: {len(y)}\n")
+
+
+def adapt_target(y, loss, out_units, what="y"):
+    """Targets in the form the C loss wants: int32 (N,) class ids for SCCE, float32 (N, units) otherwise."""
+    y = _as_array(y, what)
+    if y.ndim == 0:
+        raise ValueError(f"{what} must be an array with one entry per sample, got a scalar")
+    if loss.kind == losses.SCCE:
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.reshape(-1)
+        if y.ndim != 1:
+            hint = ""
+            if y.ndim == 2 and y.shape[1] == out_units:
+                hint = (" These look like one-hot targets: use loss='categorical_crossentropy', or pass "
+                        "integer labels (np.argmax(y, axis=1)).")
+            raise ValueError(f"SparseCategoricalCrossentropy expects integer class ids of shape (samples,), "
+                             f"got {what} of shape {y.shape}.{hint}")
+        if y.dtype.kind == "f":
+            if not np.all(np.isfinite(y)) or not np.all(y == np.floor(y)):
+                raise ValueError(f"{what}: SparseCategoricalCrossentropy expects integer class ids, got "
+                                 f"non-integer values of dtype {y.dtype}")
+        if len(y):
+            lo, hi = y.min(), y.max()
+            if lo < 0 or hi >= out_units:
+                bad = int(np.flatnonzero((y < 0) | (y >= out_units))[0])
+                raise ValueError(f"{what}: labels must be in [0, {out_units}) for a model with {out_units} "
+                                 f"outputs, found {y[bad]!r} at index {bad}")
+        return np.ascontiguousarray(y, dtype=np.int32)
+    if loss.kind == losses.CCE:
+        if out_units > 1 and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
+            raise ValueError(
+                f"Arguments `target` and `output` must have the same shape. Received: "
+                f"target.shape={(None, *y.shape[1:])}, output.shape={(None, out_units)}. "
+                f"CategoricalCrossentropy expects one-hot targets of shape (samples, {out_units}): "
+                f"use loss='sparse_categorical_crossentropy' (SparseCategoricalCrossentropy) for integer "
+                f"labels, or one-hot encode them with mnistc.utils.to_categorical(y, {out_units}).")
+    if y.ndim == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape[1] != out_units:
+        raise ValueError(f"Arguments `target` and `output` must have the same shape. Received: "
+                         f"target.shape={(None, *y.shape[1:])}, output.shape={(None, out_units)}")
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    n_nan, n_inf, lo, hi = _C.scan_floats(y) if y.size else (0, 0, 0.0, 0.0)
+    if n_nan or n_inf:
+        raise ValueError(f"{what} contains {n_nan} NaN and {n_inf} infinite value(s)")
+    if loss.kind == losses.BCE and (lo < 0 or hi > 1):
+        raise ValueError(f"{what}: binary_crossentropy targets must be in [0, 1], found values in "
+                         f"[{lo:g}, {hi:g}]. For several classes use sparse_categorical_crossentropy with "
+                         f"Dense(n_classes, activation='softmax').")
+    return y
+
+
+def check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def warn_once(owner, key, message):
+    done = owner.__dict__.setdefault("_warned", set())
+    if key not in done:
+        done.add(key)
+        warnings.warn(message, UserWarning, stacklevel=4)

@@ -1,0 +1,424 @@
+"""Keras layers: Input, InputLayer, Flatten, Dense, Dropout, Activation, Reshape, Rescaling.
+
+A layer knows its shapes and weights; the model lays its weights out in one flat float32 block and
+runs the chain in C. Each layer describes itself to the C core as zero or more rows of the layer
+table (`_c_rows`): Flatten, Reshape and InputLayer are free on contiguous rows and send none.
+"""
+import math
+import re
+import warnings
+
+import numpy as np
+
+from mnistc import activations, initializers
+
+DENSE, ACTIVATION, DROPOUT, RESCALING = 0, 1, 2, 3
+
+_name_counts = {}
+
+
+def _auto_name(base):
+    n = _name_counts.get(base, 0)
+    _name_counts[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def _snake(name):
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _shape_tuple(shape, what):
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    try:
+        shape = tuple(None if d is None else int(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"{what} must be a tuple of ints, got {shape!r}") from None
+    if any(d is not None and d < 1 for d in shape):
+        raise ValueError(f"{what} must contain positive dimensions, got {shape}")
+    return shape
+
+
+class KerasTensor:
+    """A symbolic tensor of the functional API: a shape and the layer call that produces it."""
+
+    def __init__(self, shape, layer, parent):
+        self.shape = (None, *shape)
+        self._layer = layer
+        self._parent = parent
+
+    @property
+    def dtype(self):
+        return "float32"
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape}, name={self._layer.name}>"
+
+
+class Layer:
+    """Base class of all layers (name, trainable, built, weights).
+
+    Example:
+        layer = mnistc.layers.Dense(10)
+        layer.trainable = False
+        layer.get_weights()
+    """
+
+    _allowed_kwargs = ("input_shape", "input_dim", "batch_input_shape", "batch_size", "dtype")
+
+    def __init__(self, trainable=True, name=None, **kwargs):
+        unknown = {k: v for k, v in kwargs.items() if k not in self._allowed_kwargs}
+        if unknown:
+            raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {unknown}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
+        self.name = name or _auto_name(_snake(type(self).__name__))
+        self._trainable = bool(trainable)
+        self.built = False
+        self.input_shape = None   # per-sample shape, batch axis excluded
+        self.output_shape = None
+        self._weights = []        # arrays owned by the layer or views into a model's block
+        self._weight_names = []
+        self._inbound = None      # KerasTensor this layer was called on (functional API)
+        shape = kwargs.get("input_shape")
+        if kwargs.get("batch_input_shape") is not None:
+            shape = tuple(kwargs["batch_input_shape"])[1:]
+        if kwargs.get("input_dim") is not None:
+            shape = (kwargs["input_dim"],)
+        self._declared_input_shape = None if shape is None else _shape_tuple(shape, "input_shape")
+
+    # --- trainable and weights ---
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+
+    @property
+    def weights(self):
+        return list(self._weights)
+
+    @property
+    def trainable_weights(self):
+        return list(self._weights) if self._trainable else []
+
+    @property
+    def non_trainable_weights(self):
+        return [] if self._trainable else list(self._weights)
+
+    @property
+    def variables(self):
+        return self.weights
+
+    def get_weights(self):
+        """Copies of the layer's weights (kernel, bias), as in Keras."""
+        return [np.array(w, copy=True) for w in self._weights]
+
+    def set_weights(self, weights):
+        """Write `weights` into the layer's arrays (in place; nothing changes if any check fails).
+
+        Raises:
+            ValueError: wrong count or shape, or non-finite values.
+        """
+        weights = list(weights)
+        if len(weights) != len(self._weights):
+            raise ValueError(
+                f"You called `set_weights(weights)` on layer '{self.name}' with a weight list of length "
+                f"{len(weights)}, but the layer was expecting {len(self._weights)} weights.")
+        arrays = []
+        for cur, new in zip(self._weights, weights):
+            new = np.asarray(new)
+            if new.shape != cur.shape:
+                raise ValueError(f"Layer {self.name} weight shape {cur.shape} is not compatible with "
+                                 f"provided weight shape {new.shape}.")
+            arrays.append(new.astype(np.float32, copy=False))
+        for cur, new in zip(self._weights, arrays):
+            cur[...] = new
+
+    def count_params(self):
+        return int(sum(w.size for w in self._weights))
+
+    # --- building ---
+    def build(self, input_shape):
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.compute_output_shape(self.input_shape)
+        self.built = True
+
+    def _ensure_built(self, input_shape):
+        input_shape = tuple(input_shape)
+        if self.built:
+            if self.input_shape != input_shape:
+                raise ValueError(
+                    f"Input 0 of layer '{self.name}' is incompatible with the layer: expected shape "
+                    f"{(None, *self.input_shape)}, but received input with shape {(None, *input_shape)}")
+            return
+        self.build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _add_weight(self, name, shape, initializer):
+        w = np.ascontiguousarray(initializer(shape), np.float32)
+        self._weights.append(w)
+        self._weight_names.append(name)
+        return w
+
+    def _c_rows(self):
+        """Rows for the C layer table: list of (kind, n_in, n_out, activation, weight_index_w,
+        weight_index_b, f0, f1); weight indices refer to self._weights (-1 if none)."""
+        return []
+
+    # --- functional API and eager calls ---
+    def __call__(self, inputs, training=None):
+        if isinstance(inputs, KerasTensor):
+            self._ensure_built(inputs.shape[1:])
+            return KerasTensor(self.output_shape, self, inputs)
+        from mnistc.models import _run_layers
+        return _run_layers([self], inputs, training=bool(training))
+
+    # --- config ---
+    def get_config(self):
+        cfg = {"name": self.name, "trainable": self._trainable}
+        if self._declared_input_shape is not None:
+            cfg["input_shape"] = list(self._declared_input_shape)
+        return cfg
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+class InputLayer(Layer):
+    """The model's input: its per-sample `shape` (batch axis excluded)."""
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None, **kwargs):
+        if shape is None and batch_shape is not None:
+            shape = tuple(batch_shape)[1:]
+        if shape is None and "input_shape" in kwargs:
+            shape = kwargs.pop("input_shape")
+        if shape is None:
+            raise ValueError("InputLayer: provide `shape`, the per-sample input shape, e.g. shape=(28, 28)")
+        super().__init__(name=name, **kwargs)
+        self._shape = _shape_tuple(shape, "shape")
+        if any(d is None for d in self._shape):
+            raise ValueError(f"InputLayer: every dimension of shape must be known, got {self._shape}")
+        self.build(self._shape)
+
+    def get_config(self):
+        return {"name": self.name, "shape": list(self._shape)}
+
+
+def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None):
+    """A symbolic input for the functional API and for Sequential: `Input(shape=(28, 28))`."""
+    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape, name=name)
+    t = KerasTensor(layer._shape, layer, None)
+    return t
+
+
+class Flatten(Layer):
+    """(None, 28, 28) -> (None, 784), row-major; no weights."""
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+
+    def compute_output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+
+class Reshape(Layer):
+    """Reshape each sample to `target_shape` (one dimension may be -1)."""
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        target = tuple(int(d) for d in target_shape)
+        if sum(d == -1 for d in target) > 1 or any(d < 1 and d != -1 for d in target):
+            raise ValueError(f"Reshape: invalid target_shape {target_shape!r}")
+        self.target_shape = target
+
+    def compute_output_shape(self, input_shape):
+        n = math.prod(input_shape)
+        known = math.prod(d for d in self.target_shape if d != -1)
+        if -1 in self.target_shape:
+            if n % known:
+                raise ValueError(f"Reshape '{self.name}': cannot reshape {input_shape} to {self.target_shape}")
+            return tuple(n // known if d == -1 else d for d in self.target_shape)
+        if known != n:
+            raise ValueError(f"Reshape '{self.name}': total size of the new shape {self.target_shape} "
+                             f"({known}) must equal that of the input {input_shape} ({n})")
+        return self.target_shape
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+class Dense(Layer):
+    """out = activation(inp @ kernel + bias); kernel shape (n_in, units), Keras layout.
+
+    Example:
+        layer = mnistc.layers.Dense(128, activation="relu")
+    """
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
+            raise ValueError(f"Received an invalid value for `units`, expected a positive integer. "
+                             f"Received: units={units!r}")
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"Dense layer '{self.name}' received input of shape {(None, *input_shape)}; mnistc's Dense "
+                f"needs flat samples (None, features). Add a Flatten() layer before it.")
+        self._add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer)
+        if self.use_bias:
+            self._add_weight("bias", (self.units,), self.bias_initializer)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return (self.units,)
+
+    @property
+    def kernel(self):
+        return self._weights[0] if self.built else None
+
+    @property
+    def bias(self):
+        return self._weights[1] if self.built and self.use_bias else None
+
+    def _c_rows(self):
+        return [(DENSE, self.input_shape[0], self.units, activations.code(self.activation),
+                 0, 1 if self.use_bias else -1, 0.0, 0.0)]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer)}
+
+
+class Activation(Layer):
+    """Applies an activation function: `Activation("softmax")`."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def build(self, input_shape):
+        if self.activation == "softmax" and len(input_shape) != 1:
+            raise ValueError(f"Activation '{self.name}': softmax needs flat samples, got shape "
+                             f"{(None, *input_shape)}; add a Flatten() layer before it")
+        super().build(input_shape)
+
+    def _c_rows(self):
+        n = math.prod(self.input_shape)
+        return [(ACTIVATION, n, n, activations.code(self.activation), -1, -1, 0.0, 0.0)]
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+
+
+class Softmax(Activation):
+    """Softmax over the last axis as a layer (`Sequential([model, layers.Softmax()])`)."""
+
+    def __init__(self, axis=-1, **kwargs):
+        if axis != -1:
+            raise ValueError(f"Softmax: only axis=-1 is supported, got axis={axis}")
+        super().__init__("softmax", **kwargs)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.pop("activation")
+        return cfg
+
+
+class ReLU(Activation):
+    """max(x, 0) as a layer."""
+
+    def __init__(self, **kwargs):
+        super().__init__("relu", **kwargs)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.pop("activation")
+        return cfg
+
+
+class Dropout(Layer):
+    """Inverted dropout: during fit, zeroes a fraction `rate` of the inputs and scales the rest by
+    1/(1-rate); inactive in evaluate and predict."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) \
+                or not 0 <= float(rate) <= 1:
+            raise ValueError("Invalid value received for argument `rate`. Expected a float value "
+                             f"between 0 and 1. Received: rate={rate!r}")
+        if noise_shape is not None:
+            raise ValueError("Dropout: noise_shape is not supported by mnistc")
+        self.rate = float(rate)
+        self.seed = seed
+
+    def _c_rows(self):
+        if self.rate == 0.0:
+            return []
+        n = math.prod(self.input_shape)
+        return [(DROPOUT, n, n, 0, -1, -1, self.rate, 0.0)]
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class Rescaling(Layer):
+    """out = inp * scale + offset. First in a model, it lets uint8 images go to C as they are:
+    the scaling happens while a batch is gathered, with no float copy of the data set.
+
+    Example:
+        mnistc.Sequential([mnistc.Input((28, 28)), mnistc.layers.Rescaling(1 / 255), ...])
+    """
+
+    def __init__(self, scale, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale, self.offset = float(scale), float(offset)
+        if not (math.isfinite(self.scale) and math.isfinite(self.offset)):
+            raise ValueError(f"Rescaling: scale and offset must be finite, got {scale}, {offset}")
+
+    def _c_rows(self):
+        n = math.prod(self.input_shape)
+        return [(RESCALING, n, n, 0, -1, -1, self.scale, self.offset)]
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+_CLASSES = {c.__name__: c for c in (InputLayer, Flatten, Reshape, Dense, Activation, Softmax, ReLU, Dropout,
+                                    Rescaling)}
+
+
+def serialize(layer):
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize(cfg):
+    cls = _CLASSES.get(cfg.get("class_name"))
+    if cls is None:
+        raise ValueError(f"Unknown layer class {cfg.get('class_name')!r} in model config; "
+                         f"known: {', '.join(sorted(_CLASSES))}")
+    config = dict(cfg.get("config", {}))
+    for key in ("kernel_initializer", "bias_initializer"):
+        if isinstance(config.get(key), dict):
+            config[key] = initializers.get(config[key])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cls(**config)

@@ -1,0 +1,246 @@
+"""Weights (`.weights.npz`) and whole models (`.keras`: a zip of config.json, metadata.json and
+model.weights.npz), written atomically and read without pickle.
+
+Loading is all or nothing: every array is read and checked (names by layer order and class, shapes,
+finiteness, sizes before reading) before any weight of the model changes.
+"""
+import io
+import json
+import os
+import tempfile
+import time
+import zipfile
+
+import numpy as np
+
+from mnistc import FormatError, __version__, layers as layers_mod, losses, metrics, optimizers
+
+_MAX_CONFIG_BYTES = 16 << 20
+
+
+def _atomic_write(path, data):
+    """Write bytes to path via a temp file in the same folder, fsync, rename, fsync the folder."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def _weight_keys(model):
+    """{key: array} for the model's weights, keys by topology: layers/<snake_class>[_k]/vars/<i>."""
+    counts, out = {}, {}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        base = layers_mod._snake(type(layer).__name__)
+        k = counts.get(base, 0)
+        counts[base] = k + 1
+        name = base if k == 0 else f"{base}_{k}"
+        for i, w in enumerate(layer.weights):
+            out[f"layers/{name}/vars/{i}"] = w
+    return out
+
+
+def _npz_bytes(arrays):
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _check_built(model):
+    if not model.built:
+        raise ValueError("You are saving a model that has not yet been built. Try building the model first by "
+                         "calling it on some data or by giving its first layer an input shape.")
+
+
+def save_weights(model, filepath, overwrite=True):
+    filepath = os.fspath(filepath)
+    if not str(filepath).endswith(".weights.npz"):
+        raise ValueError(f"The filename must end in `.weights.npz`. Received: filepath={filepath}")
+    _check_built(model)
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"{filepath} exists and overwrite=False")
+    _atomic_write(filepath, _npz_bytes(_weight_keys(model)))
+
+
+def _read_npz(source, name, expected, optional_prefix=None, optional_limit=0):
+    """Read the arrays named in `expected` ({key: shape}) from an npz, checking names, sizes, shapes
+    and finiteness; entries under `optional_prefix` (at most `optional_limit` bytes each) are
+    returned too, with any shape. Returns {key: float32 array}."""
+    try:
+        zf = zipfile.ZipFile(source)
+    except zipfile.BadZipFile as e:
+        raise FormatError(f"{name}: not a mnistc weights file (not a NumPy .npz archive: {e})") from None
+    with zf:
+        members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+        others = [i.filename for i in zf.infolist() if not i.filename.endswith(".npy")]
+        if others:
+            raise FormatError(f"{name}: unexpected entries {others[:3]} in the weights archive")
+        missing = sorted(set(expected) - set(members))
+        optional = {k for k in members if optional_prefix and k.startswith(optional_prefix)}
+        extra = sorted(set(members) - set(expected) - optional)
+        if missing or extra:
+            raise FormatError(f"{name}: the file's weights do not match the model: missing {missing[:4]}, "
+                              f"unexpected {extra[:4]} (the model has {len(expected)} weight arrays, the file "
+                              f"{len(members)})")
+        out = {}
+        wanted = dict(expected)
+        wanted.update({k: None for k in optional})
+        for key, shape in wanted.items():
+            info = members[key]
+            limit = (8 * int(np.prod(shape)) if shape is not None else optional_limit) + 4096
+            if info.file_size > limit:
+                raise FormatError(f"{name}: entry {key} holds {info.file_size} bytes, more than its shape "
+                                  f"{tuple(shape)} allows")
+            try:
+                with zf.open(info) as f:
+                    arr = np.lib.format.read_array(f, allow_pickle=False)
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+                raise FormatError(f"{name}: entry {key} is damaged or not a plain array ({e})") from None
+            if arr.dtype.kind != "f":
+                raise FormatError(f"{name}: entry {key} has dtype {arr.dtype}, expected float32")
+            if shape is not None and arr.shape != tuple(shape):
+                raise ValueError(f"{name}: {key}: file shape {arr.shape} vs model shape {tuple(shape)}")
+            if not np.all(np.isfinite(arr)):
+                raise FormatError(f"{name}: non-finite value in {key}")
+            out[key] = arr.astype(np.float32)
+        return out
+
+
+def load_weights(model, filepath):
+    filepath = os.fspath(filepath)
+    if not str(filepath).endswith(".weights.npz"):
+        raise ValueError(f"The filename must end in `.weights.npz`. Received: filepath={filepath}")
+    _check_built(model)
+    current = _weight_keys(model)
+    with open(filepath, "rb") as f:
+        arrays = _read_npz(f, filepath, {k: v.shape for k, v in current.items()})
+    for key, w in current.items():
+        w[...] = arrays[key]
+
+
+def save_model(model, filepath, overwrite=True):
+    filepath = os.fspath(filepath)
+    if not str(filepath).endswith(".keras"):
+        raise ValueError("Invalid filepath extension for saving. Please add a `.keras` extension for the "
+                         f"native mnistc format. Received: filepath={filepath}")
+    _check_built(model)
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"{filepath} exists and overwrite=False")
+    config = {"class_name": "Sequential" if type(model).__name__ == "Sequential" else "Functional",
+              "config": model.get_config()}
+    if model.compiled:
+        config["compile_config"] = {
+            "optimizer": optimizers.serialize(model.optimizer),
+            "loss": losses.serialize(model.loss) if model.loss is not None else None,
+            "metrics": [metrics.serialize(model._metric)] if model._metric else [],
+        }
+    arrays = dict(_weight_keys(model))
+    opt = model.optimizer
+    if opt is not None and opt._segments is not None:
+        arrays["optimizer/iterations"] = opt._iterations.astype(np.float64)
+        arrays["optimizer/segments"] = opt._segments.astype(np.float64)
+        for i, s in enumerate(opt._slots):
+            arrays[f"optimizer/vars/{i}"] = s
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("metadata.json", json.dumps({"mnistc_version": __version__,
+                                                 "date_saved": time.strftime("%Y-%m-%d@%H:%M:%S")}))
+        zf.writestr("config.json", json.dumps(config))
+        zf.writestr("model.weights.npz", _npz_bytes(arrays))
+    _atomic_write(filepath, buf.getvalue())
+
+
+def _model_from_config(config):
+    from mnistc.models import Model, Sequential
+    if not isinstance(config, dict) or config.get("class_name") not in ("Sequential", "Functional"):
+        raise FormatError(f"model config: unknown model class {config.get('class_name')!r}")
+    cfg = config.get("config", {})
+    layer_cfgs = cfg.get("layers", [])
+    if not isinstance(layer_cfgs, list) or len(layer_cfgs) > 10000:
+        raise FormatError("model config: `layers` must be a list of at most 10000 layers")
+    built = [layers_mod.deserialize(c) for c in layer_cfgs]
+    shape = cfg.get("input_shape")
+    if config["class_name"] == "Sequential":
+        model = Sequential(name=cfg.get("name"))
+        if shape is not None:
+            model.add(layers_mod.InputLayer(shape=tuple(shape)))
+        for layer in built:
+            model.add(layer)
+        return model
+    t = inputs = layers_mod.Input(shape=tuple(shape))
+    for layer in built:
+        t = layer(t)
+    return Model(inputs, t, name=cfg.get("name"))
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """Load a model saved with `model.save("m.keras")`: architecture, weights, compile settings and
+    optimizer state. Never executes code from the file."""
+    filepath = os.fspath(filepath)
+    with open(filepath, "rb") as f:
+        try:
+            zf = zipfile.ZipFile(f)
+        except zipfile.BadZipFile:
+            raise FormatError(f"{filepath}: not a mnistc model file (expected a .keras zip archive)") from None
+        with zf:
+            names = set(zf.namelist())
+            if not {"config.json", "model.weights.npz"} <= names:
+                raise FormatError(f"{filepath}: not a mnistc model file (config.json or model.weights.npz "
+                                  "missing)")
+            info = zf.getinfo("config.json")
+            if info.file_size > _MAX_CONFIG_BYTES:
+                raise FormatError(f"{filepath}: config.json is {info.file_size} bytes, larger than allowed")
+            try:
+                config = json.loads(zf.read("config.json"))
+                weights_blob = zf.read("model.weights.npz")
+            except (ValueError, zipfile.BadZipFile, OSError) as e:
+                raise FormatError(f"{filepath}: damaged model file ({e})") from None
+    try:
+        model = _model_from_config(config)
+    except (TypeError, KeyError, AttributeError) as e:
+        raise FormatError(f"{filepath}: bad model config ({e})") from None
+    cc = config.get("compile_config")
+    if compile and cc:
+        model.compile(optimizer=optimizers.get(cc["optimizer"]),
+                      loss=losses.get(cc["loss"]) if cc.get("loss") else None,
+                      metrics=[metrics.get(m) for m in cc.get("metrics", [])])
+    current = _weight_keys(model)
+    limit = 8 * sum(w.size for w in current.values())
+    arrays = _read_npz(io.BytesIO(weights_blob), filepath, {k: v.shape for k, v in current.items()},
+                       optional_prefix="optimizer/", optional_limit=limit)
+    for key, w in current.items():
+        w[...] = arrays[key]
+    if compile and cc and "optimizer/segments" in arrays:
+        _restore_optimizer(model.optimizer, arrays)
+    return model
+
+
+def _restore_optimizer(opt, arrays):
+    """Put saved optimizer state back when it fits the compiled optimizer (else it starts afresh)."""
+    segments = arrays["optimizer/segments"].astype(np.int64).reshape(-1, 2)
+    opt.build(segments)
+    slots = [arrays.get(f"optimizer/vars/{i}") for i in range(len(opt._slots))]
+    if all(s is not None and s.shape == t.shape for s, t in zip(slots, opt._slots)):
+        for s, t in zip(slots, opt._slots):
+            t[...] = s
+        opt._iterations[0] = int(arrays["optimizer/iterations"].reshape(-1)[0])
