@@ -1,0 +1,4 @@
+"""Data sets with Keras's interface (`load_data()`), and the IDX reader/writer they use."""
+from mnistc.datasets import fashion_mnist, idx, mnist
+
+__all__ = ["fashion_mnist", "idx", "mnist"]
