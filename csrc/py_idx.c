@@ -29,6 +29,18 @@ static int npy_to_idx(int typenum) {
     }
 }
 
+/* Raise for err with OSError.filename as CPython's open() sets it: str for a str or
+ * os.PathLike path, bytes for a bytes path. */
+static void raise_for_path(const mc_error *err, PyObject *path, PyObject *fspath) {
+    PyObject *fname = PyBytes_Check(path)
+                          ? Py_NewRef(path)
+                          : PyUnicode_DecodeFSDefaultAndSize(PyBytes_AS_STRING(fspath),
+                                                             PyBytes_GET_SIZE(fspath));
+    if (!fname) return;
+    mc_py_raise(err, fname);
+    Py_DECREF(fname);
+}
+
 /* max_bytes < 0 is rejected; the Python wrapper validates it first with a friendlier message. */
 static int check_max_bytes(Py_ssize_t max_bytes) {
     if (max_bytes < 0) {
@@ -59,7 +71,7 @@ static PyObject *py_read_idx(PyObject *self, PyObject *args, PyObject *kwargs) {
     st = mc_idx_open_file(&r, cpath, (size_t)max_bytes, expect_magic, &hdr, &err);
     Py_END_ALLOW_THREADS
     if (st != MC_OK) {
-        mc_py_raise(&err, path);
+        raise_for_path(&err, path, fspath);
         goto done;
     }
     npy_intp dims[MC_IDX_MAX_NDIM];
@@ -73,7 +85,7 @@ static PyObject *py_read_idx(PyObject *self, PyObject *args, PyObject *kwargs) {
     r = NULL;
     Py_END_ALLOW_THREADS
     if (st != MC_OK) {
-        mc_py_raise(&err, path);
+        raise_for_path(&err, path, fspath);
         goto done;
     }
     ret = arr;
@@ -110,7 +122,7 @@ static PyObject *py_read_idx_header(PyObject *self, PyObject *args, PyObject *kw
     mc_idx_close(r);
     Py_END_ALLOW_THREADS
     if (st != MC_OK) {
-        mc_py_raise(&err, path);
+        raise_for_path(&err, path, fspath);
         goto done;
     }
     shape = PyTuple_New(hdr.ndim);
@@ -173,7 +185,7 @@ static PyObject *py_write_idx(PyObject *self, PyObject *args, PyObject *kwargs) 
     st = mc_idx_save(cpath, type, ndim, dims, data, gzip, &err);
     Py_END_ALLOW_THREADS
     if (st != MC_OK) {
-        mc_py_raise(&err, path);
+        raise_for_path(&err, path, fspath);
         goto done;
     }
     ret = Py_NewRef(Py_None);
