@@ -1,11 +1,8 @@
-"""Utilities with Keras names: to_categorical, set_random_seed."""
+"""Utilities with Keras names: to_categorical, set_random_seed, and plotting helpers
+(matplotlib is imported only when a plot is drawn)."""
+from mnistc._categorical import to_categorical
 from mnistc._random import set_random_seed
+from mnistc.plotting import confusion_matrix, plot_confusion_matrix, plot_history, show_digits
 
-
-def to_categorical(x, num_classes=None):
-    """One-hot encode integer labels (Keras's `to_categorical`); see mnistc._categorical."""
-    from mnistc._categorical import to_categorical as impl
-    return impl(x, num_classes)
-
-
-__all__ = ["to_categorical", "set_random_seed"]
+__all__ = ["to_categorical", "set_random_seed", "confusion_matrix", "plot_confusion_matrix",
+           "plot_history", "show_digits"]

@@ -1,0 +1,268 @@
+"""Train the seed MLP (784-128-10, ReLU, softmax cross-entropy, Adam 1e-3, batch 128) on MNIST with
+mnistc and, when installed, PyTorch and TensorFlow/Keras, side by side.
+
+Each framework runs in fresh child processes, alternating, on the same preloaded float32 data with
+the same thread count. A small FMA probe measures this machine's peak first. Printed per framework:
+median epoch time, samples/s, GFLOP/s, % of peak, test accuracy, peak RSS, import time, predict time
+on the 10k test set and on one image, and each ratio to mnistc.
+
+    python bench/bench_mlp.py                 # 5 epochs, 3 rounds
+    python bench/bench_mlp.py --quick         # CI: 1 epoch on 6000 images, 1 round
+    python bench/bench_mlp.py --write bench/RESULTS.md
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def flops_per_epoch(n, n_in=784, hidden=128, n_out=10):
+    """Forward (2 GEMMs), weight gradients (2 GEMMs) and the hidden layer's input gradient."""
+    fwd = 2 * n * (n_in * hidden + hidden * n_out)
+    wgrad = 2 * n * (n_in * hidden + hidden * n_out)
+    dinp = 2 * n * hidden * n_out
+    return fwd + wgrad + dinp
+
+
+def load(n_train):
+    import gzip
+    import numpy as np
+    root = os.path.join(os.environ.get("MNISTC_DATA_DIR", os.path.join(HERE, "..", "..", "shared", "data")),
+                        "mnist")
+
+    def idx(name, offset):
+        with gzip.open(os.path.join(root, name + ".gz")) as f:
+            return np.frombuffer(f.read(), np.uint8, offset=offset)
+
+    x = (idx("train-images-idx3-ubyte", 16).reshape(-1, 784)[:n_train] / 255.0).astype(np.float32)
+    y = idx("train-labels-idx1-ubyte", 8)[:n_train].astype(np.int64)
+    xt = (idx("t10k-images-idx3-ubyte", 16).reshape(-1, 784) / 255.0).astype(np.float32)
+    yt = idx("t10k-labels-idx1-ubyte", 8).astype(np.int64)
+    return x, y, xt, yt
+
+
+def _median_time(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def child_mnistc(args):
+    t = time.perf_counter()
+    import mnistc
+    import_s = time.perf_counter() - t
+    import numpy as np
+    if hasattr(mnistc, "set_num_threads"):
+        mnistc.set_num_threads(args.threads)
+    x, y, xt, yt = load(args.n_train)
+    mnistc.utils.set_random_seed(0)
+    model = mnistc.Sequential([mnistc.Input((784,)), mnistc.layers.Dense(128, activation="relu"),
+                               mnistc.layers.Dense(10, activation="softmax")])
+    model.compile(mnistc.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    epoch_times = []
+
+    class EpochTimer(mnistc.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_times.append(time.perf_counter() - self.t)
+
+    model.fit(x, y, batch_size=128, epochs=args.epochs, verbose=0, callbacks=[EpochTimer()])
+    acc = float((model.predict(xt, batch_size=1000, verbose=0).argmax(1) == yt).mean())
+    predict_s = _median_time(lambda: model.predict(xt, batch_size=1000, verbose=0), 5)
+    one = xt[:1]
+    model.predict_on_batch(one)
+    one_s = _median_time(lambda: model.predict_on_batch(one), 2000)
+    return dict(import_s=import_s, epoch_times=epoch_times, acc=acc, predict_s=predict_s, one_s=one_s)
+
+
+def child_torch(args):
+    t = time.perf_counter()
+    import torch
+    import_s = time.perf_counter() - t
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x, y, xt, yt = load(args.n_train)
+    x, y, xt_t = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(xt)
+    net = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    epoch_times = []
+    for _ in range(args.epochs):
+        t = time.perf_counter()
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), 128):
+            idx = perm[i:i + 128]
+            opt.zero_grad()
+            loss = loss_fn(net(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+        epoch_times.append(time.perf_counter() - t)
+
+    def predict():
+        with torch.no_grad():
+            return torch.cat([net(xt_t[i:i + 1000]) for i in range(0, len(xt_t), 1000)])
+
+    acc = float((predict().argmax(1).numpy() == yt).mean())
+    predict_s = _median_time(predict, 5)
+    one = xt_t[:1]
+
+    def predict_one():
+        with torch.no_grad():
+            return net(one)
+
+    one_s = _median_time(predict_one, 2000)
+    return dict(import_s=import_s, epoch_times=epoch_times, acc=acc, predict_s=predict_s, one_s=one_s)
+
+
+def child_tensorflow(args):
+    t = time.perf_counter()
+    import keras
+    import_s = time.perf_counter() - t
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    keras.utils.set_random_seed(0)
+    x, y, xt, yt = load(args.n_train)
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(128, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    epoch_times = []
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_times.append(time.perf_counter() - self.t)
+
+    model.fit(x, y, batch_size=128, epochs=args.epochs, verbose=0, callbacks=[EpochTimer()])
+    acc = float((model.predict(xt, batch_size=1000, verbose=0).argmax(1) == yt).mean())
+    predict_s = _median_time(lambda: model.predict(xt, batch_size=1000, verbose=0), 3)
+    one = xt[:1]
+    one_s = _median_time(lambda: model(one, training=False), 200)
+    return dict(import_s=import_s, epoch_times=epoch_times, acc=acc, predict_s=predict_s, one_s=one_s)
+
+
+CHILDREN = {"mnistc": child_mnistc, "pytorch": child_torch, "tensorflow": child_tensorflow}
+MODULES = {"mnistc": "mnistc", "pytorch": "torch", "tensorflow": "tensorflow"}
+
+
+def available(name):
+    import importlib.util
+    return importlib.util.find_spec(MODULES[name]) is not None
+
+
+def run_child(name, args):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--epochs", str(args.epochs),
+           "--threads", str(args.threads), "--n-train", str(args.n_train)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{name} child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fma_peak_per_core():
+    try:
+        from mnistc import _C
+    except ImportError:
+        return None
+    probe = getattr(_C, "fma_probe", None)
+    return probe(0.3) if probe else None
+
+
+def machine_line():
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{model}, {len(os.sched_getaffinity(0))} CPUs usable, Linux {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--child", choices=CHILDREN)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--n-train", type=int, default=60000)
+    ap.add_argument("--quick", action="store_true", help="1 epoch on 6000 images, 1 round (CI)")
+    ap.add_argument("--only", nargs="*", choices=CHILDREN, help="frameworks to run (default: all installed)")
+    ap.add_argument("--write", help="also write the results table (markdown) to this file")
+    args = ap.parse_args()
+    if args.child:
+        res = CHILDREN[args.child](args)
+        res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(res))
+        return 0
+    if args.quick:
+        args.epochs, args.rounds, args.n_train = 1, 1, 6000
+    names = [n for n in (args.only or CHILDREN) if available(n)]
+    peak_core = fma_peak_per_core()
+    peak = peak_core * args.threads if peak_core else None
+    results = {n: [] for n in names}
+    for _ in range(args.rounds):
+        for n in names:                               # alternate frameworks round by round
+            results[n].append(run_child(n, args))
+    flop = flops_per_epoch(args.n_train)
+    rows = {}
+    for n, runs in results.items():
+        epochs = [t for r in runs for t in r["epoch_times"]]
+        med = statistics.median(epochs)
+        rows[n] = dict(epoch=med, sps=args.n_train / med, gflops=flop / med / 1e9,
+                       acc=statistics.median(r["acc"] for r in runs),
+                       rss=max(r["peak_rss_mb"] for r in runs),
+                       imp=statistics.median(r["import_s"] for r in runs),
+                       pred=statistics.median(r["predict_s"] for r in runs),
+                       one=statistics.median(r["one_s"] for r in runs))
+    lines = [f"Machine: {machine_line()}; threads: {args.threads}",
+             f"Seed MLP 784-128-10, Adam 1e-3, batch 128, {args.n_train} images, {args.epochs} epoch(s) x "
+             f"{args.rounds} round(s); {flop / 1e9:.2f} GFLOP per epoch",
+             (f"FMA probe: {peak_core:.1f} GFLOP/s per core, {peak:.1f} GFLOP/s on {args.threads} thread(s)"
+              if peak else "FMA probe: not available in this build"),
+             "",
+             "| framework | epoch (median) | samples/s | GFLOP/s | % of peak | test acc | peak RSS | import | "
+             "predict 10k | predict 1 image |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    base = rows.get("mnistc")
+    for n, r in rows.items():
+        def ratio(key, lower_is_better=True):
+            if not base or n == "mnistc":
+                return ""
+            v = r[key] / base[key] if lower_is_better else base[key] / r[key]
+            return f" ({v:.1f}x)"
+        pct = f"{100 * r['gflops'] / peak:.0f}%" if peak else "n/a"
+        lines.append(f"| {n} | {r['epoch']:.3f} s{ratio('epoch')} | {r['sps']:,.0f} | {r['gflops']:.1f} | {pct} | "
+                     f"{r['acc']:.4f} | {r['rss']:.0f} MB{ratio('rss')} | {r['imp'] * 1e3:.0f} ms{ratio('imp')} | "
+                     f"{r['pred'] * 1e3:.1f} ms{ratio('pred')} | {r['one'] * 1e6:.1f} us{ratio('one')} |")
+    lines.append("")
+    lines.append("Ratios in parentheses: the framework's figure divided by mnistc's (higher = mnistc better).")
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        with open(args.write, "w") as f:
+            f.write("# Benchmark results\n\nProduced by `python bench/bench_mlp.py --write bench/RESULTS.md`.\n\n")
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
