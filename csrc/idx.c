@@ -368,6 +368,17 @@ static mc_status parse_header(mc_idx_reader *r, size_t max_bytes, uint32_t expec
                                 r->name, left - h->nbytes, h->header_bytes, h->nbytes, size,
                                 h->header_bytes + h->nbytes);
     }
+    /* Compressed with a known size: deflate expands at most 1032:1 (a 258-byte match in 2 bits),
+     * so a header declaring more than that is a lie we can catch before allocating. */
+    if (r->gzip && r->src_size >= 0) {
+        size_t cap;
+        if (!mc_mul_size((size_t)r->src_size, 1032, &cap)) cap = SIZE_MAX;
+        if (h->nbytes > cap - h->header_bytes)
+            return mc_set_error(err, MC_ERR_FORMAT,
+                                "%s: truncated data: a %lld-byte gzip file cannot hold the "
+                                "declared %zu-byte payload (deflate expands at most 1032:1)",
+                                r->name, r->src_size, h->nbytes);
+    }
     return MC_OK;
 }
 
