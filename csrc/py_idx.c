@@ -101,6 +101,51 @@ done:
     return ret;
 }
 
+/* The memory door of the same parser (what fuzz targets use): parse a bytes-like object. */
+static PyObject *py_read_idx_bytes(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"data", "max_bytes", "expect_magic", NULL};
+    Py_buffer view;
+    PyObject *arr = NULL, *ret = NULL;
+    Py_ssize_t max_bytes = (Py_ssize_t)1 << 30;
+    unsigned int expect_magic = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|nI:read_idx_bytes", kwlist, &view,
+                                     &max_bytes, &expect_magic))
+        return NULL;
+    mc_idx_reader *r = NULL;
+    mc_idx_header hdr;
+    mc_error err = {0};
+    mc_status st;
+    if (check_max_bytes(max_bytes) < 0) goto done;
+    Py_BEGIN_ALLOW_THREADS
+    st = mc_idx_open_mem(&r, view.buf, (size_t)view.len, "<memory>", (size_t)max_bytes,
+                         expect_magic, &hdr, &err);
+    Py_END_ALLOW_THREADS
+    if (st != MC_OK) {
+        mc_py_raise(&err, NULL);
+        goto done;
+    }
+    npy_intp dims[MC_IDX_MAX_NDIM];
+    for (int i = 0; i < hdr.ndim; i++) dims[i] = (npy_intp)hdr.dims[i];
+    arr = PyArray_SimpleNew(hdr.ndim, dims, idx_to_npy(hdr.type));
+    if (!arr) goto done;
+    void *data = PyArray_DATA((PyArrayObject *)arr);
+    Py_BEGIN_ALLOW_THREADS
+    st = mc_idx_read_payload(r, data, &err);
+    Py_END_ALLOW_THREADS
+    if (st != MC_OK) {
+        mc_py_raise(&err, NULL);
+        goto done;
+    }
+    ret = arr;
+    arr = NULL;
+done:
+    mc_idx_close(r);
+    Py_XDECREF(arr);
+    PyBuffer_Release(&view);
+    return ret;
+}
+
 static PyObject *py_read_idx_header(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
     static char *kwlist[] = {"path", "max_bytes", NULL};
@@ -198,6 +243,9 @@ PyMethodDef mc_py_idx_methods[] = {
     {"read_idx", (PyCFunction)(void (*)(void))py_read_idx, METH_VARARGS | METH_KEYWORDS,
      "read_idx(path, max_bytes=1<<30, expect_magic=0) -> ndarray\n"
      "Read an IDX file (raw or gzip); expect_magic != 0 requires that exact magic."},
+    {"read_idx_bytes", (PyCFunction)(void (*)(void))py_read_idx_bytes, METH_VARARGS | METH_KEYWORDS,
+     "read_idx_bytes(data, max_bytes=1<<30, expect_magic=0) -> ndarray\n"
+     "Parse IDX content (raw or gzip) from a bytes-like object: the parser's memory door."},
     {"read_idx_header", (PyCFunction)(void (*)(void))py_read_idx_header,
      METH_VARARGS | METH_KEYWORDS,
      "read_idx_header(path, max_bytes=sys.maxsize) -> (dtype, shape)\n"

@@ -79,6 +79,7 @@ def test_round_trip_every_dtype_and_ndim(tmp_path, code, ndim, suffix):
     assert b.flags.c_contiguous and b.flags.owndata and b.flags.writeable and b.base is None
     assert idx.read_header(p) == (a.dtype, a.shape)
     assert sorted(os.listdir(tmp_path)) == [p.name]  # no temporary file left
+    assert _C.read_idx_bytes(p.read_bytes()).tobytes() == a.tobytes()
 
 
 def test_save_accepts_big_endian_strided_and_fortran_arrays(tmp_path):
@@ -216,6 +217,10 @@ def test_hostile_file_is_rejected(tmp_path, name, data, exc, match):
         idx.load(p)
     assert type(ei.value) is mnistc.FormatError and isinstance(ei.value, ValueError)
     assert str(ei.value).startswith(str(p) + ": ")  # names the file
+    # The memory door (used by fuzz targets) is the same parser and says the same.
+    with pytest.raises(exc, match=match) as em:
+        _C.read_idx_bytes(data)
+    assert str(em.value) == str(ei.value).replace(str(p), "<memory>")
 
 
 # Faults that only reading the payload can find: read_header accepts these files.
@@ -437,14 +442,20 @@ def test_repeated_loads_keep_refcounts_and_heap_stable(tmp_path):
                 except exc:
                     pass
             idx.read_header(good)
+            _C.read_idx_bytes(blob)
+            try:
+                _C.read_idx_bytes(blob[:-1])
+            except mnistc.FormatError:
+                pass
 
+    blob = GZ
     rounds(20)  # warm-up
-    counts = [sys.getrefcount(o) for o in (good, bad, missing, pathlike)]
+    counts = [sys.getrefcount(o) for o in (good, bad, missing, pathlike, blob)]
     heap = _c_heap_in_use()
     before = heap() if heap else 0
     rounds(200)
     after = heap() if heap else 0
-    assert [sys.getrefcount(o) for o in (good, bad, missing, pathlike)] == counts
+    assert [sys.getrefcount(o) for o in (good, bad, missing, pathlike, blob)] == counts
     # A leaked reader (with its buffer and zlib state) would be >= 7 KiB per load: 200 loads >> 64 KiB.
     assert after - before < 64 * 1024
 
