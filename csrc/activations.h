@@ -1,0 +1,37 @@
+/* Element-wise and row-wise activations with their derivatives, float32, rows of n values.
+ * The codes are the ones of the layer table (engine API). No allocation; cannot fail. */
+#ifndef MC_ACTIVATIONS_H
+#define MC_ACTIVATIONS_H
+
+#include <stddef.h>
+
+typedef enum {
+    MC_ACT_LINEAR = 0,
+    MC_ACT_RELU,
+    MC_ACT_SIGMOID,
+    MC_ACT_TANH,
+    MC_ACT_SOFTMAX,     /* over each row of n values */
+    MC_ACT_ELU,         /* alpha 1 */
+    MC_ACT_SELU,
+    MC_ACT_GELU,        /* exact: x * Phi(x), with erf */
+    MC_ACT_SILU,        /* x * sigmoid(x), a.k.a. swish */
+    MC_ACT_SOFTPLUS,
+    MC_ACT_LEAKY_RELU,  /* negative_slope 0.2 (Keras 3 default) */
+    MC_ACT_SOFTSIGN,
+    MC_ACT_EXPONENTIAL,
+    MC_ACT_COUNT
+} mc_activation;
+
+/* out = act(inp); inp, out (B, n). out may equal inp (in place). act must be < MC_ACT_COUNT. */
+void mc_activation_forward(int act, float *out, const float *inp, size_t B, size_t n);
+
+/* dinp = dout * act'(inp) (softmax: the row Jacobian-vector product out * (dout - <dout, out>)).
+ * dinp, dout, inp (the pre-activation) and out (= act(inp), as forward wrote it) are (B, n).
+ * dinp is overwritten and may equal dout (in place); it must not alias inp or out. */
+void mc_activation_backward(int act, float *dinp, const float *dout, const float *inp, const float *out,
+                            size_t B, size_t n);
+
+/* Numerically stable logistic function (no overflow for large |x|). */
+float mc_sigmoidf(float x);
+
+#endif

@@ -1,0 +1,29 @@
+/* Dense forward/backward on top of mc_gemm. The bias is added in a separate contiguous pass after
+ * the product; the bias gradient sums rows in float32, row by row, so the result does not depend on
+ * how mc_gemm splits its work. */
+#include "dense.h"
+
+#include "gemm.h"
+
+void mc_dense_forward(float *out, const float *inp, const float *w, const float *b,
+                      size_t B, size_t n_in, size_t n_out) {
+    mc_gemm(0, 0, B, n_out, n_in, 1.0f, inp, n_in, w, n_out, 0.0f, out, n_out);
+    if (!b) return;
+    for (size_t i = 0; i < B; i++) {
+        float *o = out + i * n_out;
+        for (size_t j = 0; j < n_out; j++) o[j] += b[j];
+    }
+}
+
+void mc_dense_backward(float *dinp, float *dw, float *db, const float *dout,
+                       const float *inp, const float *w, size_t B, size_t n_in, size_t n_out) {
+    if (dw) mc_gemm(1, 0, n_in, n_out, B, 1.0f, inp, n_in, dout, n_out, 0.0f, dw, n_out);
+    if (db) {
+        for (size_t j = 0; j < n_out; j++) db[j] = 0.0f;
+        for (size_t i = 0; i < B; i++) {
+            const float *g = dout + i * n_out;
+            for (size_t j = 0; j < n_out; j++) db[j] += g[j];
+        }
+    }
+    if (dinp) mc_gemm(0, 1, B, n_in, n_out, 1.0f, dout, n_out, w, n_out, 0.0f, dinp, n_in);
+}

@@ -1,0 +1,21 @@
+/* Fully connected layer without its activation: out = inp @ w + b, with the Keras kernel layout.
+ * Every matrix product goes through mc_gemm; the activation is applied by model.c. */
+#ifndef MC_DENSE_H
+#define MC_DENSE_H
+
+#include <stddef.h>
+
+/* out = inp @ w + b.  inp (B, n_in), w (n_in, n_out) (Keras kernel layout), b (n_out) or NULL
+ * (use_bias=False), out (B, n_out), overwritten. Cannot fail. */
+void mc_dense_forward(float *out, const float *inp, const float *w, const float *b,
+                      size_t B, size_t n_in, size_t n_out);
+
+/* Gradients of out = inp @ w + b given dout = dL/dout (B, n_out):
+ *   dinp (B, n_in) = dout @ w^T,  dw (n_in, n_out) = inp^T @ dout,  db (n_out) = sum over rows of dout.
+ * All three are OVERWRITTEN (each parameter belongs to exactly one layer, so the training step needs
+ * no zeroing pass). Pass NULL for a gradient you do not need (dinp of the first layer, dw/db of a
+ * frozen layer or a layer without bias). dinp must not alias dout. Cannot fail. */
+void mc_dense_backward(float *dinp, float *dw, float *db, const float *dout,
+                       const float *inp, const float *w, size_t B, size_t n_in, size_t n_out);
+
+#endif

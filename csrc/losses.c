@@ -1,0 +1,201 @@
+/* Loss values and gradients for one batch, and accuracy counting. Per-row arithmetic is in double
+ * (a row is at most a few thousand values) so the loss sum does not drift over an epoch; gradients
+ * are stored as float32. Clipping follows Keras: epsilon = 1e-7, and the gradient is zero where
+ * the clip is active, as automatic differentiation of clip() gives. */
+#include "losses.h"
+
+#include <math.h>
+
+#include "activations.h"
+
+#define CLIP_EPS 1e-7
+
+mc_status mc_loss_check(const mc_loss_spec *spec, int metric, mc_error *err) {
+    if (spec->kind < 0 || spec->kind >= MC_LOSS_COUNT)
+        return mc_set_error(err, MC_ERR_ARG, "loss: kind must be in [0, %d), got %d", MC_LOSS_COUNT, spec->kind);
+    if (spec->from_logits != 0 && spec->from_logits != 1)
+        return mc_set_error(err, MC_ERR_ARG, "loss: from_logits must be 0 or 1, got %d", spec->from_logits);
+    float ls = spec->label_smoothing;
+    if (!(ls >= 0.0f && ls <= 1.0f))
+        return mc_set_error(err, MC_ERR_ARG, "loss: label_smoothing must be in [0, 1], got %g", (double)ls);
+    if (ls != 0.0f && spec->kind != MC_LOSS_CCE && spec->kind != MC_LOSS_BCE)
+        return mc_set_error(err, MC_ERR_ARG,
+                            "loss: label_smoothing applies to categorical (3) and binary (2) crossentropy "
+                            "only, got %g with loss kind %d", (double)ls, spec->kind);
+    if (metric < 0 || metric >= MC_METRIC_COUNT)
+        return mc_set_error(err, MC_ERR_ARG, "metric: expected a code in [0, %d), got %d", MC_METRIC_COUNT, metric);
+    if (metric == MC_METRIC_SPARSE_CATEGORICAL && spec->kind != MC_LOSS_SCCE)
+        return mc_set_error(err, MC_ERR_ARG,
+                            "metric: sparse categorical accuracy (1) needs int32 class ids (loss kind 4), "
+                            "got loss kind %d with float targets", spec->kind);
+    return MC_OK;
+}
+
+/* target t_j of row i: smoothed one-hot for class ids, smoothed y otherwise */
+static inline double target(const float *y, const int32_t *labels, size_t i, size_t j, size_t n,
+                            double keep, double add) {
+    double t = labels ? (labels[i] == (int32_t)j ? 1.0 : 0.0) : (double)y[i * n + j];
+    return t * keep + add;
+}
+
+double mc_loss_mse(float *dp, const float *p, const float *y, size_t B, size_t n) {
+    double total = 0.0, scale = 2.0 / ((double)n * (double)B);
+    for (size_t i = 0; i < B * n; i++) {
+        double e = (double)p[i] - (double)y[i];
+        total += e * e;
+        if (dp) dp[i] = (float)(scale * e);
+    }
+    return total / (double)n;
+}
+
+double mc_loss_mae(float *dp, const float *p, const float *y, size_t B, size_t n) {
+    double total = 0.0, scale = 1.0 / ((double)n * (double)B);
+    for (size_t i = 0; i < B * n; i++) {
+        double e = (double)p[i] - (double)y[i];
+        total += fabs(e);
+        if (dp) dp[i] = (float)(e > 0 ? scale : e < 0 ? -scale : 0.0);
+    }
+    return total / (double)n;
+}
+
+double mc_loss_bce_logits(float *dz, const float *z, const float *y, float ls, size_t B, size_t n) {
+    double total = 0.0, scale = 1.0 / ((double)n * (double)B);
+    double keep = 1.0 - ls, add = 0.5 * ls;
+    for (size_t i = 0; i < B * n; i++) {
+        double x = z[i], t = (double)y[i] * keep + add;
+        /* max(x,0) - x t + log(1 + exp(-|x|)): the exp argument is never positive */
+        total += (x > 0 ? x : 0.0) - x * t + log1p(exp(-fabs(x)));
+        if (dz) {
+            double s = x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+            dz[i] = (float)(scale * (s - t));
+        }
+    }
+    return total / (double)n;
+}
+
+double mc_loss_bce_probs(float *dp, const float *p, const float *y, float ls, size_t B, size_t n) {
+    double total = 0.0, scale = 1.0 / ((double)n * (double)B);
+    double keep = 1.0 - ls, add = 0.5 * ls;
+    for (size_t i = 0; i < B * n; i++) {
+        double q = p[i], t = (double)y[i] * keep + add;
+        int clipped = !(q >= CLIP_EPS && q <= 1.0 - CLIP_EPS);
+        double c = q < CLIP_EPS ? CLIP_EPS : q > 1.0 - CLIP_EPS ? 1.0 - CLIP_EPS : q;
+        total -= t * log(c) + (1.0 - t) * log(1.0 - c);
+        if (dp) dp[i] = clipped ? 0.0f : (float)(scale * (-t / q + (1.0 - t) / (1.0 - q)));
+    }
+    return total / (double)n;
+}
+
+double mc_loss_cce_logits(float *dz, const float *z, const float *y, const int32_t *labels, float ls,
+                          size_t B, size_t n) {
+    double total = 0.0, keep = 1.0 - ls, add = (double)ls / (double)n, inv_b = 1.0 / (double)B;
+    for (size_t i = 0; i < B; i++) {
+        const float *x = z + i * n;
+        /* log-sum-exp with the row max subtracted: exp never overflows */
+        double mx = x[0];
+        for (size_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+        double s = 0.0;
+        for (size_t j = 0; j < n; j++) s += exp((double)x[j] - mx);
+        double lse = mx + log(s), tsum = 0.0, row = 0.0;
+        for (size_t j = 0; j < n; j++) {
+            double t = target(y, labels, i, j, n, keep, add);
+            tsum += t;
+            if (t != 0.0) row += t * (lse - x[j]);
+        }
+        total += row;
+        if (dz) {
+            /* d/dz_k sum_j t_j (lse - z_j) = sum(t) softmax_k - t_k */
+            for (size_t j = 0; j < n; j++) {
+                double t = target(y, labels, i, j, n, keep, add);
+                dz[i * n + j] = (float)(inv_b * (tsum * exp((double)x[j] - lse) - t));
+            }
+        }
+    }
+    return total;
+}
+
+double mc_loss_cce_probs(float *dp, const float *p, const float *y, const int32_t *labels, float ls,
+                         size_t B, size_t n) {
+    double total = 0.0, keep = 1.0 - ls, add = (double)ls / (double)n, inv_b = 1.0 / (double)B;
+    for (size_t i = 0; i < B; i++) {
+        const float *r = p + i * n;
+        double s = 0.0;
+        for (size_t j = 0; j < n; j++) s += r[j];
+        double row = 0.0, gq = 0.0;
+        for (size_t j = 0; j < n; j++) {
+            double q = r[j] / s, t = target(y, labels, i, j, n, keep, add);
+            double c = q < CLIP_EPS ? CLIP_EPS : q > 1.0 - CLIP_EPS ? 1.0 - CLIP_EPS : q;
+            if (t != 0.0) row -= t * log(c);
+            /* g_j = dL/dq_j = -t_j / q_j inside the clip range, 0 outside; gq = sum_j g_j q_j */
+            if (q >= CLIP_EPS && q <= 1.0 - CLIP_EPS) gq -= t;
+        }
+        total += row;
+        if (dp) {
+            /* through q = p / s: dL/dp_k = (g_k - sum_j g_j q_j) / s */
+            for (size_t j = 0; j < n; j++) {
+                double q = r[j] / s, t = target(y, labels, i, j, n, keep, add);
+                double g = (q >= CLIP_EPS && q <= 1.0 - CLIP_EPS) ? -t / q : 0.0;
+                dp[i * n + j] = (float)(inv_b * (g - gq) / s);
+            }
+        }
+    }
+    return total;
+}
+
+double mc_loss_eval(const mc_loss_spec *spec, int fused, float *d, const float *out, const float *logits,
+                    const float *y, const int32_t *labels, size_t B, size_t n) {
+    const float *in = fused ? logits : out;
+    switch (spec->kind) {
+    case MC_LOSS_MSE:
+        return mc_loss_mse(d, out, y, B, n);
+    case MC_LOSS_MAE:
+        return mc_loss_mae(d, out, y, B, n);
+    case MC_LOSS_BCE:
+        if (fused || spec->from_logits) return mc_loss_bce_logits(d, in, y, spec->label_smoothing, B, n);
+        return mc_loss_bce_probs(d, out, y, spec->label_smoothing, B, n);
+    case MC_LOSS_CCE:
+    case MC_LOSS_SCCE: {
+        float ls = spec->kind == MC_LOSS_CCE ? spec->label_smoothing : 0.0f;
+        const float *yy = spec->kind == MC_LOSS_CCE ? y : NULL;
+        const int32_t *ll = spec->kind == MC_LOSS_SCCE ? labels : NULL;
+        if (fused || spec->from_logits) return mc_loss_cce_logits(d, in, yy, ll, ls, B, n);
+        return mc_loss_cce_probs(d, out, yy, ll, ls, B, n);
+    }
+    default:
+        return 0.0;
+    }
+}
+
+static size_t argmax_row(const float *r, size_t n) {
+    size_t k = 0;
+    for (size_t j = 1; j < n; j++)
+        if (r[j] > r[k]) k = j;
+    return k;
+}
+
+double mc_metric_sum(int metric, const float *pred, const float *y, const int32_t *labels, size_t B, size_t n) {
+    double total = 0.0;
+    for (size_t i = 0; i < B; i++) {
+        const float *r = pred + i * n;
+        switch (metric) {
+        case MC_METRIC_SPARSE_CATEGORICAL:
+        case MC_METRIC_CATEGORICAL: {
+            size_t want = labels ? (size_t)labels[i] : argmax_row(y + i * n, n);
+            total += argmax_row(r, n) == want ? 1.0 : 0.0;
+            break;
+        }
+        case MC_METRIC_BINARY: {
+            size_t hits = 0;
+            for (size_t j = 0; j < n; j++) {
+                int t = labels ? labels[i] == (int32_t)j : y[i * n + j] > 0.5f;
+                hits += (r[j] > 0.5f) == t;
+            }
+            total += (double)hits / (double)n;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    return total;
+}

@@ -1,0 +1,97 @@
+/* A model as the C core sees it: a chain of layers mapping rows (B, n_in) -> (B, n_out), described by a
+ * small table whose weights are offsets into one flat float32 parameter block (grads share the layout).
+ * Forward/backward over the chain use one activation arena sized for a batch. No shape inference and
+ * no weight initialisation here (Python does both). */
+#ifndef MC_MODEL_H
+#define MC_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+typedef enum {
+    MC_LAYER_DENSE = 0,   /* out = act(inp @ W + b) */
+    MC_LAYER_ACTIVATION,  /* out = act(inp), n_in == n_out */
+    MC_LAYER_DROPOUT,     /* inverted dropout (training only), rate in p0, n_in == n_out */
+    MC_LAYER_RESCALING,   /* out = inp * p0 + p1, n_in == n_out */
+    MC_LAYER_COUNT
+} mc_layer_kind;
+
+typedef struct mc_layer {
+    int kind;          /* mc_layer_kind */
+    int activation;    /* mc_activation (DENSE, ACTIVATION) */
+    int trainable;     /* 0: no dW/db computed, parameters never written */
+    size_t n_in, n_out;
+    ptrdiff_t w_off;   /* DENSE: W (n_in, n_out) at params[w_off]; -1 for other kinds */
+    ptrdiff_t b_off;   /* DENSE: b (n_out) at params[b_off], -1 without bias */
+    double p0, p1;     /* DROPOUT: rate; RESCALING: scale, offset; else 0 */
+} mc_layer;
+
+typedef struct mc_model {
+    const mc_layer *layers;
+    size_t L;
+    float *params;     /* (P) */
+    float *grads;      /* (P), same layout; only trainable layers' ranges are written */
+    size_t P;
+} mc_model;
+
+/* Number of int64 columns of one table row: [kind, n_in, n_out, activation, trainable, w_off, b_off, 0]. */
+#define MC_TABLE_COLS 8
+
+/* Converts and validates the engine table: rows (L, 8) int64, lfloats (L, 2) float64 into layers (L).
+ * Checks: codes in range, sizes >= 1, n_in == n_out for element-wise kinds, each layer's n_in equals
+ * the previous n_out (and the first equals d, the input row width), DENSE weights and bias inside
+ * [0, P) and not overlapping any other layer's, no weights on other kinds, dropout rate in [0, 1],
+ * finite rescaling constants, trainable 0/1. MC_ERR_SHAPE / MC_ERR_ARG with a message naming
+ * "layers[l]" and the values found. */
+mc_status mc_layers_from_table(mc_layer *layers, const int64_t *rows, const double *lfloats, size_t L,
+                               size_t d, size_t P, mc_error *err);
+
+/* Checks that segments (S, 2) [offset, length] (sorted and disjoint, see mc_optim_check) cover exactly
+ * the weights of the trainable DENSE layers: contiguous pieces may be split or merged freely, but no
+ * frozen or unused parameter may be inside and no trainable one outside. MC_ERR_SHAPE naming the first
+ * difference, MC_ERR_NOMEM. */
+mc_status mc_model_check_segments(const mc_model *m, const int64_t *segments, size_t S, mc_error *err);
+
+/* Whether the loss should read the last layer's logits (see mc_loss_eval): loss kind CCE/SCCE with
+ * a final softmax, or BCE with a final sigmoid, and from_logits == 0. */
+int mc_model_fused(const mc_model *m, int loss_kind, int from_logits);
+
+/* Largest layer width (max over n_in, n_out). */
+size_t mc_model_max_width(const mc_model *m);
+
+/* Scratch for one forward/backward pass over at most B rows. All pointers point into one block. */
+typedef struct mc_arena {
+    size_t B;
+    float **out;    /* L: layer outputs (B, n_out) */
+    float **pre;    /* L: DENSE pre-activations (B, n_out) when the activation is not linear, else NULL */
+    float **mask;   /* L: DROPOUT masks (B, n_out) holding 0 or 1/(1-rate), else NULL */
+    float *g0, *g1; /* gradient ping-pong buffers (B, max width) */
+    void *block;
+} mc_arena;
+
+/* Allocates the arena for m and B rows (B >= 1). MC_ERR_NOMEM if the allocation fails or sizes
+ * overflow; the arena is then empty and mc_arena_release on it is a no-op. */
+mc_status mc_arena_init(mc_arena *a, const mc_model *m, size_t B, mc_error *err);
+void mc_arena_release(mc_arena *a);
+
+/* Forward pass of B <= a->B rows x (B, n_in of layer 0). Layer outputs land in a->out; the model
+ * output is a->out[L-1]. training != 0 turns dropout on, with masks drawn from
+ * (seed, step, layer index, element index within the batch) (rng.h). Cannot fail. */
+void mc_model_forward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training,
+                      uint64_t seed, uint64_t step);
+
+/* The logits the fused loss reads after a forward pass: the input of the last layer's activation. */
+const float *mc_model_logits(const mc_model *m, const mc_arena *a, const float *x);
+
+/* Backward pass after mc_model_forward with the same x, B and training flag. dlast (B, n_out of the
+ * last layer) holds dL/d(output), or dL/d(logits) when fused != 0 (the last activation is skipped);
+ * it must be a->g0 or a->g1 and is clobbered. For every trainable DENSE layer, grads[w_off..] and
+ * grads[b_off..] are OVERWRITTEN; frozen ranges are not touched. dx (B, n_in of layer 0), if not
+ * NULL, receives dL/dx; without it the pass stops at the lowest trainable DENSE layer and the
+ * first layer's input gradient is never computed. Cannot fail. */
+void mc_model_backward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training, float *dlast,
+                       int fused, float *dx);
+
+#endif

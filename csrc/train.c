@@ -1,0 +1,196 @@
+/* Batch loops over a data set. Per call: one arena (model activations and gradients) plus one block
+ * for gathered batches, both freed before returning; nothing is allocated inside the loops. The hook
+ * timing uses CLOCK_MONOTONIC. Threads and the GIL are the binding's business, not this file's. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include "train.h"
+
+#include <string.h>
+#include <time.h>
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Batch buffers: gathered x rows (float32) and targets, sized for B rows. */
+typedef struct {
+    float *x;
+    float *y;
+    int32_t *labels;
+    void *block;
+} batch_bufs;
+
+static mc_status bufs_init(batch_bufs *bb, const mc_data *dt, size_t n_out, size_t B, int need_x, int need_y,
+                           mc_error *err) {
+    memset(bb, 0, sizeof *bb);
+    size_t nx = 0, ny = 0, nl = 0, bytes;
+    int ok = 1;
+    if (need_x) ok = ok && mc_mul_size(B, dt->d, &nx);
+    if (need_y && dt->y) ok = ok && mc_mul_size(B, n_out, &ny);
+    if (need_y && dt->labels) nl = B;
+    ok = ok && nx + ny >= nx && nx + ny + nl >= nx + ny && mc_mul_size(nx + ny + nl, 4, &bytes);
+    if (!ok) return mc_set_error(err, MC_ERR_NOMEM, "batch buffers: size overflows for batch_size %zu", B);
+    if (bytes == 0) return MC_OK;
+    bb->block = mc_malloc(bytes);
+    if (!bb->block)
+        return mc_set_error(err, MC_ERR_NOMEM, "batch buffers: cannot allocate %zu bytes for batch_size %zu",
+                            bytes, B);
+    float *f = bb->block;
+    if (nx) bb->x = f;
+    if (ny) bb->y = f + nx;
+    if (nl) bb->labels = (int32_t *)(f + nx + ny);
+    return MC_OK;
+}
+
+static size_t row_of(const int64_t *perm, size_t i) { return perm ? (size_t)perm[i] : i; }
+
+/* Input rows [start, start + b) through perm; points into x itself when no copy is needed. */
+static const float *gather_x(const mc_data *dt, const int64_t *perm, size_t start, size_t b, float *buf) {
+    size_t d = dt->d;
+    if (!dt->x_u8 && !perm) return (const float *)dt->x + start * d;
+    for (size_t i = 0; i < b; i++) {
+        size_t r = row_of(perm, start + i);
+        float *dst = buf + i * d;
+        if (dt->x_u8) {
+            const uint8_t *src = (const uint8_t *)dt->x + r * d;
+            for (size_t j = 0; j < d; j++) dst[j] = (float)src[j];
+        } else {
+            memcpy(dst, (const float *)dt->x + r * d, d * sizeof *dst);
+        }
+    }
+    return buf;
+}
+
+static void gather_y(const mc_data *dt, const int64_t *perm, size_t start, size_t b, size_t n,
+                     const batch_bufs *bb, const float **y, const int32_t **labels) {
+    *y = NULL;
+    *labels = NULL;
+    if (dt->labels) {
+        if (!perm) {
+            *labels = dt->labels + start;
+            return;
+        }
+        for (size_t i = 0; i < b; i++) bb->labels[i] = dt->labels[row_of(perm, start + i)];
+        *labels = bb->labels;
+    } else if (dt->y) {
+        if (!perm) {
+            *y = dt->y + start * n;
+            return;
+        }
+        for (size_t i = 0; i < b; i++) memcpy(bb->y + i * n, dt->y + row_of(perm, start + i) * n, n * sizeof(float));
+        *y = bb->y;
+    }
+}
+
+static mc_status check_call(const mc_model *m, size_t batch_size, mc_error *err) {
+    if (m->L == 0) return mc_set_error(err, MC_ERR_ARG, "layers: the model has no layers");
+    if (batch_size == 0) return mc_set_error(err, MC_ERR_ARG, "batch_size: expected a positive integer, got 0");
+    return MC_OK;
+}
+
+/* Calls the hook if it is due; returns nonzero when it asks to stop. */
+static int report(const mc_hook *hook, double *last, size_t batch, size_t n_batches, const mc_sums *s) {
+    if (!hook || !hook->fn) return 0;
+    int is_last = batch + 1 == n_batches;
+    double now = 0.0;
+    if (!is_last && hook->interval > 0.0) {
+        now = now_seconds();
+        if (now - *last < hook->interval) return 0;
+    }
+    mc_progress p = {batch, n_batches, s->loss_sum, s->metric_sum, s->n_seen};
+    int stop = hook->fn(hook->ctx, &p);
+    if (hook->interval > 0.0) *last = now_seconds();
+    return stop;
+}
+
+/* Shared loop of train / evaluate / predict (mode 0 / 1 / 2). */
+static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, size_t batch_size,
+                     const mc_loss_spec *loss, int metric, const mc_optim *opt, int64_t *iterations,
+                     uint64_t seed, const mc_hook *hook, mc_sums *sums, float *pred, int mode, mc_error *err) {
+    mc_sums s = {0.0, 0.0, 0};
+    if (sums) *sums = s;
+    mc_status st = check_call(m, batch_size, err);
+    if (st != MC_OK || dt->N == 0) return st;
+    size_t N = dt->N, n_out = m->layers[m->L - 1].n_out;
+    size_t B = batch_size < N ? batch_size : N;
+    size_t n_batches = N / batch_size + (N % batch_size != 0);
+    int training = mode == 0;
+    int fused = loss ? mc_model_fused(m, loss->kind, loss->from_logits) : 0;
+    mc_arena a;
+    batch_bufs bb;
+    memset(&bb, 0, sizeof bb);
+    if ((st = mc_arena_init(&a, m, B, err)) != MC_OK) return st;
+    if ((st = bufs_init(&bb, dt, n_out, B, dt->x_u8 || perm, mode != 2 && perm, err)) != MC_OK) goto done;
+    double last = now_seconds();
+    for (size_t k = 0, start = 0; k < n_batches; k++, start += batch_size) {
+        size_t b = N - start < batch_size ? N - start : batch_size;
+        const float *xb = gather_x(dt, perm, start, b, bb.x);
+        uint64_t step = training ? (uint64_t)*iterations : 0;
+        mc_model_forward(m, &a, xb, b, training, seed, step);
+        const float *outp = a.out[m->L - 1];
+        if (mode == 2) {
+            memcpy(pred + start * n_out, outp, b * n_out * sizeof *pred);
+        } else {
+            const float *yb;
+            const int32_t *lb;
+            gather_y(dt, perm, start, b, n_out, &bb, &yb, &lb);
+            const float *logits = fused ? mc_model_logits(m, &a, xb) : NULL;
+            float *dl = training ? a.g0 : NULL;
+            double lsum = mc_loss_eval(loss, fused, dl, outp, logits, yb, lb, b, n_out);
+            s.loss_sum += lsum;
+            s.metric_sum += mc_metric_sum(metric, outp, yb, lb, b, n_out);
+            if (training) {
+                mc_model_backward(m, &a, xb, b, 1, dl, fused, NULL);
+                mc_optim_step(opt, m->params, m->grads, iterations);
+            }
+        }
+        s.n_seen += b;
+        if (sums) *sums = s;
+        if (report(hook, &last, k, n_batches, &s)) {
+            st = mc_set_error(err, MC_STOPPED, "stopped by the progress hook after batch %zu of %zu", k + 1,
+                              n_batches);
+            break;
+        }
+    }
+done:
+    mc_free(bb.block);
+    mc_arena_release(&a);
+    return st;
+}
+
+mc_status mc_train_epoch(const mc_model *m, const mc_data *data, const int64_t *perm, size_t batch_size,
+                         const mc_loss_spec *loss, int metric, const mc_optim *opt, int64_t *iterations,
+                         uint64_t seed, const mc_hook *hook, mc_sums *sums, mc_error *err) {
+    return run(m, data, perm, batch_size, loss, metric, opt, iterations, seed, hook, sums, NULL, 0, err);
+}
+
+mc_status mc_evaluate(const mc_model *m, const mc_data *data, size_t batch_size, const mc_loss_spec *loss,
+                      int metric, const mc_hook *hook, mc_sums *sums, mc_error *err) {
+    return run(m, data, NULL, batch_size, loss, metric, NULL, NULL, 0, hook, sums, NULL, 1, err);
+}
+
+mc_status mc_predict(const mc_model *m, const mc_data *data, float *out, size_t batch_size, const mc_hook *hook,
+                     mc_error *err) {
+    return run(m, data, NULL, batch_size, NULL, MC_METRIC_NONE, NULL, NULL, 0, hook, NULL, out, 2, err);
+}
+
+mc_status mc_loss_and_grad(const mc_model *m, const float *x, size_t B, const float *y, const int32_t *labels,
+                           const mc_loss_spec *loss, uint64_t seed, int training, double *loss_out, float *dx,
+                           mc_error *err) {
+    mc_status st = check_call(m, B, err);
+    if (st != MC_OK) return st;
+    mc_arena a;
+    if ((st = mc_arena_init(&a, m, B, err)) != MC_OK) return st;
+    int fused = mc_model_fused(m, loss->kind, loss->from_logits);
+    mc_model_forward(m, &a, x, B, training, seed, 0);
+    const float *logits = fused ? mc_model_logits(m, &a, x) : NULL;
+    size_t n_out = m->layers[m->L - 1].n_out;
+    double lsum = mc_loss_eval(loss, fused, a.g0, a.out[m->L - 1], logits, y, labels, B, n_out);
+    *loss_out = lsum / (double)B;
+    mc_model_backward(m, &a, x, B, training, a.g0, fused, dx);
+    mc_arena_release(&a);
+    return MC_OK;
+}
