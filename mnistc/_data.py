@@ -59,10 +59,10 @@ def adapt_input(x, input_shape, what="x"):
 
 
 def looks_unscaled(x):
-    """True when x (already adapted) holds values above 1 (raw 0..255 pixels, say)."""
-    if x.dtype == np.uint8:
-        return bool(_C.scan_floats(x)[3] > 1)
-    return bool(_C.scan_floats(x)[3] > 1.0)
+    """True when x (already adapted) looks like raw intensities: non-negative with values above 1
+    (0..255 pixels, say). Standardised data (negative values) does not count."""
+    _, _, lo, hi = _C.scan_floats(x)
+    return bool(lo >= 0 and hi > 1)
 
 
 def check_cardinality(x, y):
@@ -95,7 +95,7 @@ def adapt_target(y, loss, out_units, what="y"):
             if lo < 0 or hi >= out_units:
                 bad = int(np.flatnonzero((y < 0) | (y >= out_units))[0])
                 raise ValueError(f"{what}: labels must be in [0, {out_units}) for a model with {out_units} "
-                                 f"outputs, found {y[bad]!r} at index {bad}")
+                                 f"outputs, found {y[bad].item()!r} at index {bad}")
         return np.ascontiguousarray(y, dtype=np.int32)
     if loss.kind == losses.CCE:
         if out_units > 1 and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):

@@ -207,7 +207,7 @@ def get(identifier):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Loss) and identifier is not Loss:
         return identifier()
-    if identifier in _BY_FUNCTION:
+    if callable(identifier) and identifier in _BY_FUNCTION:
         identifier = _BY_FUNCTION[identifier]
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier.lower()) or _BY_CLASS.get(identifier)

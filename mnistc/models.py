@@ -128,6 +128,7 @@ class Model:
         self._input_shape = tuple(input_shape)
         self._output_shape = shape
         self._plan = None
+        self._get_plan()      # weights become views into the model's block now
 
     def build(self, input_shape):
         """Build every layer for per-sample `input_shape` (a leading None batch axis is dropped)."""
@@ -381,7 +382,7 @@ class Model:
         n = len(x2)
         steps = math.ceil(n / batch_size)
         history = callbacks_mod.History()
-        all_cbs = [history] + cb_list
+        all_cbs = cb_list + [history]       # Keras order: user callbacks, History, progress bar
         progbar = None
         if verbose_level:
             progbar = callbacks_mod.ProgbarLogger(verbose_level)
@@ -644,6 +645,8 @@ class Sequential(Model):
             self._output_shape = layer.output_shape
         self._layers.append(layer)
         self._plan = None
+        if self.built:
+            self._get_plan()  # weights become views into the model's block now
 
     def pop(self):
         """Remove and return the last layer."""

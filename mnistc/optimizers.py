@@ -12,7 +12,8 @@ SGD_KIND, ADAM_KIND, RMSPROP_KIND = 0, 1, 2
 
 
 def _lr(cls, value):
-    if isinstance(value, bool) or not isinstance(value, (float, int, np.floating, np.integer)):
+    # Keras refuses ints here (Adam(1) is almost always a typo for Adam(1e-...)).
+    if not isinstance(value, (float, np.floating)):
         raise ValueError(f"{cls}: argument `learning_rate` should be a float. "
                          f"Received: learning_rate={value!r}")
     value = float(value)

@@ -98,7 +98,7 @@ def test_terminate_on_nan(capsys):
     x, y = data()
     m = mnistc.Sequential([mnistc.Input((10,)), layers.Dense(1)])
     m.compile(mnistc.optimizers.SGD(1e6), "mse")
-    h = m.fit(x * 1e3, y.astype(np.float32) * 1e6, epochs=3, batch_size=8, verbose=0,
+    h = m.fit(x * 1e3 - 500, y.astype(np.float32) * 1e6, epochs=3, batch_size=8, verbose=0,
               callbacks=[callbacks.TerminateOnNaN()])
     assert "Invalid loss, terminating training" in capsys.readouterr().out
     assert len(h.epoch) == 1
