@@ -76,13 +76,17 @@ def main(argv=None):
     unchanged = all(np.array_equal(a, b) for a, b in zip(frozen_before, frozen_after))
     model.save(args.output)
 
-    print()
-    print("report")
-    print(f"  test accuracy after {args.epochs} epochs:      {acc:.4f}  ({t_train:.2f} s training, "
-          f"{t_train / args.epochs:.2f} s/epoch)")
-    print(f"  test accuracy after fine-tuning the head: {acc_tuned:.4f}  ({t_tune:.2f} s)")
-    print(f"  frozen body weights bit-identical:        {'yes' if unchanged else 'NO'}")
-    print(f"  model saved to:                           {os.path.abspath(args.output)}")
+    rows = [
+        (f"test accuracy after {args.epochs} epoch(s)",
+         f"{acc:.4f}  ({t_train:.2f} s training, {t_train / args.epochs:.2f} s/epoch)"),
+        (f"after fine-tuning the head {args.fine_tune_epochs} epoch(s)", f"{acc_tuned:.4f}  ({t_tune:.2f} s)"),
+        ("frozen body weights bit-identical", "yes" if unchanged else "NO"),
+        ("model saved to", os.path.abspath(args.output)),
+    ]
+    width = max(len(k) for k, _ in rows) + 1
+    print("\nreport")
+    for key, value in rows:
+        print(f"  {key + ':':<{width}} {value}")
     return 0
 
 
