@@ -155,6 +155,10 @@ static int parse_model(call_state *s, PyObject *lo, PyObject *fo, PyObject *po, 
         return -1;
     }
     size_t L = (size_t)PyArray_DIM(tab, 0);
+    if (L == 0) {
+        PyErr_SetString(PyExc_ValueError, "layers: the table has no rows (expected at least one layer)");
+        return -1;
+    }
     PyArrayObject *lf = get_array(fo, "lfloats", NPY_FLOAT64, -1, 2, 0);
     if (!lf) return -1;
     hold(s, lf);
@@ -254,6 +258,10 @@ static int check_segments(const call_state *s) {
  * iterations (1,) int64 writeable. P = len(params). params/grads arrays for the overlap checks. */
 static int parse_opt(call_state *s, int kind, PyObject *ho, PyObject *so, PyObject *slo, PyObject *io,
                      PyArrayObject *params, PyArrayObject *grads) {
+    if (kind < 0 || kind >= MC_OPT_COUNT) {
+        PyErr_Format(PyExc_ValueError, "opt: expected 0 (SGD), 1 (Adam) or 2 (RMSprop), got %d", kind);
+        return -1;
+    }
     PyArrayObject *hyper = get_array(ho, "hyper", NPY_FLOAT64, -1, 1, 0);
     if (!hyper) return -1;
     hold(s, hyper);

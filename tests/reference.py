@@ -1,0 +1,483 @@
+"""Float64 NumPy versions of every op of the C training engine: the oracle of the numeric tests.
+
+Written from the formulas (Keras 3 semantics, KERAS_SEMANTICS.md §4-§5 and the engine API), not from the
+C code. Shapes: B batch rows, n_in / n_out widths, P parameters. Everything here is float64 except where a
+value must be bit-equal to what C draws (the dropout masks and their float32 scale).
+"""
+import math
+
+import numpy as np
+
+# --- codes of the engine table ---
+DENSE, ACTIVATION, DROPOUT, RESCALING = 0, 1, 2, 3
+ACTS = ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "silu", "softplus",
+        "leaky_relu", "softsign", "exponential")
+ACT = {name: code for code, name in enumerate(ACTS)}
+MSE, MAE, BCE, CCE, SCCE = 0, 1, 2, 3, 4
+M_NONE, M_SPARSE, M_CAT, M_BIN = 0, 1, 2, 3
+SGD, ADAM, RMSPROP = 0, 1, 2
+
+SELU_ALPHA, SELU_SCALE = 1.67326324, 1.05070098  # keras/src/activations/activations.py
+LEAKY_SLOPE = 0.2
+CLIP_EPS = 1e-7  # keras.config.epsilon()
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(x):
+    return _erf(np.asarray(x, np.float64)).astype(np.float64)
+
+
+# --- activations: forward and vector-Jacobian product ---
+
+def sigmoid(x):
+    x = np.asarray(x, np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def softmax(z):
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def act_forward(code, x):
+    """act(x) for an activation code, x (B, n) float64."""
+    x = np.asarray(x, np.float64)
+    name = ACTS[code]
+    if name == "linear":
+        return x.copy()
+    if name == "relu":
+        return np.maximum(x, 0.0)
+    if name == "sigmoid":
+        return sigmoid(x)
+    if name == "tanh":
+        return np.tanh(x)
+    if name == "softmax":
+        return softmax(x)
+    if name == "elu":
+        return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))
+    if name == "selu":
+        return SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0.0)))
+    if name == "gelu":
+        return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+    if name == "silu":
+        return x * sigmoid(x)
+    if name == "softplus":
+        return np.logaddexp(0.0, x)
+    if name == "leaky_relu":
+        return np.where(x > 0, x, LEAKY_SLOPE * x)
+    if name == "softsign":
+        return x / (1.0 + np.abs(x))
+    if name == "exponential":
+        return np.exp(x)
+    raise ValueError(code)
+
+
+def act_backward(code, x, dout):
+    """dL/dx given dL/dout for out = act(x) (softmax: the row Jacobian applied to dout)."""
+    x = np.asarray(x, np.float64)
+    dout = np.asarray(dout, np.float64)
+    name = ACTS[code]
+    if name == "linear":
+        d = np.ones_like(x)
+    elif name == "relu":
+        d = (x > 0).astype(np.float64)
+    elif name == "sigmoid":
+        s = sigmoid(x)
+        d = s * (1 - s)
+    elif name == "tanh":
+        d = 1 - np.tanh(x) ** 2
+    elif name == "softmax":
+        s = softmax(x)
+        return s * (dout - (dout * s).sum(axis=-1, keepdims=True))
+    elif name == "elu":
+        d = np.where(x > 0, 1.0, np.exp(np.minimum(x, 0.0)))
+    elif name == "selu":
+        d = SELU_SCALE * np.where(x > 0, 1.0, SELU_ALPHA * np.exp(np.minimum(x, 0.0)))
+    elif name == "gelu":
+        d = 0.5 * (1 + erf(x / math.sqrt(2.0))) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    elif name == "silu":
+        s = sigmoid(x)
+        d = s * (1 + x * (1 - s))
+    elif name == "softplus":
+        d = sigmoid(x)
+    elif name == "leaky_relu":
+        d = np.where(x > 0, 1.0, LEAKY_SLOPE)
+    elif name == "softsign":
+        d = 1.0 / (1.0 + np.abs(x)) ** 2
+    elif name == "exponential":
+        d = np.exp(x)
+    else:
+        raise ValueError(code)
+    return dout * d
+
+
+# --- dense ---
+
+def dense_forward(x, w, b=None):
+    """x (B, n_in) @ w (n_in, n_out) + b (n_out)."""
+    out = np.asarray(x, np.float64) @ np.asarray(w, np.float64)
+    return out if b is None else out + np.asarray(b, np.float64)
+
+
+def dense_backward(dout, x, w):
+    """(dx, dw, db) of out = x @ w + b."""
+    dout = np.asarray(dout, np.float64)
+    return dout @ np.asarray(w, np.float64).T, np.asarray(x, np.float64).T @ dout, dout.sum(axis=0)
+
+
+# --- losses: (per-sample losses (B,), gradient of the batch mean w.r.t. the input) ---
+
+def _targets(y, labels, n, ls, kind):
+    t = np.eye(n)[np.asarray(labels)] if labels is not None else np.asarray(y, np.float64)
+    if kind == CCE:
+        t = t * (1 - ls) + ls / n
+    elif kind == BCE:
+        t = t * (1 - ls) + 0.5 * ls
+    return t
+
+
+def mse(p, y):
+    p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
+    B, n = p.shape
+    return ((p - y) ** 2).mean(axis=1), 2 * (p - y) / (n * B)
+
+
+def mae(p, y):
+    p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
+    B, n = p.shape
+    return np.abs(p - y).mean(axis=1), np.sign(p - y) / (n * B)
+
+
+def bce_logits(z, y, ls=0.0):
+    """Keras binary_crossentropy(from_logits=True), mean over the last axis."""
+    z = np.asarray(z, np.float64)
+    B, n = z.shape
+    t = _targets(y, None, n, ls, BCE)
+    per = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    return per.mean(axis=1), (sigmoid(z) - t) / (n * B)
+
+
+def bce_probs(p, y, ls=0.0):
+    """Keras binary_crossentropy on probabilities: clip to [eps, 1-eps]; zero gradient where clipped."""
+    p = np.asarray(p, np.float64)
+    B, n = p.shape
+    t = _targets(y, None, n, ls, BCE)
+    c = np.clip(p, CLIP_EPS, 1 - CLIP_EPS)
+    per = -(t * np.log(c) + (1 - t) * np.log(1 - c))
+    inside = (p >= CLIP_EPS) & (p <= 1 - CLIP_EPS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.where(inside, -t / p + (1 - t) / (1 - p), 0.0)
+    return per.mean(axis=1), g / (n * B)
+
+
+def cce_logits(z, y=None, labels=None, ls=0.0, kind=CCE):
+    """-sum t * log_softmax(z); gradient sum(t) softmax - t, over B."""
+    z = np.asarray(z, np.float64)
+    B, n = z.shape
+    t = _targets(y, labels, n, ls, kind)
+    lse = np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)) + z.max(axis=1, keepdims=True)
+    per = (t * (lse - z)).sum(axis=1)
+    return per, (t.sum(axis=1, keepdims=True) * softmax(z) - t) / B
+
+
+def cce_probs(p, y=None, labels=None, ls=0.0, kind=CCE):
+    """Keras categorical_crossentropy on probabilities: q = p / sum(p), clip, -sum t log q, with the
+    gradient through the normalisation and the clip (zero where clipped)."""
+    p = np.asarray(p, np.float64)
+    B, n = p.shape
+    t = _targets(y, labels, n, ls, kind)
+    s = p.sum(axis=1, keepdims=True)
+    q = p / s
+    per = -(t * np.log(np.clip(q, CLIP_EPS, 1 - CLIP_EPS))).sum(axis=1)
+    inside = (q >= CLIP_EPS) & (q <= 1 - CLIP_EPS)
+    g = np.where(inside, -t / q, 0.0)  # dL/dq
+    dp = (g - (g * q).sum(axis=1, keepdims=True)) / s
+    return per, dp / B
+
+
+def loss_eval(spec, fused, out, logits, y):
+    """(per-sample losses, gradient of the batch mean w.r.t. out, or w.r.t. logits when fused) for
+    spec = (kind, from_logits, label_smoothing); y: class ids (SCCE) or (B, n) targets."""
+    kind, from_logits, ls = spec
+    labels = y if kind == SCCE else None
+    yy = None if kind == SCCE else y
+    use_logits = fused or from_logits
+    src = logits if fused else out
+    if kind == MSE:
+        return mse(out, y)
+    if kind == MAE:
+        return mae(out, y)
+    if kind == BCE:
+        return bce_logits(src, y, ls) if use_logits else bce_probs(out, y, ls)
+    ls = ls if kind == CCE else 0.0
+    if use_logits:
+        return cce_logits(src, yy, labels, ls, kind)
+    return cce_probs(out, yy, labels, ls, kind)
+
+
+# --- metrics: sum over rows ---
+
+def metric_sum(metric, pred, y, sparse):
+    pred = np.asarray(pred, np.float64)
+    B, n = pred.shape
+    t = np.eye(n)[np.asarray(y)] if sparse else np.asarray(y, np.float64)
+    if metric == M_NONE:
+        return 0.0
+    if metric in (M_SPARSE, M_CAT):
+        want = np.asarray(y) if sparse else t.argmax(axis=1)
+        return float((pred.argmax(axis=1) == want).sum())
+    if metric == M_BIN:
+        return float(((pred > 0.5) == (t > 0.5)).mean(axis=1).sum())
+    raise ValueError(metric)
+
+
+# --- dropout masks: the counter-based hash of csrc/rng.h, in uint64 arithmetic ---
+
+_M64 = (1 << 64) - 1
+
+
+def _mix(x):
+    """splitmix64 finaliser on a uint64 array (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        x = np.asarray(x, np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def dropout_mask(seed, step, layer, count, rate):
+    """The float32-valued mask (0 or float32(1/(1-rate))) C draws for `count` elements, as float64."""
+    key = _mix(_mix(_mix(np.array([seed & _M64], np.uint64)) ^ np.uint64(step)) ^ np.uint64(layer))
+    u = (_mix(key ^ np.arange(count, dtype=np.uint64)) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    scale = float(np.float32(1.0 / (1.0 - rate))) if rate < 1 else 0.0
+    return np.where(u >= rate, scale, 0.0)
+
+
+# --- layer tables and whole models ---
+
+def build_table(spec, n_in, rng, trainable=None, use_bias=True):
+    """A C layer table from a short description.
+
+    spec: list of ("dense", n_out, act_name) | ("act", act_name) | ("dropout", rate) |
+    ("rescale", scale, offset). Weights drawn from rng (glorot-uniform kernels, small random biases).
+    Returns (layers int64 (L, 8), lfloats float64 (L, 2), params float32 (P,)).
+    """
+    rows, floats, chunks, P, width = [], [], [], 0, n_in
+    for i, item in enumerate(spec):
+        tr = 1 if trainable is None else int(trainable[i])
+        kind = item[0]
+        if kind == "dense":
+            n_out, act = item[1], ACT[item[2]]
+            lim = math.sqrt(6.0 / (width + n_out))
+            w = rng.uniform(-lim, lim, size=width * n_out)
+            w_off, P = P, P + w.size
+            chunks.append(w)
+            b_off = -1
+            if use_bias:
+                b = rng.uniform(-0.1, 0.1, size=n_out)
+                b_off, P = P, P + n_out
+                chunks.append(b)
+            rows.append((DENSE, width, n_out, act, tr, w_off, b_off, 0))
+            floats.append((0.0, 0.0))
+            width = n_out
+        elif kind == "act":
+            rows.append((ACTIVATION, width, width, ACT[item[1]], tr, -1, -1, 0))
+            floats.append((0.0, 0.0))
+        elif kind == "dropout":
+            rows.append((DROPOUT, width, width, 0, tr, -1, -1, 0))
+            floats.append((float(item[1]), 0.0))
+        elif kind == "rescale":
+            rows.append((RESCALING, width, width, 0, tr, -1, -1, 0))
+            floats.append((float(item[1]), float(item[2])))
+        else:
+            raise ValueError(kind)
+    params = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return (np.array(rows, np.int64).reshape(-1, 8), np.array(floats, np.float64).reshape(-1, 2), params)
+
+
+def segments_of(layers):
+    """Trainable ranges [offset, length] of a table, merged where contiguous, in offset order."""
+    ranges = []
+    for kind, n_in, n_out, _, tr, w_off, b_off, _ in layers:
+        if kind != DENSE or not tr:
+            continue
+        ranges.append([int(w_off), int(n_in * n_out)])
+        if b_off >= 0:
+            ranges.append([int(b_off), int(n_out)])
+    ranges.sort()
+    merged = []
+    for off, n in ranges:
+        if merged and merged[-1][0] + merged[-1][1] == off:
+            merged[-1][1] += n
+        else:
+            merged.append([off, n])
+    return np.array(merged, np.int64).reshape(-1, 2)
+
+
+def is_fused(layers, spec):
+    kind, from_logits, _ = spec
+    last = layers[-1]
+    if from_logits or last[0] not in (DENSE, ACTIVATION):
+        return False
+    if kind in (CCE, SCCE):
+        return ACTS[last[3]] == "softmax"
+    if kind == BCE:
+        return ACTS[last[3]] == "sigmoid"
+    return False
+
+
+def model_forward(layers, lfloats, params, x, training=False, seed=0, step=0):
+    """Forward pass; returns (output, cache) where cache[l] = (inp, pre, out, mask)."""
+    params = np.asarray(params, np.float64)
+    h = np.asarray(x, np.float64)
+    cache = []
+    for l, (kind, n_in, n_out, act, _, w_off, b_off, _) in enumerate(layers):
+        pre, mask = None, None
+        if kind == DENSE:
+            w = params[w_off:w_off + n_in * n_out].reshape(n_in, n_out)
+            b = params[b_off:b_off + n_out] if b_off >= 0 else None
+            pre = dense_forward(h, w, b)
+            out = act_forward(act, pre)
+        elif kind == ACTIVATION:
+            pre = h
+            out = act_forward(act, h)
+        elif kind == DROPOUT:
+            rate = lfloats[l, 0]
+            if training and rate > 0:
+                mask = dropout_mask(seed, step, l, h.size, rate).reshape(h.shape)
+                out = h * mask
+            else:
+                out = h.copy()
+        elif kind == RESCALING:
+            out = h * float(np.float32(lfloats[l, 0])) + float(np.float32(lfloats[l, 1]))
+        else:
+            raise ValueError(kind)
+        cache.append((h, pre, out, mask))
+        h = out
+    return h, cache
+
+
+def model_loss_and_grad(layers, lfloats, params, x, y, spec, training=False, seed=0, step=0):
+    """(mean loss, grads (P,) with the trainable layers' ranges filled (zeros elsewhere), dx (B, d),
+    output) of the whole chain, with the engine's fused-loss rule."""
+    out, cache = model_forward(layers, lfloats, params, x, training, seed, step)
+    fused = is_fused(layers, spec)
+    logits = cache[-1][1] if fused else None
+    per, g = loss_eval(spec, fused, out, logits, y)
+    params64 = np.asarray(params, np.float64)
+    grads = np.zeros(len(params64))
+    L = len(layers)
+    for l in range(L - 1, -1, -1):
+        kind, n_in, n_out, act, tr, w_off, b_off, _ = layers[l]
+        inp, pre, _, mask = cache[l]
+        skip_act = fused and l == L - 1
+        if kind == DENSE:
+            if not skip_act:
+                g = act_backward(act, pre, g)
+            w = params64[w_off:w_off + n_in * n_out].reshape(n_in, n_out)
+            g, dw, db = dense_backward(g, inp, w)
+            if tr:
+                grads[w_off:w_off + n_in * n_out] = dw.ravel()
+                if b_off >= 0:
+                    grads[b_off:b_off + n_out] = db
+        elif kind == ACTIVATION:
+            if not skip_act:
+                g = act_backward(act, pre, g)
+        elif kind == DROPOUT:
+            if mask is not None:
+                g = g * mask
+        elif kind == RESCALING:
+            g = g * float(np.float32(lfloats[l, 0]))
+    return per.mean(), grads, g, out
+
+
+# --- optimizers (Keras 3 update rules) on float64 copies ---
+
+def n_slots(kind, hyper):
+    if kind == SGD:
+        return 1 if hyper[1] > 0 else 0
+    if kind == ADAM:
+        return 3 if hyper[5] else 2
+    return 1 + (hyper[4] > 0) + bool(hyper[5])
+
+
+def optimizer_step(kind, hyper, params, grads, segments, slots, iterations):
+    """One step in place on float64 arrays params (P), slots (list of arrays of sum(lengths));
+    grads (P). Returns the new iterations value."""
+    lr, h1, h2, eps, mom, flag, wd = (float(v) for v in hyper[:7])
+    t = iterations + 1
+    pos = 0
+    for off, n in segments:
+        w = params[off:off + n]
+        g = np.asarray(grads[off:off + n], np.float64)
+        s = [sl[pos:pos + n] for sl in slots]
+        if wd > 0:
+            w -= w * wd * lr
+        if kind == SGD:
+            if h1 > 0:
+                m = s[0]
+                m[:] = h1 * m - lr * g
+                if flag:
+                    w += h1 * m - lr * g
+                else:
+                    w += m
+            else:
+                w -= lr * g
+        elif kind == ADAM:
+            m, v = s[0], s[1]
+            m += (g - m) * (1 - h1)
+            v += (g * g - v) * (1 - h2)
+            vv = v
+            if flag:
+                s[2][:] = np.maximum(s[2], v)
+                vv = s[2]
+            alpha = lr * math.sqrt(1 - h2 ** t) / (1 - h1 ** t)
+            w -= alpha * m / (np.sqrt(vv) + eps)
+        elif kind == RMSPROP:
+            v = s[0]
+            v[:] = h1 * v + (1 - h1) * g * g
+            k = 1
+            momentum = None
+            if mom > 0:
+                momentum = s[k]
+                k += 1
+            if flag:
+                mg = s[k]
+                mg[:] = h1 * mg + (1 - h1) * g
+                denom = v - mg * mg + eps
+            else:
+                denom = v + eps
+            inc = lr * g / np.sqrt(denom)
+            if momentum is not None:
+                momentum[:] = mom * momentum + inc
+                w -= momentum
+            else:
+                w -= inc
+        else:
+            raise ValueError(kind)
+        pos += n
+    return t
+
+
+def hyper_vector(lr, h1=0.0, h2=0.0, eps=0.0, momentum=0.0, flag=0.0, wd=0.0):
+    return np.array([lr, h1, h2, eps, momentum, flag, wd, 0.0], np.float64)
+
+
+def numeric_grad(f, x, eps=1e-6):
+    """Central differences of the scalar f at x (float64 array), element by element."""
+    x = np.array(x, np.float64)
+    g = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + eps
+        fp = f(x)
+        x[i] = old - eps
+        fm = f(x)
+        x[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
