@@ -1,0 +1,242 @@
+/* Standalone checks of the training engine, meant to run under ASan/UBSan: dense forward/backward
+ * against central differences, Adam against a double-precision hand computation with frozen ranges,
+ * table validation messages, the epoch loop's hook stop, and allocation failures (no leak, no
+ * partial update). The numeric oracle for everything else is tests/reference.py. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "activations.h"
+#include "common.h"
+#include "dense.h"
+#include "losses.h"
+#include "mc_test.h"
+#include "model.h"
+#include "optim.h"
+#include "rng.h"
+#include "train.h"
+
+enum { B = 3, NI = 4, NO = 5 };
+
+static uint64_t counter = 0;
+
+/* uniform in [-1, 1) from the engine's own hash */
+static float frand(void) { return (float)(2.0 * mc_rng_uniform(12345, counter++) - 1.0); }
+
+static void fill(float *a, size_t n) {
+    for (size_t i = 0; i < n; i++) a[i] = frand();
+}
+
+/* L = sum(tanh(x @ w + b) * r), accumulated in double */
+static double dense_tanh_loss(const float *x, const float *w, const float *b, const float *r) {
+    float pre[B * NO], out[B * NO];
+    mc_dense_forward(pre, x, w, b, B, NI, NO);
+    mc_activation_forward(MC_ACT_TANH, out, pre, B, NO);
+    double s = 0.0;
+    for (size_t i = 0; i < B * NO; i++) s += (double)out[i] * r[i];
+    return s;
+}
+
+/* central difference of dense_tanh_loss with respect to v[i] */
+static double central_diff(float *v, size_t i, const float *x, const float *w, const float *b, const float *r) {
+    const float eps = 1e-2f;
+    float old = v[i];
+    v[i] = old + eps;
+    double lp = dense_tanh_loss(x, w, b, r);
+    v[i] = old - eps;
+    double lm = dense_tanh_loss(x, w, b, r);
+    v[i] = old;
+    return (lp - lm) / (2.0 * eps);
+}
+
+static void test_dense_gradcheck(void) {
+    float x[B * NI], w[NI * NO], b[NO], r[B * NO];
+    fill(x, B * NI);
+    fill(w, NI * NO);
+    fill(b, NO);
+    fill(r, B * NO);
+    float pre[B * NO], out[B * NO], dpre[B * NO], dx[B * NI], dw[NI * NO], db[NO];
+    mc_dense_forward(pre, x, w, b, B, NI, NO);
+    mc_activation_forward(MC_ACT_TANH, out, pre, B, NO);
+    mc_activation_backward(MC_ACT_TANH, dpre, r, pre, out, B, NO);
+    /* outputs are overwritten, never read: start them as NaN */
+    for (size_t i = 0; i < B * NI; i++) dx[i] = NAN;
+    for (size_t i = 0; i < NI * NO; i++) dw[i] = NAN;
+    for (size_t i = 0; i < NO; i++) db[i] = NAN;
+    mc_dense_backward(dx, dw, db, dpre, x, w, B, NI, NO);
+    for (size_t i = 0; i < B * NI; i++) CHECK_NEAR(dx[i], central_diff(x, i, x, w, b, r), 2e-3, 1e-2);
+    for (size_t i = 0; i < NI * NO; i++) CHECK_NEAR(dw[i], central_diff(w, i, x, w, b, r), 2e-3, 1e-2);
+    for (size_t i = 0; i < NO; i++) CHECK_NEAR(db[i], central_diff(b, i, x, w, b, r), 2e-3, 1e-2);
+    /* NULL gradients are skipped; the others are unchanged by that */
+    float dw2[NI * NO];
+    mc_dense_backward(NULL, dw2, NULL, dpre, x, w, B, NI, NO);
+    CHECK(memcmp(dw, dw2, sizeof dw) == 0);
+    /* without bias */
+    mc_dense_forward(pre, x, w, NULL, B, NI, NO);
+    double s = 0.0;
+    for (size_t j = 0; j < NI; j++) s += (double)x[j] * w[j * NO + 2];
+    CHECK_NEAR(pre[2], s, 1e-6, 1e-6);
+}
+
+static void test_adam(void) {
+    enum { P = 10 };
+    const int64_t segs[] = {0, 4, 6, 3}; /* [4, 6) and [9, 10) frozen */
+    float w[P], g[P], m[7] = {0}, v[7] = {0};
+    double wr[P], mr[7] = {0}, vr[7] = {0};
+    fill(w, P);
+    for (size_t i = 0; i < P; i++) wr[i] = w[i];
+    float frozen[4] = {w[4], w[5], w[9], 0};
+    mc_optim opt = {MC_OPT_ADAM, {0.01, 0.9, 0.999, 1e-7, 0, 0, 0, 0}, segs, 2, {m, v, NULL}, 2};
+    mc_error err = {0};
+    CHECK(mc_optim_check(&opt, P, &err) == MC_OK);
+    CHECK(mc_optim_n_slots(MC_OPT_ADAM, opt.hyper) == 2);
+    int64_t it = 0;
+    for (int step = 1; step <= 4; step++) {
+        fill(g, P);
+        g[4] = g[5] = g[9] = 1e3f; /* frozen: must be ignored */
+        mc_optim_step(&opt, w, g, &it);
+        double alpha = 0.01 * sqrt(1.0 - pow(0.999, step)) / (1.0 - pow(0.9, step));
+        size_t k = 0;
+        for (size_t s = 0; s < 2; s++) {
+            for (int64_t i = segs[2 * s]; i < segs[2 * s] + segs[2 * s + 1]; i++, k++) {
+                mr[k] += (g[i] - mr[k]) * 0.1;
+                vr[k] += ((double)g[i] * g[i] - vr[k]) * 0.001;
+                wr[i] -= alpha * mr[k] / (sqrt(vr[k]) + 1e-7);
+            }
+        }
+    }
+    CHECK(it == 4);
+    for (size_t i = 0; i < P; i++) CHECK_NEAR(w[i], wr[i], 1e-5, 1e-4);
+    for (size_t k = 0; k < 7; k++) CHECK_NEAR(m[k], mr[k], 1e-6, 1e-4);
+    CHECK(w[4] == frozen[0] && w[5] == frozen[1] && w[9] == frozen[2]);
+    /* slot count and segment checks */
+    opt.n_slots = 3;
+    CHECK(mc_optim_check(&opt, P, &err) == MC_ERR_ARG && strstr(err.msg, "needs 2 slot arrays"));
+    opt.n_slots = 2;
+    CHECK(mc_optim_check(&opt, 8, &err) == MC_ERR_SHAPE && strstr(err.msg, "segments[1]"));
+}
+
+/* a 4 -> 5 (tanh) -> 3 (softmax) table with P = 20 + 5 + 15 + 3 */
+static void two_layers(int64_t rows[2 * MC_TABLE_COLS]) {
+    const int64_t t[2 * MC_TABLE_COLS] = {MC_LAYER_DENSE, 4, 5, MC_ACT_TANH, 1, 0, 20, 0,
+                                          MC_LAYER_DENSE, 5, 3, MC_ACT_SOFTMAX, 1, 25, 40, 0};
+    memcpy(rows, t, sizeof t);
+}
+
+static void test_table_validation(void) {
+    int64_t rows[2 * MC_TABLE_COLS];
+    double lf[4] = {0};
+    mc_layer layers[2];
+    mc_error err = {0};
+    two_layers(rows);
+    CHECK(mc_layers_from_table(layers, rows, lf, 2, 4, 43, &err) == MC_OK);
+    CHECK(layers[1].n_in == 5 && layers[1].b_off == 40 && layers[0].activation == MC_ACT_TANH);
+    rows[MC_TABLE_COLS + 1] = 6;
+    CHECK(mc_layers_from_table(layers, rows, lf, 2, 4, 43, &err) == MC_ERR_SHAPE);
+    CHECK(strstr(err.msg, "layers[1]: n_in 6 does not match the previous layer's n_out 5") != NULL);
+    two_layers(rows);
+    CHECK(mc_layers_from_table(layers, rows, lf, 2, 7, 43, &err) == MC_ERR_SHAPE);
+    CHECK(strstr(err.msg, "layers[0]: n_in 4 does not match the input row width 7") != NULL);
+    CHECK(mc_layers_from_table(layers, rows, lf, 2, 4, 42, &err) == MC_ERR_SHAPE);
+    CHECK(strstr(err.msg, "layers[1]: bias range") != NULL);
+    rows[MC_TABLE_COLS + 5] = 10; /* kernel of layer 1 over layer 0's kernel */
+    CHECK(mc_layers_from_table(layers, rows, lf, 2, 4, 43, &err) == MC_ERR_SHAPE);
+    CHECK(strstr(err.msg, "overlaps") != NULL);
+}
+
+typedef struct {
+    int calls;
+    size_t stop_at;
+} hook_state;
+
+static int stop_hook(void *ctx, const mc_progress *p) {
+    hook_state *h = ctx;
+    h->calls++;
+    return p->batch == h->stop_at;
+}
+
+static void test_epoch_loop(void) {
+    enum { N = 10, P = 43 };
+    int64_t rows[2 * MC_TABLE_COLS];
+    double lf[4] = {0};
+    mc_layer layers[2];
+    mc_error err = {0};
+    two_layers(rows);
+    CHECK(mc_layers_from_table(layers, rows, lf, 2, 4, P, &err) == MC_OK);
+    float params[P], grads[P], x[N * 4], m[P] = {0}, v[P] = {0};
+    int32_t labels[N];
+    fill(params, P);
+    fill(x, N * 4);
+    for (int i = 0; i < N; i++) labels[i] = i % 3;
+    const int64_t segs[] = {0, P};
+    const int64_t perm[N] = {3, 1, 4, 0, 5, 9, 2, 6, 8, 7};
+    mc_model model = {layers, 2, params, grads, P};
+    mc_data data = {x, 0, N, 4, NULL, labels};
+    mc_loss_spec loss = {MC_LOSS_SCCE, 0, 0.0f};
+    mc_optim opt = {MC_OPT_ADAM, {0.01, 0.9, 0.999, 1e-7, 0, 0, 0, 0}, segs, 1, {m, v, NULL}, 2};
+    CHECK(mc_model_check_segments(&model, segs, 1, &err) == MC_OK);
+    int64_t it = 0;
+    hook_state hs = {0, 1};
+    mc_hook hook = {stop_hook, &hs, 0.0};
+    mc_sums sums;
+    CHECK(mc_train_epoch(&model, &data, perm, 4, &loss, MC_METRIC_SPARSE_CATEGORICAL, &opt, &it, 7, &hook, &sums,
+                         &err) == MC_STOPPED);
+    CHECK(hs.calls == 2 && it == 2 && sums.n_seen == 8);
+    /* a full epoch: 3 batches (4, 4, 2), the hook once per batch */
+    hs.stop_at = 99;
+    hs.calls = 0;
+    CHECK(mc_train_epoch(&model, &data, perm, 4, &loss, MC_METRIC_SPARSE_CATEGORICAL, &opt, &it, 7, &hook, &sums,
+                         &err) == MC_OK);
+    CHECK(hs.calls == 3 && it == 5 && sums.n_seen == N && sums.metric_sum >= 0 && sums.metric_sum <= N);
+    /* every allocation of a call can fail: clean error, nothing written, nothing leaked */
+    float before[P];
+    memcpy(before, params, sizeof params);
+    for (long k = 0; k < 2; k++) {
+        mc_fail_alloc_after(k);
+        mc_status st = mc_train_epoch(&model, &data, perm, 4, &loss, MC_METRIC_NONE, &opt, &it, 7, NULL, &sums, &err);
+        mc_fail_alloc_after(-1);
+        CHECK(st == MC_ERR_NOMEM && it == 5 && memcmp(before, params, sizeof params) == 0);
+    }
+    mc_fail_alloc_after(0);
+    double l = 0.0;
+    CHECK(mc_loss_and_grad(&model, x, N, NULL, labels, &loss, 0, 0, &l, NULL, &err) == MC_ERR_NOMEM);
+    mc_fail_alloc_after(-1);
+    /* loss_and_grad: dx against a central difference along one direction */
+    float dx[N * 4], xp[N * 4], xm[N * 4];
+    CHECK(mc_loss_and_grad(&model, x, N, NULL, labels, &loss, 0, 0, &l, dx, &err) == MC_OK);
+    double lp, lm, an = 0.0;
+    for (size_t i = 0; i < N * 4; i++) {
+        float d = frand();
+        xp[i] = x[i] + 1e-2f * d;
+        xm[i] = x[i] - 1e-2f * d;
+        an += (double)dx[i] * ((double)xp[i] - xm[i]);
+    }
+    mc_loss_and_grad(&model, xp, N, NULL, labels, &loss, 0, 0, &lp, NULL, &err);
+    mc_loss_and_grad(&model, xm, N, NULL, labels, &loss, 0, 0, &lm, NULL, &err);
+    CHECK_NEAR(lp - lm, an, 1e-5, 2e-2);
+    /* batch_size 0 is an argument error */
+    CHECK(mc_evaluate(&model, &data, 0, &loss, MC_METRIC_NONE, NULL, &sums, &err) == MC_ERR_ARG);
+}
+
+static void test_rng(void) {
+    double s = 0.0;
+    int in_range = 1;
+    uint64_t key = mc_rng_key(1, 2, 3);
+    for (uint64_t i = 0; i < 100000; i++) {
+        double u = mc_rng_uniform(key, i);
+        in_range &= u >= 0.0 && u < 1.0;
+        s += u;
+    }
+    CHECK(in_range);
+    CHECK_NEAR(s / 100000, 0.5, 5e-3, 0);
+    CHECK(mc_rng_key(1, 2, 3) == key && mc_rng_key(1, 3, 2) != key);
+}
+
+int main(void) {
+    test_dense_gradcheck();
+    test_adam();
+    test_table_validation();
+    test_epoch_loop();
+    test_rng();
+    MC_TEST_EXIT();
+}
