@@ -302,7 +302,7 @@ static int parse_opt(call_state *s, int kind, PyObject *ho, PyObject *so, PyObje
     size_t slot_len = mc_optim_slot_len(opt->segments, opt->n_segments);
     PyArrayObject *arrs[MC_OPT_MAX_SLOTS];
     for (Py_ssize_t i = 0; i < n_slots; i++) {
-        char name[24];
+        char name[48];
         snprintf(name, sizeof name, "slots[%zd]", i);
         PyObject *item = PySequence_GetItem(slo, i);
         if (!item) return -1;
@@ -314,7 +314,7 @@ static int parse_opt(call_state *s, int kind, PyObject *ho, PyObject *so, PyObje
         if (check_disjoint(a, name, params, "params") < 0) return -1;
         if (grads && check_disjoint(a, name, grads, "grads") < 0) return -1;
         for (Py_ssize_t j = 0; j < i; j++) {
-            char other[24];
+            char other[48];
             snprintf(other, sizeof other, "slots[%zd]", j);
             if (check_disjoint(a, name, arrs[j], other) < 0) return -1;
         }
