@@ -1,4 +1,5 @@
-"""Regenerate the committed seed corpora (deterministic: gzip mtime 0, fixed seeds).
+"""Regenerate the committed seed corpora (IDX seeds byte-for-byte: gzip mtime 0, fixed seeds; the
+weights seeds differ only in zip timestamps and the saved date).
 
     python tests/fuzz/make_corpus.py            # rewrites tests/fuzz/corpus_idx/ and corpus_weights/
 
@@ -60,6 +61,7 @@ def idx_cases():
     out["valid-empty-member.gz"] = gz(small) + gz(b"")
     out["valid-zero-items.idx"] = header(0x08, (0, 28, 28))
     out["valid-8-dims.idx"] = header(0x08, (1,) * 8) + b"\x2a"
+    out["valid-f4-3d-zeros.idx"] = header(0x0D, (2, 3, 4)) + bytes(96)
     g = gz(small)
     hostile = {
         "empty": b"",
@@ -84,7 +86,6 @@ def idx_cases():
         "gz-trailing-garbage.gz": g + b"GARBAGE!!",
         "gz-second-member-bad.gz": g + b"\x1f\x8b\x07\x00",
         "double.gz": gz(g),
-        "float-as-magic-0d03": header(0x0D, (2, 3, 4)) + bytes(96),
     }
     c = zlib.compressobj(9, zlib.DEFLATED, 31)
     hostile["bomb-100x28x28-inflates-1mb.gz"] = (c.compress(header(0x08, (100, 28, 28)))

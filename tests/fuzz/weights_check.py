@@ -12,6 +12,7 @@ test turns into a failure.
 import os
 import tempfile
 import tokenize
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ ALLOWED = (ValueError,)
 # tests/test_robustness_inputs.py); tolerated only when the caller asks (long fuzz runs that
 # want an execution count past the known findings).
 KNOWN = (TypeError, RuntimeError, NotImplementedError, RecursionError, MemoryError,
-         tokenize.TokenError)
+         tokenize.TokenError, zlib.error)
 
 
 class Finding(Exception):
