@@ -269,8 +269,9 @@ def show_digits(images, labels=None, predictions=None, ncols=10, class_names=Non
             if lab is not None and pred is not None:
                 wrong = lab[i] != pred[i]
                 title = f"{name(lab[i])}→{name(pred[i])}" if wrong else name(lab[i])
-                a.set_title(title, fontsize=9, color="red" if wrong else "black")
+                a.set_title(title, fontsize=9 if len(title) <= 14 else 7, color="red" if wrong else "black")
             else:
-                a.set_title(name(lab[i] if lab is not None else pred[i]), fontsize=9)
+                title = name(lab[i] if lab is not None else pred[i])
+                a.set_title(title, fontsize=9 if len(title) <= 14 else 7)
     fig.tight_layout(pad=0.3)
     return fig
