@@ -134,6 +134,8 @@ KNOWN_FINDINGS = {
     "bad-config-deep.keras": "deeply nested config.json -> RecursionError",
     "bad-header-syntax.weights.npz": "malformed .npy header -> tokenize.TokenError",
     "bad-huge-shape.weights.npz": ".npy header shape allocated before it is checked -> MemoryError",
+    "finding-eoferror.keras": "member shorter than its deflate stream (found by fuzz_weights) -> EOFError",
+    "finding-zlib-error.keras": "corrupt deflate data in a member (found by fuzz_weights) -> zlib.error",
 }
 
 
