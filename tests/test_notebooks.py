@@ -3,7 +3,7 @@
 Each notebook ends with a cell printing a JSON dict of its key results; the tests check those
 against floors, count the figures, and check the fit progress bar redraws in place. Without
 nbclient/ipykernel/matplotlib or the data the tests are skipped, except under CI=true, where
-they fail.
+they fail. Marked slow (several epochs of training each): not run under the sanitizers.
 """
 import json
 import os
@@ -143,6 +143,7 @@ def executed(run_env):
     return get
 
 
+@pytest.mark.slow
 def test_01_data_preparation(executed):
     nb, seconds = executed("01_data_preparation")
     r = _results(nb)
@@ -156,6 +157,7 @@ def test_01_data_preparation(executed):
     assert _images(nb) == 3   # sample grid, class means, label histogram
 
 
+@pytest.mark.slow
 def test_02_build_and_train(executed):
     nb, seconds = executed("02_build_and_train")
     r = _results(nb)
@@ -182,6 +184,7 @@ def test_02_build_and_train(executed):
     assert len(redraws) == 5 and sum(redraws) > 5   # several updates drawn over each other per epoch
 
 
+@pytest.mark.slow
 def test_03_fine_tuning(executed):
     nb, seconds = executed("03_fine_tuning")
     r = _results(nb)
@@ -207,6 +210,7 @@ def test_03_fine_tuning(executed):
     assert "Trainable params: 645" in out and "Non-trainable params: 100,480" in out
 
 
+@pytest.mark.slow
 def test_04_custom_training_loop(executed):
     nb, seconds = executed("04_custom_training_loop")
     r = _results(nb)
@@ -214,6 +218,7 @@ def test_04_custom_training_loop(executed):
     assert all(len(v) == 5 for v in loop.values())
     assert loop["loss"] == sorted(loop["loss"], reverse=True)
     assert loop["val_accuracy"][-1] >= 0.955 and r["test_accuracy"] >= 0.965, r
+    assert r["evaluate_matches_loop"] is True
     assert r["loop_images_per_second"] > 0 and r["fit_images_per_second"] > 0
     loop_cell = next(c for c in nb.cells if c.cell_type == "code" and "train_on_batch" in c.source)
     lines = [line for line in _stream(loop_cell).splitlines() if line.startswith("epoch ")]
