@@ -50,7 +50,7 @@ def adapt_input(x, input_shape, what="x"):
     d = math.prod(want)
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x).reshape(x.shape[0], d)
-    x = np.ascontiguousarray(x, dtype=np.float32).reshape(x.shape[0], d)
+    x = np.require(x, np.float32, ["C", "A"]).reshape(x.shape[0], d)  # copies only if needed
     n_nan, n_inf, _, _ = _C.scan_floats(x)
     if n_nan or n_inf:
         raise ValueError(f"{what} contains {n_nan} NaN and {n_inf} infinite value(s); clean or impute them "
@@ -96,7 +96,7 @@ def adapt_target(y, loss, out_units, what="y"):
                 bad = int(np.flatnonzero((y < 0) | (y >= out_units))[0])
                 raise ValueError(f"{what}: labels must be in [0, {out_units}) for a model with {out_units} "
                                  f"outputs, found {y[bad].item()!r} at index {bad}")
-        return np.ascontiguousarray(y, dtype=np.int32)
+        return np.require(y, np.int32, ["C", "A"])
     if loss.kind == losses.CCE:
         if out_units > 1 and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
             raise ValueError(
@@ -110,7 +110,7 @@ def adapt_target(y, loss, out_units, what="y"):
     if y.ndim != 2 or y.shape[1] != out_units:
         raise ValueError(f"Arguments `target` and `output` must have the same shape. Received: "
                          f"target.shape={(None, *y.shape[1:])}, output.shape={(None, out_units)}")
-    y = np.ascontiguousarray(y, dtype=np.float32)
+    y = np.require(y, np.float32, ["C", "A"])
     n_nan, n_inf, lo, hi = _C.scan_floats(y) if y.size else (0, 0, 0.0, 0.0)
     if n_nan or n_inf:
         raise ValueError(f"{what} contains {n_nan} NaN and {n_inf} infinite value(s)")

@@ -140,7 +140,7 @@ class Model:
     def _ensure_built_for(self, x):
         if self.built:
             return
-        x = np.asarray(x) if not isinstance(x, np.ndarray) else x
+        x = _data._as_array(x, "x")
         if x.ndim < 2:
             raise ValueError(f"Cannot build the model from input of shape {x.shape}: expected "
                              "(samples, features...)")
@@ -478,9 +478,8 @@ class Model:
             return logs["loss"]
         return [logs["loss"], logs[metric_name]]
 
-    def _forward(self, x, batch_size, hook=None):
-        self._ensure_built_for(x)
-        x2 = _data.adapt_input(x, self._input_shape)
+    def _forward(self, x2, batch_size, hook=None):
+        """Outputs for adapted input x2 (N, d)."""
         plan = self._get_plan()
         out = np.empty((len(x2), self._out_units), np.float32)
         if len(plan.layers) == 0:
@@ -489,29 +488,32 @@ class Model:
             _C.predict(plan.layers, plan.lfloats, plan.params, x2, out, batch_size, hook)
         return out.reshape((len(x2), *self._output_shape))
 
+    def _adapt(self, x):
+        self._ensure_built_for(x)
+        return _data.adapt_input(x, self._input_shape)
+
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Model outputs for x as one float32 array (N, *output_shape); needs no compile; no dropout."""
         _no_unsupported(steps=steps)
         verbose_level = _verbose(verbose)
         batch_size = _batch_size(batch_size, 0)
+        x2 = self._adapt(x)
         hook, bar = None, None
         if verbose_level:
             from mnistc.progbar import Progbar
-            n = len(x) if hasattr(x, "__len__") else 0
-            n_steps = max(1, math.ceil(n / batch_size))
-            bar = Progbar(n_steps, verbose=verbose_level)
+            bar = Progbar(math.ceil(len(x2) / batch_size), verbose=verbose_level)
 
             def hook(batch, *_):
                 bar.update(batch + 1)
-        out = self._forward(x, batch_size, hook)
+        out = self._forward(x2, batch_size, hook)
         if bar is not None:
             bar.update(bar.target, finalize=True)
         return out
 
     def predict_on_batch(self, x):
         """predict() on one batch, without progress output."""
-        x_len = len(x) if hasattr(x, "__len__") else 1
-        return self._forward(x, max(1, x_len))
+        x2 = self._adapt(x)
+        return self._forward(x2, len(x2))
 
     def __call__(self, x, training=False):
         """Run the model on an array (inference mode) and return the outputs."""

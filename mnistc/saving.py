@@ -9,7 +9,9 @@ import json
 import os
 import tempfile
 import time
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -82,17 +84,56 @@ def save_weights(model, filepath, overwrite=True):
     _atomic_write(filepath, _npz_bytes(_weight_keys(model)))
 
 
+# Everything a damaged or hostile archive can make zipfile, zlib, json or the .npy header parser
+# raise; each becomes a FormatError naming the file.
+_DAMAGE = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+           RuntimeError, SyntaxError, tokenize.TokenError, RecursionError, KeyError)
+
+
+class _ShapeMismatch(ValueError):
+    """A well-formed file whose shapes differ from the model's: a ValueError, as in Keras."""
+
+
+def _read_entry(zf, info, name, key, shape):
+    """One float array from an .npy member: header checked (dtype, shape) before any data is read."""
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            arr_shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            arr_shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise FormatError(f"{name}: entry {key} has unsupported .npy version {version}")
+        if dtype.kind != "f" or dtype.hasobject or dtype.itemsize not in (4, 8):
+            raise FormatError(f"{name}: entry {key} has dtype {dtype}, expected float32")
+        if shape is not None and tuple(arr_shape) != tuple(shape):
+            raise _ShapeMismatch(f"{name}: {key}: file shape {tuple(arr_shape)} vs model shape {tuple(shape)}")
+        n = int(np.prod(arr_shape, dtype=np.int64)) if arr_shape else 1
+        nbytes = n * dtype.itemsize
+        if nbytes > info.file_size:
+            raise FormatError(f"{name}: entry {key} declares shape {tuple(arr_shape)} but holds only "
+                              f"{info.file_size} bytes")
+        data = f.read(nbytes)
+        if len(data) != nbytes or f.read(1):
+            raise FormatError(f"{name}: entry {key} holds {len(data)} data bytes, expected exactly {nbytes}")
+    arr = np.frombuffer(data, dtype).reshape(arr_shape, order="F" if fortran else "C")
+    if not np.all(np.isfinite(arr)):
+        raise FormatError(f"{name}: non-finite value in {key}")
+    return np.ascontiguousarray(arr, np.float32)
+
+
 def _read_npz(source, name, expected, optional_prefix=None, optional_limit=0):
     """Read the arrays named in `expected` ({key: shape}) from an npz, checking names, sizes, shapes
-    and finiteness; entries under `optional_prefix` (at most `optional_limit` bytes each) are
-    returned too, with any shape. Returns {key: float32 array}."""
+    and finiteness before anything large is allocated; entries under `optional_prefix` (at most
+    `optional_limit` bytes each) are returned too, with any shape. Returns {key: float32 array}."""
     try:
         zf = zipfile.ZipFile(source)
-    except zipfile.BadZipFile as e:
+    except _DAMAGE as e:
         raise FormatError(f"{name}: not a mnistc weights file (not a NumPy .npz archive: {e})") from None
     with zf:
-        members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
-        others = [i.filename for i in zf.infolist() if not i.filename.endswith(".npy")]
+        infos = zf.infolist()
+        members = {i.filename[:-4]: i for i in infos if i.filename.endswith(".npy")}
+        others = [i.filename for i in infos if not i.filename.endswith(".npy")]
         if others:
             raise FormatError(f"{name}: unexpected entries {others[:3]} in the weights archive")
         missing = sorted(set(expected) - set(members))
@@ -110,19 +151,13 @@ def _read_npz(source, name, expected, optional_prefix=None, optional_limit=0):
             limit = (8 * int(np.prod(shape)) if shape is not None else optional_limit) + 4096
             if info.file_size > limit:
                 raise FormatError(f"{name}: entry {key} holds {info.file_size} bytes, more than its shape "
-                                  f"{tuple(shape)} allows")
+                                  f"allows ({limit})")
             try:
-                with zf.open(info) as f:
-                    arr = np.lib.format.read_array(f, allow_pickle=False)
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+                out[key] = _read_entry(zf, info, name, key, shape)
+            except (FormatError, _ShapeMismatch, MemoryError):
+                raise
+            except _DAMAGE as e:
                 raise FormatError(f"{name}: entry {key} is damaged or not a plain array ({e})") from None
-            if arr.dtype.kind != "f":
-                raise FormatError(f"{name}: entry {key} has dtype {arr.dtype}, expected float32")
-            if shape is not None and arr.shape != tuple(shape):
-                raise ValueError(f"{name}: {key}: file shape {arr.shape} vs model shape {tuple(shape)}")
-            if not np.all(np.isfinite(arr)):
-                raise FormatError(f"{name}: non-finite value in {key}")
-            out[key] = arr.astype(np.float32)
         return out
 
 
@@ -170,60 +205,115 @@ def save_model(model, filepath, overwrite=True):
     _atomic_write(filepath, buf.getvalue())
 
 
-def _model_from_config(config):
-    from mnistc.models import Model, Sequential
+def _layers_from_config(config):
+    """(model class, name, input shape, [Layer]) from a parsed config.json, types checked."""
     if not isinstance(config, dict) or config.get("class_name") not in ("Sequential", "Functional"):
-        raise FormatError(f"model config: unknown model class {config.get('class_name')!r}")
-    cfg = config.get("config", {})
-    layer_cfgs = cfg.get("layers", [])
-    if not isinstance(layer_cfgs, list) or len(layer_cfgs) > 10000:
-        raise FormatError("model config: `layers` must be a list of at most 10000 layers")
-    built = [layers_mod.deserialize(c) for c in layer_cfgs]
+        found = config.get("class_name") if isinstance(config, dict) else type(config).__name__
+        raise FormatError(f"model config: unknown model class {found!r}")
+    cfg = config.get("config")
+    if not isinstance(cfg, dict):
+        raise FormatError("model config: `config` must be an object")
+    layer_cfgs = cfg.get("layers")
+    if not isinstance(layer_cfgs, list) or len(layer_cfgs) > 10000 or \
+            not all(isinstance(c, dict) and isinstance(c.get("config", {}), dict) for c in layer_cfgs):
+        raise FormatError("model config: `layers` must be a list of at most 10000 layer objects")
     shape = cfg.get("input_shape")
-    if config["class_name"] == "Sequential":
-        model = Sequential(name=cfg.get("name"))
+    if shape is not None and (not isinstance(shape, list) or len(shape) > 8 or
+                              not all(isinstance(d, int) and 0 < d < 2**31 for d in shape)):
+        raise FormatError(f"model config: bad input_shape {shape!r}")
+    if shape is None and config["class_name"] == "Functional":
+        raise FormatError("model config: a functional model needs `input_shape`")
+    try:
+        layer_objs = [layers_mod.deserialize(c) for c in layer_cfgs]
+    except (TypeError, ValueError) as e:
+        raise FormatError(f"model config: bad layer ({e})") from None
+    return config["class_name"], cfg.get("name"), shape, layer_objs
+
+
+def _count_params(input_shape, layer_objs):
+    """Number of weights the layers will create for input_shape, computed without building them."""
+    total, shape = 0, tuple(input_shape)
+    for layer in layer_objs:
+        if isinstance(layer, layers_mod.Dense):
+            if len(shape) != 1:
+                raise FormatError(f"model config: Dense layer '{layer.name}' follows shape {shape}")
+            total += shape[0] * layer.units + (layer.units if layer.use_bias else 0)
+        shape = layer.compute_output_shape(shape)
+    return total
+
+
+def _build_model(kind, name, shape, layer_objs):
+    from mnistc.models import Model, Sequential
+    if kind == "Sequential":
+        model = Sequential(name=name)
         if shape is not None:
             model.add(layers_mod.InputLayer(shape=tuple(shape)))
-        for layer in built:
+        for layer in layer_objs:
             model.add(layer)
         return model
     t = inputs = layers_mod.Input(shape=tuple(shape))
-    for layer in built:
+    for layer in layer_objs:
         t = layer(t)
-    return Model(inputs, t, name=cfg.get("name"))
+    return Model(inputs, t, name=name)
+
+
+def _check_compile_config(cc):
+    if cc is None:
+        return None
+    if not isinstance(cc, dict) or not isinstance(cc.get("metrics", []), list) or \
+            not isinstance(cc.get("optimizer"), (dict, str)) or \
+            not isinstance(cc.get("loss"), (dict, str, type(None))):
+        raise FormatError("model config: `compile_config` must be an object with optimizer, loss and a "
+                          "list of metrics")
+    return cc
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Load a model saved with `model.save("m.keras")`: architecture, weights, compile settings and
-    optimizer state. Never executes code from the file."""
+    optimizer state. Never executes code from the file; sizes are checked against the architecture
+    before anything large is read or allocated.
+
+    Raises:
+        FileNotFoundError / OSError: the file cannot be read.
+        mnistc.FormatError: the file is not a well-formed mnistc model file.
+    """
     filepath = os.fspath(filepath)
     with open(filepath, "rb") as f:
         try:
-            zf = zipfile.ZipFile(f)
-        except zipfile.BadZipFile:
-            raise FormatError(f"{filepath}: not a mnistc model file (expected a .keras zip archive)") from None
-        with zf:
-            names = set(zf.namelist())
-            if not {"config.json", "model.weights.npz"} <= names:
-                raise FormatError(f"{filepath}: not a mnistc model file (config.json or model.weights.npz "
-                                  "missing)")
-            info = zf.getinfo("config.json")
-            if info.file_size > _MAX_CONFIG_BYTES:
-                raise FormatError(f"{filepath}: config.json is {info.file_size} bytes, larger than allowed")
-            try:
+            with zipfile.ZipFile(f) as zf:
+                names = set(zf.namelist())
+                if not {"config.json", "model.weights.npz"} <= names:
+                    raise FormatError(f"{filepath}: not a mnistc model file (config.json or model.weights.npz "
+                                      "missing)")
+                info = zf.getinfo("config.json")
+                if info.file_size > _MAX_CONFIG_BYTES:
+                    raise FormatError(f"{filepath}: config.json is {info.file_size} bytes, larger than allowed")
                 config = json.loads(zf.read("config.json"))
+                kind, name, shape, layer_objs = _layers_from_config(config)
+                cc = _check_compile_config(config.get("compile_config"))
+                n_params = _count_params(shape, layer_objs) if shape is not None else None
+                winfo = zf.getinfo("model.weights.npz")
+                if n_params is not None:
+                    # the archive holds the weights (and at most 3 optimizer slots) plus small headers
+                    if winfo.file_size < 4 * n_params or winfo.file_size > 16 * n_params + (1 << 20):
+                        raise FormatError(
+                            f"{filepath}: model.weights.npz holds {winfo.file_size} bytes, which does not fit an "
+                            f"architecture of {n_params} parameters")
                 weights_blob = zf.read("model.weights.npz")
-            except (ValueError, zipfile.BadZipFile, OSError) as e:
-                raise FormatError(f"{filepath}: damaged model file ({e})") from None
+        except FormatError:
+            raise
+        except _DAMAGE as e:
+            if isinstance(e, OSError) and not isinstance(e, zipfile.BadZipFile) and e.errno is not None:
+                raise
+            raise FormatError(f"{filepath}: not a mnistc model file or damaged ({type(e).__name__}: {e})") from None
     try:
-        model = _model_from_config(config)
-    except (TypeError, KeyError, AttributeError) as e:
+        model = _build_model(kind, name, shape, layer_objs)
+        if compile and cc:
+            model.compile(optimizer=optimizers.get(cc["optimizer"]),
+                          loss=losses.get(cc["loss"]) if cc.get("loss") else None,
+                          metrics=[metrics.get(m) for m in cc.get("metrics", [])])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise FormatError(f"{filepath}: bad model config ({e})") from None
-    cc = config.get("compile_config")
-    if compile and cc:
-        model.compile(optimizer=optimizers.get(cc["optimizer"]),
-                      loss=losses.get(cc["loss"]) if cc.get("loss") else None,
-                      metrics=[metrics.get(m) for m in cc.get("metrics", [])])
     current = _weight_keys(model)
     limit = 8 * sum(w.size for w in current.values())
     arrays = _read_npz(io.BytesIO(weights_blob), filepath, {k: v.shape for k, v in current.items()},
