@@ -125,27 +125,11 @@ def test_python_binding_replays_the_idx_corpus(path):
         assert outcomes[0][0] == "FormatError", path.name
 
 
-# Seeds that hit findings reported with their fixes (tests/test_robustness_inputs.py has one xfail
-# test per finding); strict, so a fix turns them into failures to remove from this table.
-KNOWN_FINDINGS = {
-    "bad-compile-config.keras": "load_model: compile_config not a dict -> TypeError",
-    "bad-compress-99.weights.npz": "unknown zip compression method -> NotImplementedError",
-    "bad-encrypted.weights.npz": "encrypted zip member -> RuntimeError",
-    "bad-config-deep.keras": "deeply nested config.json -> RecursionError",
-    "bad-header-syntax.weights.npz": "malformed .npy header -> tokenize.TokenError",
-    "bad-huge-shape.weights.npz": ".npy header shape allocated before it is checked -> MemoryError",
-    "finding-eoferror.keras": "member shorter than its deflate stream (found by fuzz_weights) -> EOFError",
-    "finding-zlib-error.keras": "corrupt deflate data in a member (found by fuzz_weights) -> zlib.error",
-}
-
-
+# bad-compile-config, bad-compress-99, bad-encrypted, bad-config-deep, bad-header-syntax, bad-huge-shape and
+# the finding-* seeds (found by fuzz_weights.py) each let a non-ValueError escape before the loading
+# hardening (5a26d94); they stay here as regressions.
 def _weights_seeds():
-    out = []
-    for p in sorted(CORPUS_WEIGHTS.iterdir()):
-        marks = [pytest.mark.xfail(strict=True, raises=weights_check.Finding, reason=KNOWN_FINDINGS[p.name])] \
-            if p.name in KNOWN_FINDINGS else []
-        out.append(pytest.param(p, marks=marks, id=p.name))
-    return out
+    return [pytest.param(p, id=p.name) for p in sorted(CORPUS_WEIGHTS.iterdir())]
 
 
 @pytest.fixture(scope="module")

@@ -186,7 +186,7 @@ def cases(tmp_path):
         "fit callback raises": (swallow(ValueError, model.fit, x, y, batch_size=16, verbose=0, callbacks=[Raise()]),
                                 (x, y, model), 300),
         "load_weights truncated": (swallow(mnistc.FormatError, model.load_weights, bad_w), (bad_w, model), 300),
-        "save_weights + load_weights": (save_load, (wpath, model), 300),
+        "save_weights + load_weights": (save_load, (wpath, model), 150),
     }
 
 

@@ -214,9 +214,6 @@ def test_accepted_layouts_evaluate_and_fit_bit_identically(tmp_path):
         assert (digest(xv), digest(yv)) == before, f"{name}: input modified"
 
 
-@pytest.mark.xfail(strict=True, reason="_data.adapt_input/adapt_target: np.ascontiguousarray keeps a misaligned "
-                                       "native float32/int32 array as it is, and the C binding refuses it "
-                                       "('expected an aligned array')")
 def test_misaligned_native_arrays_are_accepted():
     x, y = make_data()
     xm, ym = _misaligned(x), _misaligned(y.astype(np.int32))
@@ -292,8 +289,6 @@ def test_scalar_x_to_fit_and_evaluate():
         rejects(model, ValueError, r"expected shape \(None, 8\)", call, y)
 
 
-@pytest.mark.xfail(strict=True, reason="Model.predict / predict_on_batch call len(x) on a 0-d array before "
-                                       "checking it: TypeError 'len() of unsized object' names nothing expected")
 @pytest.mark.parametrize("call", ["predict", "predict_on_batch"])
 def test_scalar_x_to_predict_names_the_expected_shape(call):
     model = make_model()
@@ -602,8 +597,6 @@ def test_every_flipped_payload_bit_is_caught_by_the_crc(saved, tmp_path):
                                      "CRC|damaged")
 
 
-@pytest.mark.xfail(strict=True, reason="load_model reads deflated members without catching zlib.error: a flipped "
-                                       "bit in config.json gives zlib.error 'invalid distances set', not FormatError")
 def test_every_flipped_bit_of_a_model_file_is_refused_or_harmless(saved, tmp_path):
     model, _, k = saved
     refused = 0
@@ -729,7 +722,7 @@ def test_a_planted_pickle_never_runs(saved, tmp_path):
 
 
 @pytest.mark.parametrize("edit, exc, match", [
-    (lambda c: c["config"].update(layers=[{}] * 20000), mnistc.FormatError, "at most 10000 layers"),
+    (lambda c: c["config"].update(layers=[{}] * 20000), mnistc.FormatError, "at most 10000 layer"),
     (lambda c: c["config"].update(layers="Dense"), mnistc.FormatError, "must be a list"),
     (lambda c: c.update(class_name="Subclassed"), mnistc.FormatError, "unknown model class 'Subclassed'"),
     (lambda c: c["config"]["layers"][0].update(class_name="Lambda", config={"function": "os.system"}), ValueError,
@@ -738,7 +731,7 @@ def test_a_planted_pickle_never_runs(saved, tmp_path):
     (lambda c: c["config"]["layers"][0]["config"].update(units=7), ValueError,
      r"file shape \(6, 5\) vs model shape \(6, 7\)"),
     (lambda c: c["config"].update(input_shape=[7]), ValueError, r"file shape \(6, 5\) vs model shape \(7, 5\)"),
-    (lambda c: c["config"].update(input_shape=[-1]), ValueError, "positive dimensions"),
+    (lambda c: c["config"].update(input_shape=[-1]), mnistc.FormatError, r"bad input_shape \[-1\]"),
     (lambda c: c["config"]["layers"][0]["config"].update(activation="__import__('os')"), ValueError,
      "Could not interpret activation"),
 ])
@@ -747,7 +740,7 @@ def test_bad_model_configs(saved, tmp_path, edit, exc, match):
     load_model_rejects(tmp_path / "c.keras", rezip(k, edit_config(edit)), exc, match)
 
 
-# --- findings: these fail today; each is described with its fix in the robustness report ---
+# --- regressions: each of these failed before the loading hardening (5a26d94) ---
 
 def test_members_claiming_another_known_compression_are_format_errors(saved, tmp_path):
     model, w, k = saved
@@ -768,11 +761,7 @@ def _zip_patch(blob, method=None, flag=None):
     return bytes(b)
 
 
-BUG_ZIP = ("saving._read_npz and load_model let zipfile's NotImplementedError (unknown compression method) and "
-           "RuntimeError (encrypted member) escape instead of FormatError")
 
-
-@pytest.mark.xfail(strict=True, reason=BUG_ZIP)
 @pytest.mark.parametrize("patch", [dict(method=99), dict(method=1), dict(flag=1)],
                          ids=["method-99", "method-shrunk", "encrypted"])
 def test_unsupported_zip_members_are_format_errors(saved, tmp_path, patch):
@@ -781,16 +770,12 @@ def test_unsupported_zip_members_are_format_errors(saved, tmp_path, patch):
     load_model_rejects(tmp_path / "z.keras", _zip_patch(k, **patch), mnistc.FormatError, "")
 
 
-@pytest.mark.xfail(strict=True, reason="saving._read_npz lets tokenize.TokenError from a malformed .npy header "
-                                       "escape instead of FormatError")
 def test_malformed_npy_header_is_a_format_error(saved, tmp_path):
     model, w, _ = saved
     blob = rezip(w, replace(K0, b"\x93NUMPY\x01\x00\x10\x00{'descr': __import__('os')}"))
     load_weights_rejects(model, tmp_path / "h.weights.npz", blob, mnistc.FormatError, "damaged")
 
 
-@pytest.mark.xfail(strict=True, reason="saving._read_npz checks an entry's shape after np.lib.format.read_array "
-                                       "allocated what the .npy header declares: 4 TiB -> MemoryError")
 def test_npy_header_declaring_a_huge_shape_is_refused_before_allocating(saved, tmp_path):
     model, w, _ = saved
     blob = rezip(w, replace(K0, npy_header({"descr": "<f4", "fortran_order": False, "shape": (2**40,)},
@@ -798,16 +783,12 @@ def test_npy_header_declaring_a_huge_shape_is_refused_before_allocating(saved, t
     load_weights_rejects(model, tmp_path / "s.weights.npz", blob, (mnistc.FormatError, ValueError), "shape")
 
 
-@pytest.mark.xfail(strict=True, reason="load_model: json.loads of a deeply nested config.json raises "
-                                       "RecursionError, not FormatError")
 def test_deeply_nested_config_is_a_format_error(saved, tmp_path):
     _, _, k = saved
     blob = rezip(k, replace("config.json", b"[" * 100000 + b"]" * 100000), compression=zipfile.ZIP_DEFLATED)
     load_model_rejects(tmp_path / "d.keras", blob, mnistc.FormatError, "config")
 
 
-@pytest.mark.xfail(strict=True, reason="load_model indexes compile_config without checking it is a dict: "
-                                       "TypeError, not FormatError")
 def test_compile_config_of_the_wrong_type_is_a_format_error(saved, tmp_path):
     _, _, k = saved
     load_model_rejects(tmp_path / "cc.keras", rezip(k, edit_config(lambda c: c.update(compile_config="adam"))),
@@ -827,7 +808,7 @@ RSS_CHILD = textwrap.dedent("""
     import resource, sys, time, zipfile
     import mnistc
     path, kind = sys.argv[1], sys.argv[2]
-    if kind == "bomb":  # stream a .keras whose model.weights.npz inflates to 256 MiB of zeros
+    if kind == "bomb":  # stream a .keras whose model.weights.npz inflates to 96 MiB of zeros
         src = zipfile.ZipFile(sys.argv[3])
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
             for info in src.infolist():
@@ -835,7 +816,7 @@ RSS_CHILD = textwrap.dedent("""
                     dst.writestr(info.filename, src.read(info))
             with dst.open("model.weights.npz", "w", force_zip64=True) as f:
                 zeros = bytes(1 << 20)
-                for _ in range(256):
+                for _ in range(96):
                     f.write(zeros)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
@@ -857,27 +838,22 @@ def run_rss_child(*args):
     return outcome, float(seconds), int(growth_kib)
 
 
-@pytest.mark.xfail(strict=True, reason="load_model builds and initialises the model from config.json "
-                                       "(Dense units 20000 on 2000 inputs: 40M parameters, ~500 MB, seconds) before "
-                                       "comparing it with the weights archive, which holds 48 values")
 def test_absurd_dims_in_config_are_refused_before_allocating(saved, tmp_path):
     _, _, k = saved
 
     def edit(c):
         c["config"]["input_shape"] = [2000]
-        c["config"]["layers"][0]["config"]["units"] = 20000
+        c["config"]["layers"][0]["config"]["units"] = 8000
     p = tmp_path / "dims.keras"
     p.write_bytes(rezip(k, edit_config(edit)))
     outcome, seconds, growth = run_rss_child(p, "plain")
     assert outcome == "FormatError", outcome
-    assert growth < 64 * 1024, f"peak RSS grew {growth} KiB in {seconds} s"
+    assert growth < 32 * 1024, f"peak RSS grew {growth} KiB in {seconds} s"
 
 
-@pytest.mark.xfail(strict=True, reason="load_model reads model.weights.npz from the .keras zip with no size "
-                                       "bound: a 256 KB member inflating to 256 MiB is fully inflated in memory")
 def test_zip_bomb_in_a_model_file_is_refused_before_inflating(saved, tmp_path):
     _, _, k = saved
     src = tmp_path / "good.keras"
     outcome, seconds, growth = run_rss_child(tmp_path / "bomb.keras", "bomb", src)
     assert outcome == "FormatError", outcome
-    assert growth < 64 * 1024, f"peak RSS grew {growth} KiB in {seconds} s"
+    assert growth < 32 * 1024, f"peak RSS grew {growth} KiB in {seconds} s"
