@@ -1,21 +1,508 @@
-/* Portable reference GEMM: correct for every shape and transpose, written for clarity.
- * The loop order keeps the innermost loop over contiguous memory where the layout allows. */
+/* GEMM driver: variant dispatch, packing, cache blocking and the split over threads, plus the
+ * portable (plain C, auto-vectorised) kernels. The AVX2 and AVX-512 kernels live in
+ * gemm_avx2.c / gemm_avx512.c. Threads only ever split C into independent blocks; every C element
+ * is reduced over K in an order fixed by the shape and the variant alone, so results are the same
+ * for any thread count. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include "gemm.h"
 
-void mc_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
-             const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc) {
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cpu.h"
+#include "gemm_impl.h"
+#include "threads.h"
+
+/* Work below this many flops per thread stays on fewer threads: handing a block to a parked
+ * worker costs a few microseconds, about what a core does in 2e5-4e5 flops (bench_gemm.py). */
+#define FLOPS_PER_THREAD 4.0e5
+/* Blocks of C per thread: claimed dynamically, so a thread whose core is busy elsewhere takes
+ * fewer of them. */
+#define TASKS_PER_THREAD 4
+/* Largest packed B (floats) per N block: all of K times as many columns as fit. */
+#define B_PACK_MAX ((size_t)1 << 20)
+
+/* Largest tile and K chunk over all variants: sizes the on-stack panels of the fallback path. */
+#define MAX_MR 16
+#define MAX_NR 32
+#define MAX_KC 256
+
+static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+
+/* --- portable variant --- */
+
+/* 6 x 8 tile: 48 float accumulators, i.e. 12 of the 16 SSE registers once GCC unrolls and
+ * vectorises the fixed-length loops (it does at -O2 with the pragmas; wider tiles spill). Separate multiply and
+ * add (ISO C mode keeps -ffp-contract=off), so its results differ from the FMA variants in the
+ * last bits. */
+#define PMR 6
+#define PNR 8
+#define PSN 16  /* columns per step of the small-M path */
+
+static void micro_portable(size_t kc, const float *restrict ap, const float *restrict bp, float *c,
+                           size_t ldc, size_t m, size_t n, float alpha, float beta) {
+    float acc[PMR][PNR];
+    memset(acc, 0, sizeof acc);
+    for (size_t k = 0; k < kc; k++) {
+        const float *a = ap + k * PMR, *b = bp + k * PNR;
+#pragma GCC unroll 6
+        for (int r = 0; r < PMR; r++)
+#pragma GCC unroll 8
+            for (int j = 0; j < PNR; j++) acc[r][j] += a[r] * b[j];
+    }
+    for (size_t r = 0; r < m; r++) {
+        float *cr = c + r * ldc;
+        if (beta == 0.0f)
+            for (size_t j = 0; j < n; j++) cr[j] = alpha * acc[r][j];
+        else
+            for (size_t j = 0; j < n; j++) cr[j] = alpha * acc[r][j] + beta * cr[j];
+    }
+}
+
+/* Few rows, B untransposed: stream B's rows straight from memory (packing B would cost as much
+ * as the multiply). 16 columns at a time in a fixed-length loop, the rest one by one; either way
+ * each element is acc = sum_k a*b in k order, then the same epilogue as micro_portable. */
+static void small_portable(int trans_a, size_t M, size_t N, size_t K, float alpha, const float *A,
+                           size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc) {
     for (size_t i = 0; i < M; i++) {
-        float *c = C + i * ldc;
-        if (beta == 0.0f) for (size_t j = 0; j < N; j++) c[j] = 0.0f;
-        else if (beta != 1.0f) for (size_t j = 0; j < N; j++) c[j] *= beta;
-        for (size_t k = 0; k < K; k++) {
-            float a = alpha * (trans_a ? A[k * lda + i] : A[i * lda + k]);
-            if (!trans_b) {
-                const float *b = B + k * ldb;
-                for (size_t j = 0; j < N; j++) c[j] += a * b[j];
-            } else {
-                for (size_t j = 0; j < N; j++) c[j] += a * B[j * ldb + k];
+        float *ci = C + i * ldc;
+        size_t j = 0;
+        for (; j + PSN <= N; j += PSN) {
+            float acc[PSN];
+            memset(acc, 0, sizeof acc);
+            for (size_t k = 0; k < K; k++) {
+                float a = trans_a ? A[k * lda + i] : A[i * lda + k];
+                const float *b = B + k * ldb + j;
+                for (int t = 0; t < PSN; t++) acc[t] += a * b[t];
+            }
+            if (beta == 0.0f)
+                for (int t = 0; t < PSN; t++) ci[j + t] = alpha * acc[t];
+            else
+                for (int t = 0; t < PSN; t++) ci[j + t] = alpha * acc[t] + beta * ci[j + t];
+        }
+        for (; j < N; j++) {
+            float acc = 0.0f;
+            for (size_t k = 0; k < K; k++)
+                acc += (trans_a ? A[k * lda + i] : A[i * lda + k]) * B[k * ldb + j];
+            ci[j] = beta == 0.0f ? alpha * acc : alpha * acc + beta * ci[j];
+        }
+    }
+}
+
+static const mc_gemm_impl impl_portable = {
+    "portable", PMR, PNR, 256, 120, 1024, 4, micro_portable, small_portable,
+};
+
+/* --- variant selection (once) --- */
+
+static const mc_gemm_impl *const impls[MC_KERNEL_COUNT] = {
+    &impl_portable, &mc_gemm_impl_avx2, &mc_gemm_impl_avx512,
+};
+static const char *const kernel_names[MC_KERNEL_COUNT] = {"portable", "avx2", "avx512"};
+
+static pthread_once_t kernel_once = PTHREAD_ONCE_INIT;
+static int kernel_ok[MC_KERNEL_COUNT];
+static mc_kernel kernel_active = MC_KERNEL_PORTABLE;
+static char kernel_req[32];
+static int kernel_req_set;
+static pthread_key_t scratch_key;
+static int scratch_key_ok;
+
+typedef struct {
+    float *p[2];
+    size_t n[2];  /* floats */
+} scratch;
+
+static void scratch_free(void *arg) {
+    scratch *s = arg;
+    free(s->p[0]);
+    free(s->p[1]);
+    free(s);
+}
+
+static void kernel_init(void) {
+    kernel_ok[MC_KERNEL_PORTABLE] = 1;
+    kernel_ok[MC_KERNEL_AVX2] = mc_gemm_impl_avx2.micro != NULL && mc_cpu_has_avx2_fma();
+    kernel_ok[MC_KERNEL_AVX512] = mc_gemm_impl_avx512.micro != NULL && mc_cpu_has_avx512f();
+    kernel_active = kernel_ok[MC_KERNEL_AVX512] ? MC_KERNEL_AVX512
+                    : kernel_ok[MC_KERNEL_AVX2] ? MC_KERNEL_AVX2
+                                                : MC_KERNEL_PORTABLE;
+    const char *env = getenv("MNISTC_KERNEL");
+    if (env) {
+        kernel_req_set = 1;
+        strncpy(kernel_req, env, sizeof kernel_req - 1);
+        for (int k = 0; k < MC_KERNEL_COUNT; k++)
+            if (strcasecmp(env, kernel_names[k]) == 0 && kernel_ok[k]) kernel_active = (mc_kernel)k;
+    }
+    scratch_key_ok = pthread_key_create(&scratch_key, scratch_free) == 0;
+}
+
+const char *mc_kernel_name(mc_kernel k) {
+    return (unsigned)k < MC_KERNEL_COUNT ? kernel_names[k] : NULL;
+}
+
+int mc_kernel_supported(mc_kernel k) {
+    pthread_once(&kernel_once, kernel_init);
+    return (unsigned)k < MC_KERNEL_COUNT && kernel_ok[k];
+}
+
+mc_kernel mc_kernel_active(void) {
+    pthread_once(&kernel_once, kernel_init);
+    return kernel_active;
+}
+
+const char *mc_kernel_requested(void) {
+    pthread_once(&kernel_once, kernel_init);
+    return kernel_req_set ? kernel_req : NULL;
+}
+
+/* Packing scratch of the calling thread, kept between calls (a training run calls the same
+ * shapes thousands of times) and freed when the thread exits: slot 0 holds packed A blocks, slot 1
+ * the packed B of a whole call (owned by the calling thread, read by its helpers). It is a cache,
+ * not a per-call allocation, so it uses malloc directly; if it cannot grow, the caller takes the
+ * on-stack path, which gives the same bits. */
+static float *scratch_slot(int slot, size_t n) {
+    if (!scratch_key_ok) return NULL;
+    scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        if (pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->n[slot] < n) {
+        free(s->p[slot]);
+        s->p[slot] = NULL;
+        s->n[slot] = 0;
+        size_t want = (n + 16383) & ~(size_t)16383;  /* 64 KiB steps: few regrowths */
+        void *p = NULL;
+        if (want > ((size_t)-1) / sizeof(float) || posix_memalign(&p, 64, want * sizeof(float)) != 0)
+            return NULL;
+        s->p[slot] = p;
+        s->n[slot] = want;
+    }
+    return s->p[slot];
+}
+
+static float *thread_scratch(size_t n) { return scratch_slot(0, n); }
+static float *thread_scratch_b(size_t n) { return scratch_slot(1, n); }
+
+/* --- packing --- */
+
+typedef struct {
+    const mc_gemm_impl *impl;
+    int ta, tb, small;
+    size_t M, N, K, kc;     /* kc: length of every K chunk but the last */
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    size_t lda, ldb, ldc;
+    /* The current N block: columns [j0, j0 + ncur) of C, with op(B)[:, block] packed for all of
+     * K at bp: the chunk starting at row pc is bp + pc*ncpad, panels of nr columns within it. */
+    size_t j0, ncur, ncpad;
+    float *bp;
+    /* Tasks 0 .. n_pack-1 pack B (pack_step column panels each); the others each compute a block
+     * of m_step rows x n_step columns, block (t - n_pack) of a grid with gn columns. */
+    size_t n_pack, pack_step, gn, m_step, n_step;
+    atomic_size_t packed;   /* packing tasks finished; compute tasks start when all are */
+} gemm_job;
+
+/* One panel of w rows or columns: dst[k*w + r] = src[r*rs + k*ks] for r < n (n <= w), k < kc,
+ * and zero for n <= r < w. Inlined with w constant, so the copies are unrolled and vectorised. */
+static inline __attribute__((always_inline)) void pack_panel(const size_t w, const float *src,
+                                                             size_t rs, size_t ks, size_t n,
+                                                             size_t kc, float *restrict dst) {
+    if (n == w && rs == 1) {          /* each k is w consecutive floats: a straight copy */
+        for (size_t k = 0; k < kc; k++)
+            for (size_t r = 0; r < w; r++) dst[k * w + r] = src[k * ks + r];
+    } else if (n == w && ks == 1) {   /* w rows each contiguous in k: gather one k at a time */
+        for (size_t k = 0; k < kc; k++)
+            for (size_t r = 0; r < w; r++) dst[k * w + r] = src[r * rs + k];
+    } else {                          /* ragged edge */
+        for (size_t k = 0; k < kc; k++) {
+            for (size_t r = 0; r < n; r++) dst[k * w + r] = src[r * rs + k * ks];
+            for (size_t r = n; r < w; r++) dst[k * w + r] = 0.0f;
+        }
+    }
+}
+
+static void pack_panels(size_t w, const float *src, size_t rs, size_t ks, size_t n, size_t kc,
+                        float *dst) {
+    for (size_t p = 0; p < n; p += w) {
+        size_t nn = min_sz(w, n - p);
+        const float *s = src + p * rs;
+        float *d = dst + p * kc;
+        switch (w) {  /* the widths of the variants' register tiles */
+        case 6: pack_panel(6, s, rs, ks, nn, kc, d); break;
+        case 8: pack_panel(8, s, rs, ks, nn, kc, d); break;
+        case 12: pack_panel(12, s, rs, ks, nn, kc, d); break;
+        case 16: pack_panel(16, s, rs, ks, nn, kc, d); break;
+        case 32: pack_panel(32, s, rs, ks, nn, kc, d); break;
+        default: pack_panel(w, s, rs, ks, nn, kc, d); break;
+        }
+    }
+}
+
+/* op(A)[i0:i0+mc, p0:p0+kc] into panels of mr rows, each k-major (ap[k*mr + r]); rows past mc
+ * are zero so the micro-kernel always runs a full tile. op(A)[i][k] is A[i*lda + k], or
+ * A[k*lda + i] when transposed. */
+static void pack_a(const gemm_job *g, size_t i0, size_t mc, size_t p0, size_t kc, float *ap) {
+    if (g->ta) pack_panels(g->impl->mr, g->A + p0 * g->lda + i0, 1, g->lda, mc, kc, ap);
+    else pack_panels(g->impl->mr, g->A + i0 * g->lda + p0, g->lda, 1, mc, kc, ap);
+}
+
+/* op(B)[p0:p0+kc, j0:j0+nc] into panels of nr columns (bp[k*nr + j]), zero past nc. */
+static void pack_b(const gemm_job *g, size_t p0, size_t kc, size_t j0, size_t nc, float *bp) {
+    if (g->tb) pack_panels(g->impl->nr, g->B + j0 * g->ldb + p0, g->ldb, 1, nc, kc, bp);
+    else pack_panels(g->impl->nr, g->B + p0 * g->ldb + j0, 1, g->ldb, nc, kc, bp);
+}
+
+/* --- the on-stack path (no scratch memory to be had) --- */
+
+/* C[i0:i1, j0:j1] with one register tile of each operand packed at a time, serially. Same K
+ * chunks and kernel as the blocked path, so the same bits: an element's sum does not depend on
+ * where it sits in a tile or on how much is packed at once. */
+static __attribute__((noinline)) void gemm_on_stack(const gemm_job *g) {
+    _Alignas(64) float ap[MAX_MR * MAX_KC];
+    _Alignas(64) float bp[MAX_KC * MAX_NR];
+    const mc_gemm_impl *im = g->impl;
+    size_t mr = im->mr, nr = im->nr;
+    for (size_t jc = 0; jc < g->N; jc += nr) {
+        size_t nn = min_sz(nr, g->N - jc);
+        for (size_t pc = 0; pc < g->K; pc += g->kc) {
+            size_t kcur = min_sz(g->kc, g->K - pc);
+            float beta = pc == 0 ? g->beta : 1.0f;  /* later chunks add to what the first wrote */
+            pack_b(g, pc, kcur, jc, nn, bp);
+            for (size_t ic = 0; ic < g->M; ic += mr) {
+                size_t mm = min_sz(mr, g->M - ic);
+                pack_a(g, ic, mm, pc, kcur, ap);
+                im->micro(kcur, ap, bp, g->C + ic * g->ldc + jc, g->ldc, mm, nn, g->alpha, beta);
             }
         }
     }
+}
+
+/* --- tasks --- */
+
+/* Pack column panels [q0, q1) of the N block for every K chunk. */
+static void pack_b_task(gemm_job *g, size_t t) {
+    size_t nr = g->impl->nr;
+    size_t q0 = t * g->pack_step * nr, q1 = min_sz(g->ncur, q0 + g->pack_step * nr);
+    for (size_t pc = 0; pc < g->K; pc += g->kc) {
+        size_t kcur = min_sz(g->kc, g->K - pc);
+        pack_b(g, pc, kcur, g->j0 + q0, q1 - q0, g->bp + pc * g->ncpad + q0 * kcur);
+    }
+    atomic_fetch_add_explicit(&g->packed, 1, memory_order_release);
+}
+
+static void wait_packed(gemm_job *g) {
+    for (unsigned it = 0; atomic_load_explicit(&g->packed, memory_order_acquire) < g->n_pack; it++) {
+        if (it < 2000) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield();  /* a packer lost its core: let it run */
+        }
+    }
+}
+
+/* C[i0:i1, j0+c0 : j0+c1]: for each M block of this task's rows, every K chunk in order (pack
+ * that piece of op(A), then the register tiles against the packed B). */
+static void compute_task(gemm_job *g, size_t i0, size_t i1, size_t c0, size_t c1) {
+    const mc_gemm_impl *im = g->impl;
+    size_t mr = im->mr, nr = im->nr;
+    _Alignas(64) float stack_ap[MAX_MR * MAX_KC];
+    size_t mc = min_sz(im->mc / mr * mr, ceil_div(i1 - i0, mr) * mr);
+    float *ap = thread_scratch(mc * g->kc);
+    if (!ap) {  /* one panel at a time from the stack: same bits */
+        ap = stack_ap;
+        mc = mr;
+    }
+    wait_packed(g);
+    for (size_t ic = i0; ic < i1; ic += mc) {
+        size_t mcur = min_sz(mc, i1 - ic);
+        for (size_t pc = 0; pc < g->K; pc += g->kc) {
+            size_t kcur = min_sz(g->kc, g->K - pc);
+            float beta = pc == 0 ? g->beta : 1.0f;  /* later chunks add to what the first wrote */
+            const float *bchunk = g->bp + pc * g->ncpad;
+            pack_a(g, ic, mcur, pc, kcur, ap);
+            for (size_t jr = c0; jr < c1; jr += nr)
+                for (size_t ir = 0; ir < mcur; ir += mr)
+                    im->micro(kcur, ap + ir * kcur, bchunk + jr * kcur,
+                              g->C + (ic + ir) * g->ldc + g->j0 + jr, g->ldc, min_sz(mr, mcur - ir),
+                              min_sz(nr, c1 - jr), g->alpha, beta);
+        }
+    }
+}
+
+static void gemm_task(void *ctx, size_t t) {
+    gemm_job *g = ctx;
+    if (t < g->n_pack) {
+        pack_b_task(g, t);
+        return;
+    }
+    t -= g->n_pack;
+    size_t i0 = (t / g->gn) * g->m_step, c0 = (t % g->gn) * g->n_step;
+    size_t i1 = min_sz(g->M, i0 + g->m_step), c1 = min_sz(g->ncur, c0 + g->n_step);
+    if (i0 >= i1 || c0 >= c1) return;
+    if (g->small) {
+        const float *a = g->ta ? g->A + i0 : g->A + i0 * g->lda;
+        g->impl->small(g->ta, i1 - i0, c1 - c0, g->K, g->alpha, a, g->lda, g->B + c0, g->ldb,
+                       g->beta, g->C + i0 * g->ldc + c0, g->ldc);
+    } else {
+        compute_task(g, i0, i1, c0, c1);
+    }
+}
+
+/* C = beta * C (beta == 0 writes zeros without reading C). */
+static void scale_c(size_t M, size_t N, float beta, float *C, size_t ldc) {
+    if (beta == 1.0f) return;
+    for (size_t i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        if (beta == 0.0f) memset(c, 0, N * sizeof(float));
+        else for (size_t j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+/* Cut the current N block (or, on the small path, all of C) into about TASKS_PER_THREAD blocks
+ * per thread, whole register tiles each, rows first: claimed dynamically, several blocks per
+ * thread even out a core that is shared with another process. Returns the number of tasks. */
+static size_t plan_tasks(gemm_job *g, size_t threads) {
+    size_t mu = g->small ? g->M : g->impl->mr, nu = g->small ? 64 : g->impl->nr;
+    size_t tm = ceil_div(g->M, mu), tn = ceil_div(g->ncur, nu);
+    size_t goal = threads > 1 ? threads * TASKS_PER_THREAD : 1;
+    size_t gm = min_sz(goal, tm), gn = min_sz(tn, ceil_div(goal, gm));
+    g->m_step = ceil_div(tm, gm) * mu;
+    g->n_step = ceil_div(tn, gn) * nu;
+    g->gn = ceil_div(g->ncur, g->n_step);
+    size_t n_compute = ceil_div(g->M, g->m_step) * g->gn;
+    g->n_pack = 0;
+    if (!g->small) {
+        size_t panels = ceil_div(g->ncur, g->impl->nr);
+        size_t want = threads > 1 ? min_sz(panels, 2 * threads) : 1;
+        g->pack_step = ceil_div(panels, want);
+        g->n_pack = ceil_div(panels, g->pack_step);
+    }
+    atomic_store(&g->packed, 0);
+    return g->n_pack + n_compute;
+}
+
+static void run_gemm_tasks(gemm_job *g, size_t threads) {
+    size_t n = plan_tasks(g, threads);
+    if (threads <= 1) {
+        for (size_t t = 0; t < n; t++) gemm_task(g, t);
+    } else {
+        mc_parallel_for_n(n, (int)threads, gemm_task, g);
+    }
+}
+
+static void gemm_run(const mc_gemm_impl *impl, int trans_a, int trans_b, size_t M, size_t N,
+                     size_t K, float alpha, const float *A, size_t lda, const float *B, size_t ldb,
+                     float beta, float *C, size_t ldc) {
+    if (M == 0 || N == 0) return;
+    if (K == 0 || alpha == 0.0f) {  /* op(A) @ op(B) contributes nothing (BLAS: A, B not read) */
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    gemm_job g = {
+        .impl = impl, .ta = trans_a != 0, .tb = trans_b != 0, .M = M, .N = N, .K = K,
+        .alpha = alpha, .beta = beta, .A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc,
+    };
+    g.small = impl->small && !g.tb && M <= impl->small_m_max;
+    /* Equal K chunks no longer than impl->kc: a function of K alone, so of the shape alone. */
+    g.kc = ceil_div(K, ceil_div(K, impl->kc));
+
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    size_t threads = 1;
+    int nt = mc_get_num_threads();
+    if (nt > 1 && flops >= 2.0 * FLOPS_PER_THREAD) {
+        double w = flops / FLOPS_PER_THREAD;
+        threads = w >= (double)nt ? (size_t)nt : (size_t)w;
+    }
+
+    if (g.small) {
+        g.j0 = 0;
+        g.ncur = N;
+        run_gemm_tasks(&g, threads);
+        return;
+    }
+    /* N blocks whose packed B (all of K) stays within B_PACK_MAX floats. */
+    size_t nr = impl->nr;
+    size_t nblk = (B_PACK_MAX / K) / nr * nr;
+    if (nblk < nr) nblk = nr;
+    nblk = min_sz(nblk, ceil_div(N, nr) * nr);
+    g.bp = thread_scratch_b(K * nblk);
+    if (!g.bp) {
+        gemm_on_stack(&g);
+        return;
+    }
+    for (g.j0 = 0; g.j0 < N; g.j0 += nblk) {
+        g.ncur = min_sz(nblk, N - g.j0);
+        g.ncpad = ceil_div(g.ncur, nr) * nr;
+        run_gemm_tasks(&g, threads);
+    }
+}
+
+void mc_gemm_variant(mc_kernel k, int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                     float alpha, const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                     float *C, size_t ldc) {
+    if (!mc_kernel_supported(k)) k = mc_kernel_active();
+    gemm_run(impls[k], trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void mc_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
+             const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc) {
+    gemm_run(impls[mc_kernel_active()], trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+             ldc);
+}
+
+/* --- peak probe --- */
+
+#include <time.h>
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Scalar fallback: 8 independent multiply-add chains (2 flops each per step). */
+static double probe_portable(double seconds) {
+    float acc[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    const float a = 0.999999f, b = 1e-7f;
+    double best = 0.0, start = seconds_now();
+    do {
+        double t0 = seconds_now();
+        for (int it = 0; it < 1 << 20; it++)
+            for (int j = 0; j < 8; j++) acc[j] = acc[j] * a + b;
+        double dt = seconds_now() - t0;
+        double rate = 2.0 * 8.0 * (double)(1 << 20) / dt * 1e-9;
+        if (rate > best) best = rate;
+    } while (seconds_now() - start < seconds);
+    volatile float sink = 0.0f;
+    for (int j = 0; j < 8; j++) sink += acc[j];
+    (void)sink;
+    return best;
+}
+
+double mc_fma_probe(double seconds, mc_kernel *isa) {
+    if (!(seconds >= 0.01)) seconds = 0.01;
+    if (seconds > 10.0) seconds = 10.0;
+    mc_kernel k = mc_kernel_supported(MC_KERNEL_AVX512) ? MC_KERNEL_AVX512
+                  : mc_kernel_supported(MC_KERNEL_AVX2) ? MC_KERNEL_AVX2
+                                                        : MC_KERNEL_PORTABLE;
+    if (isa) *isa = k;
+    if (k == MC_KERNEL_AVX512) return mc_fma_probe_avx512(seconds);
+    if (k == MC_KERNEL_AVX2) return mc_fma_probe_avx2(seconds);
+    return probe_portable(seconds);
 }

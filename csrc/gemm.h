@@ -11,4 +11,29 @@
 void mc_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
              const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
 
+/* The kernel variants. mc_gemm runs one of them, chosen once at first use: env MNISTC_KERNEL
+ * (portable|avx2|avx512) when this CPU supports it, otherwise the best the CPU supports. Variants
+ * may differ in the last bits (fused or separate multiply-add, cache-block sizes); each one is
+ * bit-for-bit repeatable and independent of the thread count. */
+typedef enum { MC_KERNEL_PORTABLE = 0, MC_KERNEL_AVX2 = 1, MC_KERNEL_AVX512 = 2 } mc_kernel;
+#define MC_KERNEL_COUNT 3
+
+/* "portable", "avx2", "avx512"; NULL for a value out of range. */
+const char *mc_kernel_name(mc_kernel k);
+/* 1 when this build and this CPU can run variant k (portable always), else 0. */
+int mc_kernel_supported(mc_kernel k);
+/* The variant mc_gemm uses, and the MNISTC_KERNEL string read at first use (NULL if unset). */
+mc_kernel mc_kernel_active(void);
+const char *mc_kernel_requested(void);
+
+/* mc_gemm with variant k; an unsupported k runs mc_kernel_active() instead. */
+void mc_gemm_variant(mc_kernel k, int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
+                     const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
+                     size_t ldc);
+
+/* Peak single-core GFLOP/s measured with independent FMA chains for about `seconds` (clamped to
+ * [0.01, 10]), using the widest vector unit the CPU supports (AVX-512F, AVX2+FMA, else scalar
+ * multiply-add); *isa (may be NULL) receives the variant whose instructions were timed. */
+double mc_fma_probe(double seconds, mc_kernel *isa);
+
 #endif

@@ -28,6 +28,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (!m) return NULL;
     if (PyModule_AddFunctions(m, mc_py_idx_methods) < 0) goto fail;
     if (PyModule_AddFunctions(m, mc_py_train_methods) < 0) goto fail;
+    if (PyModule_AddFunctions(m, mc_py_threads_methods) < 0) goto fail;
     mc_FormatError = PyErr_NewExceptionWithDoc(
         "mnistc.FormatError", "A file's content is not what its format requires.", PyExc_ValueError, NULL);
     if (!mc_FormatError) goto fail;

@@ -24,5 +24,6 @@ PyObject *mc_py_raise(const mc_error *err, PyObject *path);
 /* Method tables of the binding files, added to the module by pymodule.c. */
 extern PyMethodDef mc_py_idx_methods[];
 extern PyMethodDef mc_py_train_methods[];
+extern PyMethodDef mc_py_threads_methods[];
 
 #endif

@@ -1,0 +1,37 @@
+/* Internal to the GEMM files: what one kernel variant (portable, AVX2+FMA, AVX-512F) provides to
+ * the blocked driver in gemm.c. Not part of the C core's interface. */
+#ifndef MC_GEMM_IMPL_H
+#define MC_GEMM_IMPL_H
+
+#include <stddef.h>
+
+/* Micro-kernel on packed panels: acc = ap (mr x kc, stored k-major: ap[k*mr + r]) @ bp (kc x nr,
+ * bp[k*nr + j]), summed over k in order; then for the top-left m x n corner (m <= mr, n <= nr) of
+ * the tile at c (row stride ldc): c = alpha*acc + beta*c, and with beta == 0, c = alpha*acc
+ * without reading c. Each variant fixes how that last line rounds (see gemm.c). */
+typedef void (*mc_gemm_micro_fn)(size_t kc, const float *ap, const float *bp, float *c, size_t ldc,
+                                 size_t m, size_t n, float alpha, float beta);
+
+/* Direct (unpacked) path for a few rows of op(A) and an untransposed B: the same contract as
+ * mc_gemm with trans_b == 0, with each C element reduced over all of K in order in one chain. */
+typedef void (*mc_gemm_small_fn)(int trans_a, size_t M, size_t N, size_t K, float alpha,
+                                 const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                                 float *C, size_t ldc);
+
+typedef struct {
+    const char *name;
+    size_t mr, nr;          /* register tile */
+    size_t kc, mc, nc;      /* cache blocks: kc bounds the K chunk; mc, nc multiples of mr, nr */
+    size_t small_m_max;     /* use `small` when M <= this and trans_b == 0 (0: never) */
+    mc_gemm_micro_fn micro;
+    mc_gemm_small_fn small;
+} mc_gemm_impl;
+
+extern const mc_gemm_impl mc_gemm_impl_avx2;
+extern const mc_gemm_impl mc_gemm_impl_avx512;
+
+/* GFLOP/s of one core running independent FMA chains for about `seconds` (0 if not compiled in). */
+double mc_fma_probe_avx2(double seconds);
+double mc_fma_probe_avx512(double seconds);
+
+#endif

@@ -1,0 +1,247 @@
+/* C-level checks of the GEMM internals and the thread pool, built as one file that includes the
+ * sources it tests (so it reaches static kernels and paths), hence not named test_*.c, which
+ * test_c_core.py links against the library: tests/test_gemm.py builds and runs this one. With
+ * -DMC_AVX512_SHIM -Icsrc/tests the AVX-512 kernels run on portable stand-ins for their
+ * intrinsics, so their logic is checked on machines without AVX-512; without it they run only on
+ * a CPU with AVX-512F. Built with ASan+UBSan, and with TSan for the pool ("threads" argument).
+ * Prints one line per failed check and a summary; exit status 0 when everything passed. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common.c"
+#include "../cpu.c"
+#include "../threads.c"
+#include "../gemm.c"
+#include "../gemm_avx2.c"
+#include "../gemm_avx512.c"
+
+static int n_checks, n_failed;
+
+#define CHECK(cond, ...)                                          \
+    do {                                                          \
+        n_checks++;                                               \
+        if (!(cond)) {                                            \
+            n_failed++;                                           \
+            printf("%s:%d: FAILED %s: ", __FILE__, __LINE__, #cond); \
+            printf(__VA_ARGS__);                                  \
+            printf("\n");                                         \
+        }                                                         \
+    } while (0)
+
+static unsigned rng_state = 12345u;
+static float frand(void) {
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (float)((rng_state >> 8) & 0xffff) / 65536.0f - 0.5f;
+}
+
+/* One GEMM with padded strides against a float64 reference, with the bound
+ * |err| <= 2 (K+2) u (|alpha| |A||B| + |beta| |C|) elementwise, u = 2^-24; the padding of C
+ * must be left alone. */
+static void check_gemm(const mc_gemm_impl *im, int ta, int tb, size_t M, size_t N, size_t K,
+                       float alpha, float beta) {
+    size_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    size_t lda = ac + 3, ldb = bc + 1, ldc = N + 2;
+    float *A = malloc((ar * lda + 1) * sizeof(float)), *B = malloc((br * ldb + 1) * sizeof(float));
+    float *C = malloc((M * ldc + 1) * sizeof(float));
+    double *R = malloc((M * N + 1) * sizeof(double)), *bound = malloc((M * N + 1) * sizeof(double));
+    for (size_t i = 0; i < ar * lda; i++) A[i] = frand();
+    for (size_t i = 0; i < br * ldb; i++) B[i] = frand();
+    for (size_t i = 0; i < M * ldc; i++) C[i] = beta == 0.0f ? NAN : frand();
+    float *C0 = malloc((M * ldc + 1) * sizeof(float));
+    memcpy(C0, C, M * ldc * sizeof(float));
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            double acc = 0.0, mag = 0.0;
+            for (size_t k = 0; k < K; k++) {
+                double a = ta ? A[k * lda + i] : A[i * lda + k];
+                double b = tb ? B[j * ldb + k] : B[k * ldb + j];
+                acc += a * b;
+                mag += fabs(a * b);
+            }
+            double c = beta == 0.0f ? 0.0 : (double)C[i * ldc + j];
+            R[i * N + j] = alpha * acc + beta * c;
+            bound[i * N + j] = 2.0 * (double)(K + 2) * ldexp(1.0, -24) *
+                               (fabs(alpha) * mag + fabs(beta) * fabs(c)) + 1e-30;
+        }
+    gemm_run(im, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    size_t bad = 0, pad = 0;
+    double worst = 0.0;
+    for (size_t i = 0; i < M; i++) {
+        for (size_t j = 0; j < N; j++) {
+            double e = fabs((double)C[i * ldc + j] - R[i * N + j]);
+            if (!(e <= bound[i * N + j])) bad++;
+            if (e > worst) worst = e;
+        }
+        for (size_t j = N; j < ldc; j++)
+            if (memcmp(&C[i * ldc + j], &C0[i * ldc + j], sizeof(float)) != 0) pad++;
+    }
+    CHECK(bad == 0 && pad == 0, "%s ta=%d tb=%d M=%zu N=%zu K=%zu alpha=%g beta=%g: %zu wrong "
+          "(worst %.3g), %zu padding writes", im->name, ta, tb, M, N, K, alpha, beta, bad, worst, pad);
+    free(A);
+    free(B);
+    free(C);
+    free(C0);
+    free(R);
+    free(bound);
+}
+
+static void check_variant(const mc_gemm_impl *im) {
+    /* edges of every register tile (6, 12 rows; 8, 16, 32 columns), one and several K chunks */
+    static const size_t Ms[] = {1, 3, 5, 6, 7, 13, 25, 97}, Ns[] = {1, 7, 16, 17, 33, 65};
+    static const size_t Ks[] = {1, 5, 64, 300};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (size_t a = 0; a < sizeof Ms / sizeof Ms[0]; a++)
+                for (size_t b = 0; b < sizeof Ns / sizeof Ns[0]; b++)
+                    for (size_t c = 0; c < sizeof Ks / sizeof Ks[0]; c++)
+                        check_gemm(im, ta, tb, Ms[a], Ns[b], Ks[c], a % 2 ? 1.0f : -0.75f,
+                                   (a + b + c) % 3 == 0 ? 0.0f : (a + b + c) % 3 == 1 ? 1.0f : 0.5f);
+    /* the MLP's shapes; several M blocks (M > mc) and K chunks; two N blocks (K*N > B_PACK_MAX) */
+    check_gemm(im, 0, 0, 96, 128, 784, 1.0f, 0.0f);
+    check_gemm(im, 1, 0, 784, 128, 96, 1.0f, 1.0f);
+    check_gemm(im, 0, 1, 96, 128, 10, 1.0f, 0.0f);
+    check_gemm(im, 0, 0, 150, 70, 300, 0.5f, 0.25f);
+    check_gemm(im, 1, 1, 7, 1500, 700, -1.0f, 1.0f);
+}
+
+/* The on-stack path (one register tile of each operand) gives the same bits as the blocked one. */
+static void check_stack_path(const mc_gemm_impl *im, int ta, int tb) {
+    size_t M = 61, N = 77, K = 600;
+    float *A = malloc(M * K * sizeof(float)), *B = malloc(K * N * sizeof(float));
+    float *C1 = malloc(M * N * sizeof(float)), *C2 = malloc(M * N * sizeof(float));
+    for (size_t i = 0; i < M * K; i++) A[i] = frand();
+    for (size_t i = 0; i < K * N; i++) B[i] = frand();
+    for (size_t i = 0; i < M * N; i++) C1[i] = C2[i] = frand();
+    size_t lda = ta ? M : K, ldb = tb ? K : N;
+    gemm_run(im, ta, tb, M, N, K, 1.5f, A, lda, B, ldb, 0.5f, C1, N);
+    gemm_job g = {.impl = im, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .alpha = 1.5f,
+                  .beta = 0.5f, .A = A, .B = B, .C = C2, .lda = lda, .ldb = ldb, .ldc = N};
+    g.kc = ceil_div(K, ceil_div(K, im->kc));
+    gemm_on_stack(&g);
+    CHECK(memcmp(C1, C2, M * N * sizeof(float)) == 0, "%s ta=%d tb=%d: stack path differs",
+          im->name, ta, tb);
+    free(A);
+    free(B);
+    free(C1);
+    free(C2);
+}
+
+/* --- thread pool --- */
+
+typedef struct {
+    atomic_int *hits;
+    size_t n;
+} hit_ctx;
+
+static void hit_task(void *ctx, size_t t) {
+    hit_ctx *h = ctx;
+    atomic_fetch_add(&h->hits[t], 1);
+}
+
+static void check_parallel_for(void) {
+    atomic_int hits[64];
+    for (int threads = 1; threads <= 4; threads++) {
+        mc_set_num_threads(threads, NULL);
+        for (size_t n = 0; n <= 64; n += 7) {
+            for (size_t i = 0; i < 64; i++) atomic_store(&hits[i], 0);
+            hit_ctx h = {hits, n};
+            for (int rep = 0; rep < 50; rep++) mc_parallel_for(n, hit_task, &h);
+            int ok = 1;
+            for (size_t i = 0; i < 64; i++) ok &= atomic_load(&hits[i]) == (i < n ? 50 : 0);
+            CHECK(ok, "threads=%d n=%zu: some task did not run exactly once per call", threads, n);
+        }
+    }
+}
+
+/* Two threads calling GEMMs at once: one gets the pool, the other runs alone; both correct. */
+static void *gemm_thread(void *arg) {
+    float *out = arg;
+    size_t M = 96, N = 128, K = 300;
+    float *A = malloc(M * K * sizeof(float)), *B = malloc(K * N * sizeof(float));
+    for (size_t i = 0; i < M * K; i++) A[i] = (float)(i % 7) - 3.0f;
+    for (size_t i = 0; i < K * N; i++) B[i] = (float)(i % 5) - 2.0f;
+    for (int rep = 0; rep < 20; rep++)
+        mc_gemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, out, N);
+    free(A);
+    free(B);
+    return NULL;
+}
+
+static void check_concurrent_callers(void) {
+    mc_set_num_threads(2, NULL);
+    size_t n = 96 * 128;
+    float *c1 = calloc(n, sizeof(float)), *c2 = calloc(n, sizeof(float)), *c3 = calloc(n, sizeof(float));
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, gemm_thread, c1);
+    pthread_create(&t2, NULL, gemm_thread, c2);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    mc_set_num_threads(1, NULL);
+    gemm_thread(c3);
+    /* small integers: exact in float whatever the order, so all three agree bit for bit */
+    CHECK(memcmp(c1, c3, n * sizeof(float)) == 0 && memcmp(c2, c3, n * sizeof(float)) == 0,
+          "concurrent GEMMs disagree with the serial one");
+    free(c1);
+    free(c2);
+    free(c3);
+}
+
+static void check_thread_invariance(const mc_gemm_impl *im) {
+    size_t M = 100, N = 90, K = 300;
+    float *A = malloc(M * K * sizeof(float)), *B = malloc(K * N * sizeof(float));
+    float *ref = malloc(M * N * sizeof(float)), *C = malloc(M * N * sizeof(float));
+    for (size_t i = 0; i < M * K; i++) A[i] = frand();
+    for (size_t i = 0; i < K * N; i++) B[i] = frand();
+    mc_set_num_threads(1, NULL);
+    gemm_run(im, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, ref, N);
+    for (int t = 2; t <= 5; t++) {
+        mc_set_num_threads(t, NULL);
+        gemm_run(im, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, C, N);
+        CHECK(memcmp(ref, C, M * N * sizeof(float)) == 0, "%s: %d threads differ from 1", im->name, t);
+    }
+    mc_set_num_threads(2, NULL);
+    free(A);
+    free(B);
+    free(ref);
+    free(C);
+}
+
+int main(int argc, char **argv) {
+    int threads_only = argc > 1 && strcmp(argv[1], "threads") == 0;
+    mc_error err = {0};
+    CHECK(mc_set_num_threads(0, &err) == MC_ERR_ARG && strstr(err.msg, ">= 1, got 0"), "%s", err.msg);
+    CHECK(mc_set_num_threads(MC_MAX_THREADS + 1, &err) == MC_ERR_ARG, "%s", err.msg);
+    check_parallel_for();
+    check_concurrent_callers();
+    check_thread_invariance(&impl_portable);
+    if (!threads_only) {
+        check_variant(&impl_portable);
+        check_stack_path(&impl_portable, 0, 0);
+        check_stack_path(&impl_portable, 1, 1);
+        if (mc_kernel_supported(MC_KERNEL_AVX2)) {
+            check_variant(&mc_gemm_impl_avx2);
+            check_stack_path(&mc_gemm_impl_avx2, 0, 1);
+            check_stack_path(&mc_gemm_impl_avx2, 1, 0);
+            check_thread_invariance(&mc_gemm_impl_avx2);
+        }
+#ifdef MC_AVX512_SHIM
+        int run512 = 1;
+#else
+        int run512 = mc_kernel_supported(MC_KERNEL_AVX512);
+#endif
+        if (run512) {
+            check_variant(&mc_gemm_impl_avx512);
+            check_stack_path(&mc_gemm_impl_avx512, 0, 0);
+            check_stack_path(&mc_gemm_impl_avx512, 1, 1);
+            check_thread_invariance(&mc_gemm_impl_avx512);
+        }
+        printf("avx512 kernels %s\n", run512 ? "checked" : "skipped (no AVX-512F, no shim)");
+    }
+    printf("%d checks, %d failed\n", n_checks, n_failed);
+    return n_failed != 0;
+}

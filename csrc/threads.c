@@ -1,0 +1,335 @@
+/* The persistent worker pool behind mc_parallel_for. One job runs at a time (a trylock; a second
+ * concurrent caller runs its tasks alone); the caller works on its own job too. Workers block all
+ * signals, spin briefly between jobs (training calls GEMMs back to back) and then sleep. After a
+ * fork the child starts with no workers and creates new ones on demand (pthread_atfork). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "threads.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long an idle worker (and a caller waiting for its workers) spins before sleeping. Between
+ * two parallel GEMMs of a training step there are tens of microseconds of serial work; waking a
+ * sleeping thread costs about as much, so a spin of this order keeps the hand-off cheap without
+ * holding a core for long once the work stops. After the first PAUSE_NS the spin yields the CPU
+ * on every round, so a spinning thread does not starve a runnable one (more threads than cores,
+ * or a core shared with another process). */
+#define SPIN_NS 150000L
+#define PAUSE_NS 20000L
+
+typedef struct {
+    pthread_t tid;
+    atomic_uint ticket;   /* the job number this worker should run; bumped by the job owner */
+    unsigned seen;        /* the ticket the worker started from (written before pthread_create) */
+    pthread_cond_t cv;    /* where this worker sleeps, under park_mu */
+} worker;
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t cfg_mu = PTHREAD_MUTEX_INITIALIZER;  /* n_threads and its source */
+static pthread_mutex_t job_mu = PTHREAD_MUTEX_INITIALIZER;  /* held by the owner of the running job */
+static pthread_mutex_t park_mu = PTHREAD_MUTEX_INITIALIZER; /* sleeping workers and a waiting owner */
+static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
+
+static atomic_int n_threads = 1;
+static int n_default = 1;
+static const char *source = "default";
+
+/* Guarded by job_mu: the workers that exist and the job being handed out. The job fields are
+ * written before the tickets are released and read by workers only after they acquire theirs. */
+static worker pool[MC_MAX_THREADS];
+static int n_workers;
+static unsigned job_gen;
+static mc_task_fn job_fn;
+static void *job_ctx;
+static size_t job_n;
+static atomic_size_t job_next;
+static atomic_int job_pending;
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* --- default thread count --- */
+
+/* ceil(quota / period) from a cgroup v2 cpu.max file ("max 100000" or "200000 100000"); 0 when
+ * there is no quota or the file cannot be read. */
+static int read_cpu_max(const char *file) {
+    FILE *f = fopen(file, "r");
+    if (!f) return 0;
+    char quota[32] = {0};
+    long long period = 0;
+    int got = fscanf(f, "%31s %lld", quota, &period);
+    fclose(f);
+    if (got != 2 || period <= 0 || strcmp(quota, "max") == 0) return 0;
+    char *end = NULL;
+    long long q = strtoll(quota, &end, 10);
+    if (end == quota || *end != '\0' || q <= 0) return 0;
+    long long n = (q + period - 1) / period;
+    return n > MC_MAX_THREADS ? MC_MAX_THREADS : (int)n;
+}
+
+/* The smallest cpu.max quota on the path from this process's cgroup (/proc/self/cgroup, line
+ * "0::/path") up to /sys/fs/cgroup; 0 when none applies. */
+static int cgroup_cpu_limit(void) {
+    char path[512] = "";
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "0::", 3) == 0) {
+                size_t n = strcspn(line + 3, "\n");
+                if (n < sizeof path) {
+                    memcpy(path, line + 3, n);
+                    path[n] = '\0';
+                }
+                break;
+            }
+        }
+        fclose(f);
+    }
+    int best = 0;
+    for (;;) {
+        char file[600];
+        snprintf(file, sizeof file, "/sys/fs/cgroup%s/cpu.max", strcmp(path, "/") == 0 ? "" : path);
+        int q = read_cpu_max(file);
+        if (q > 0 && (best == 0 || q < best)) best = q;
+        char *slash = strrchr(path, '/');
+        if (!slash || path[0] == '\0' || strcmp(path, "/") == 0) break;
+        if (slash == path) strcpy(path, "/");
+        else *slash = '\0';
+    }
+    return best;
+}
+
+static int cpus_usable(void) {
+    int n = 0;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+    if (n < 1) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)(c > MC_MAX_THREADS ? MC_MAX_THREADS : c) : 1;
+    }
+    int q = cgroup_cpu_limit();
+    if (q > 0 && q < n) n = q;
+    return n > MC_MAX_THREADS ? MC_MAX_THREADS : n;
+}
+
+/* --- fork safety --- */
+
+static void atfork_prepare(void) {
+    pthread_mutex_lock(&cfg_mu);
+    pthread_mutex_lock(&job_mu);
+    pthread_mutex_lock(&park_mu);
+}
+
+static void atfork_parent(void) {
+    pthread_mutex_unlock(&park_mu);
+    pthread_mutex_unlock(&job_mu);
+    pthread_mutex_unlock(&cfg_mu);
+}
+
+/* Only the forking thread exists in the child: forget the workers (their condition variables may
+ * still count waiters that are gone, so they are initialised afresh when a worker is created). */
+static void atfork_child(void) {
+    n_workers = 0;
+    pthread_cond_init(&done_cv, NULL);
+    pthread_mutex_unlock(&park_mu);
+    pthread_mutex_unlock(&job_mu);
+    pthread_mutex_unlock(&cfg_mu);
+}
+
+static void init(void) {
+    n_default = cpus_usable();
+    int n = n_default;
+    const char *env = getenv("MNISTC_NUM_THREADS");
+    if (env && *env) {
+        char *end = NULL;
+        long v = strtol(env, &end, 10);
+        if (*end == '\0' && v >= 1 && v <= MC_MAX_THREADS) {
+            n = (int)v;
+            source = "env";
+        }
+    }
+    atomic_store(&n_threads, n);
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+int mc_get_num_threads(void) {
+    pthread_once(&init_once, init);
+    return atomic_load(&n_threads);
+}
+
+int mc_threads_default(void) {
+    pthread_once(&init_once, init);
+    return n_default;
+}
+
+const char *mc_threads_source(void) {
+    pthread_once(&init_once, init);
+    pthread_mutex_lock(&cfg_mu);
+    const char *s = source;
+    pthread_mutex_unlock(&cfg_mu);
+    return s;
+}
+
+mc_status mc_set_num_threads(int n, mc_error *err) {
+    if (n < 1) return mc_set_error(err, MC_ERR_ARG, "num_threads must be >= 1, got %d", n);
+    if (n > MC_MAX_THREADS)
+        return mc_set_error(err, MC_ERR_ARG, "num_threads must be <= %d, got %d", MC_MAX_THREADS, n);
+    pthread_once(&init_once, init);
+    pthread_mutex_lock(&cfg_mu);
+    atomic_store(&n_threads, n);
+    source = "set";
+    pthread_mutex_unlock(&cfg_mu);
+    return MC_OK;
+}
+
+/* --- the pool --- */
+
+/* Claim and run tasks of the current job until none is left. */
+static void run_tasks(void) {
+    for (;;) {
+        size_t t = atomic_fetch_add(&job_next, 1);
+        if (t >= job_n) break;
+        job_fn(job_ctx, t);
+    }
+}
+
+/* One round of a spin that began at `start`: pause, or yield once past PAUSE_NS. Returns 0 once
+ * SPIN_NS has passed (time to sleep instead). */
+static int spin_round(long long start, unsigned it, int *yielding) {
+    if (!*yielding) {
+        cpu_relax();
+        if ((it & 63) != 0) return 1;
+        long long dt = now_ns() - start;
+        if (dt > PAUSE_NS) *yielding = 1;
+        return dt <= SPIN_NS;
+    }
+    sched_yield();
+    return now_ns() - start <= SPIN_NS;
+}
+
+static unsigned wait_ticket(worker *w, unsigned seen) {
+    unsigned t;
+    long long start = now_ns();
+    int yielding = 0;
+    for (unsigned it = 1;; it++) {
+        t = atomic_load_explicit(&w->ticket, memory_order_acquire);
+        if (t != seen) return t;
+        if (!spin_round(start, it, &yielding)) break;
+    }
+    pthread_mutex_lock(&park_mu);
+    while ((t = atomic_load_explicit(&w->ticket, memory_order_acquire)) == seen)
+        pthread_cond_wait(&w->cv, &park_mu);
+    pthread_mutex_unlock(&park_mu);
+    return t;
+}
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    unsigned seen = w->seen;
+    for (;;) {
+        seen = wait_ticket(w, seen);
+        run_tasks();
+        if (atomic_fetch_sub(&job_pending, 1) == 1) {
+            pthread_mutex_lock(&park_mu);
+            pthread_cond_broadcast(&done_cv);
+            pthread_mutex_unlock(&park_mu);
+        }
+    }
+    return NULL;
+}
+
+/* Create workers until there are `want` (job_mu held). Stops quietly at the first failure. */
+static void grow_pool(int want) {
+    if (want <= n_workers) return;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);  /* workers inherit it: signals go to other threads */
+    pthread_attr_t attr;
+    int have_attr = pthread_attr_init(&attr) == 0;
+    if (have_attr) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, (size_t)1 << 20);
+    }
+    while (n_workers < want) {
+        worker *w = &pool[n_workers];
+        if (pthread_cond_init(&w->cv, NULL) != 0) break;
+        atomic_store(&w->ticket, job_gen);
+        w->seen = job_gen;
+        if (pthread_create(&w->tid, have_attr ? &attr : NULL, worker_main, w) != 0) {
+            pthread_cond_destroy(&w->cv);
+            break;
+        }
+        if (!have_attr) pthread_detach(w->tid);
+        n_workers++;
+    }
+    if (have_attr) pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void mc_parallel_for(size_t n_tasks, mc_task_fn fn, void *ctx) {
+    mc_parallel_for_n(n_tasks, MC_MAX_THREADS, fn, ctx);
+}
+
+void mc_parallel_for_n(size_t n_tasks, int max_threads, mc_task_fn fn, void *ctx) {
+    if (n_tasks == 0) return;
+    size_t nt = (size_t)mc_get_num_threads();
+    if (max_threads < 1) max_threads = 1;
+    if (nt > (size_t)max_threads) nt = (size_t)max_threads;
+    if (nt > n_tasks) nt = n_tasks;
+    if (nt <= 1 || pthread_mutex_trylock(&job_mu) != 0) {
+        for (size_t t = 0; t < n_tasks; t++) fn(ctx, t);
+        return;
+    }
+    grow_pool((int)nt - 1);
+    int nw = n_workers < (int)nt - 1 ? n_workers : (int)nt - 1;
+    if (nw == 0) {
+        pthread_mutex_unlock(&job_mu);
+        for (size_t t = 0; t < n_tasks; t++) fn(ctx, t);
+        return;
+    }
+    job_fn = fn;
+    job_ctx = ctx;
+    job_n = n_tasks;
+    atomic_store(&job_next, 0);
+    atomic_store(&job_pending, nw);
+    job_gen++;
+    for (int i = 0; i < nw; i++) atomic_store_explicit(&pool[i].ticket, job_gen, memory_order_release);
+    pthread_mutex_lock(&park_mu);
+    for (int i = 0; i < nw; i++) pthread_cond_signal(&pool[i].cv);
+    pthread_mutex_unlock(&park_mu);
+
+    run_tasks();
+
+    long long start = now_ns();
+    int yielding = 0;
+    for (unsigned it = 1; atomic_load(&job_pending) != 0; it++) {
+        if (!spin_round(start, it, &yielding)) {
+            pthread_mutex_lock(&park_mu);
+            while (atomic_load(&job_pending) != 0) pthread_cond_wait(&done_cv, &park_mu);
+            pthread_mutex_unlock(&park_mu);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&job_mu);
+}

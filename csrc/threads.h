@@ -1,0 +1,42 @@
+/* A small process-wide pthread pool for splitting independent pieces of work (the output blocks
+ * of a GEMM) over cores. It never splits a reduction: callers hand it tasks whose results do not
+ * depend on which thread runs them, so results are identical for every thread count. */
+#ifndef MC_THREADS_H
+#define MC_THREADS_H
+
+#include <stddef.h>
+
+#include "common.h"
+
+/* Upper bound of mc_set_num_threads. */
+#define MC_MAX_THREADS 256
+
+/* One task: fn(ctx, task) for task in [0, n_tasks). Tasks run concurrently and in any order. */
+typedef void (*mc_task_fn)(void *ctx, size_t task);
+
+/* Run fn(ctx, t) for every t in [0, n_tasks) on up to min(n_tasks, mc_get_num_threads()) threads,
+ * the caller included, and return when all have finished. Workers are created on the first call
+ * that needs them and then parked (a short spin, then a condition variable). Cannot fail: if a
+ * worker cannot be created, or another thread is already running a parallel job, the tasks run
+ * on fewer threads (down to the caller alone). A task must not fork. */
+void mc_parallel_for(size_t n_tasks, mc_task_fn fn, void *ctx);
+
+/* The same on at most max_threads threads (values < 1 mean 1), never more than
+ * mc_get_num_threads(). Tasks are claimed in increasing order, so a task may wait (spin) for
+ * lower-numbered tasks to finish: those have been claimed by threads that are running them. */
+void mc_parallel_for_n(size_t n_tasks, int max_threads, mc_task_fn fn, void *ctx);
+
+/* Number of threads mc_parallel_for may use (caller included). Fixed at first use from env
+ * MNISTC_NUM_THREADS (an integer in [1, MC_MAX_THREADS]; anything else is ignored), otherwise the
+ * CPUs this process may run on (sched_getaffinity), bounded by a cgroup v2 cpu.max quota. */
+int mc_get_num_threads(void);
+
+/* Set the thread count for later calls. MC_ERR_ARG unless 1 <= n <= MC_MAX_THREADS. */
+mc_status mc_set_num_threads(int n, mc_error *err);
+
+/* The default count described at mc_get_num_threads (CPUs usable, bounded by cpu.max), and where
+ * the current count came from: "default", "env" (MNISTC_NUM_THREADS) or "set". */
+int mc_threads_default(void);
+const char *mc_threads_source(void);
+
+#endif
