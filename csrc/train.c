@@ -91,6 +91,15 @@ static mc_status check_call(const mc_model *m, size_t batch_size, mc_error *err)
     return MC_OK;
 }
 
+/* SCCE reads class ids, every other loss float targets. */
+static mc_status check_targets(const mc_loss_spec *loss, const float *y, const int32_t *labels, mc_error *err) {
+    int sparse = loss->kind == MC_LOSS_SCCE;
+    if (sparse ? !labels : !y)
+        return mc_set_error(err, MC_ERR_ARG, "y: loss kind %d needs %s targets", loss->kind,
+                            sparse ? "int32 class id" : "float32");
+    return MC_OK;
+}
+
 /* Calls the hook if it is due; returns nonzero when it asks to stop. */
 static int report(const mc_hook *hook, double *last, size_t batch, size_t n_batches, const mc_sums *s) {
     if (!hook || !hook->fn) return 0;
@@ -113,6 +122,7 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
     mc_sums s = {0.0, 0.0, 0};
     if (sums) *sums = s;
     mc_status st = check_call(m, batch_size, err);
+    if (st == MC_OK && mode != 2) st = check_targets(loss, dt->y, dt->labels, err);
     if (st != MC_OK || dt->N == 0) return st;
     size_t N = dt->N, n_out = m->layers[m->L - 1].n_out;
     size_t B = batch_size < N ? batch_size : N;
@@ -181,6 +191,7 @@ mc_status mc_loss_and_grad(const mc_model *m, const float *x, size_t B, const fl
                            const mc_loss_spec *loss, uint64_t seed, int training, double *loss_out, float *dx,
                            mc_error *err) {
     mc_status st = check_call(m, B, err);
+    if (st == MC_OK) st = check_targets(loss, y, labels, err);
     if (st != MC_OK) return st;
     mc_arena a;
     if ((st = mc_arena_init(&a, m, B, err)) != MC_OK) return st;

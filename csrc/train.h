@@ -52,9 +52,10 @@ typedef struct {
  * (dropout on, masks keyed by (seed, *iterations, layer, element)) -> loss and gradient -> backward
  * (grads of trainable layers overwritten) -> optimizer step over opt's segments -> *iterations += 1.
  * sums receives the running sums (also on MC_STOPPED). Allocates one arena for the call.
- * Returns MC_OK, MC_STOPPED (the hook asked), MC_ERR_NOMEM, or MC_ERR_ARG for batch_size 0 or an
- * empty layer chain. Labels must lie in [0, n_out) (not checked here: out-of-range ids only make
- * wrong losses, never out-of-bounds accesses). */
+ * Returns MC_OK, MC_STOPPED (the hook asked), MC_ERR_NOMEM, or MC_ERR_ARG for batch_size 0, an
+ * empty layer chain, or targets of the wrong form for the loss (SCCE: labels, others: y). Labels
+ * must lie in [0, n_out) (not checked here: out-of-range ids only make wrong losses, never
+ * out-of-bounds accesses). */
 mc_status mc_train_epoch(const mc_model *m, const mc_data *data, const int64_t *perm, size_t batch_size,
                          const mc_loss_spec *loss, int metric, const mc_optim *opt, int64_t *iterations,
                          uint64_t seed, const mc_hook *hook, mc_sums *sums, mc_error *err);
@@ -71,7 +72,8 @@ mc_status mc_predict(const mc_model *m, const mc_data *data, float *out, size_t 
 
 /* One forward/backward over all B rows of x (B, d) float32 as a single batch (dropout on when
  * training != 0, masks keyed by (seed, step 0, layer, element)): *loss_out = batch mean loss, grads of
- * trainable layers OVERWRITTEN, dx (B, d) = dL/dx if not NULL. MC_ERR_ARG for B == 0, MC_ERR_NOMEM. */
+ * trainable layers OVERWRITTEN, dx (B, d) = dL/dx if not NULL. MC_ERR_ARG for B == 0 or targets of
+ * the wrong form, MC_ERR_NOMEM. */
 mc_status mc_loss_and_grad(const mc_model *m, const float *x, size_t B, const float *y, const int32_t *labels,
                            const mc_loss_spec *loss, uint64_t seed, int training, double *loss_out, float *dx,
                            mc_error *err);

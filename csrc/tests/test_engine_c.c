@@ -214,8 +214,11 @@ static void test_epoch_loop(void) {
     mc_loss_and_grad(&model, xp, N, NULL, labels, &loss, 0, 0, &lp, NULL, &err);
     mc_loss_and_grad(&model, xm, N, NULL, labels, &loss, 0, 0, &lm, NULL, &err);
     CHECK_NEAR(lp - lm, an, 1e-5, 2e-2);
-    /* batch_size 0 is an argument error */
+    /* batch_size 0 and targets that do not fit the loss are argument errors */
     CHECK(mc_evaluate(&model, &data, 0, &loss, MC_METRIC_NONE, NULL, &sums, &err) == MC_ERR_ARG);
+    mc_loss_spec cce = {MC_LOSS_CCE, 0, 0.0f};
+    CHECK(mc_evaluate(&model, &data, 4, &cce, MC_METRIC_NONE, NULL, &sums, &err) == MC_ERR_ARG);
+    CHECK(strstr(err.msg, "y: loss kind 3 needs float32 targets") != NULL);
 }
 
 static void test_rng(void) {
