@@ -161,14 +161,25 @@ def _read_npz(source, name, expected, optional_prefix=None, optional_limit=0):
         return out
 
 
+def _read_file(filepath, limit=None):
+    """The file's bytes (archives are parsed from memory: a hostile offset inside one can then only
+    be a parse error, never an I/O error). limit: refuse files larger than this, before reading."""
+    with open(filepath, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if limit is not None and size > limit:
+            raise FormatError(f"{filepath}: {size} bytes, more than the model's weights can take ({limit})")
+        return f.read()
+
+
 def load_weights(model, filepath):
     filepath = os.fspath(filepath)
     if not str(filepath).endswith(".weights.npz"):
         raise ValueError(f"The filename must end in `.weights.npz`. Received: filepath={filepath}")
     _check_built(model)
     current = _weight_keys(model)
-    with open(filepath, "rb") as f:
-        arrays = _read_npz(f, filepath, {k: v.shape for k, v in current.items()})
+    n_params = sum(w.size for w in current.values())
+    blob = _read_file(filepath, limit=8 * n_params + (1 << 20))
+    arrays = _read_npz(io.BytesIO(blob), filepath, {k: v.shape for k, v in current.items()})
     for key, w in current.items():
         w[...] = arrays[key]
 
@@ -278,34 +289,32 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         mnistc.FormatError: the file is not a well-formed mnistc model file.
     """
     filepath = os.fspath(filepath)
-    with open(filepath, "rb") as f:
-        try:
-            with zipfile.ZipFile(f) as zf:
-                names = set(zf.namelist())
-                if not {"config.json", "model.weights.npz"} <= names:
-                    raise FormatError(f"{filepath}: not a mnistc model file (config.json or model.weights.npz "
-                                      "missing)")
-                info = zf.getinfo("config.json")
-                if info.file_size > _MAX_CONFIG_BYTES:
-                    raise FormatError(f"{filepath}: config.json is {info.file_size} bytes, larger than allowed")
-                config = json.loads(zf.read("config.json"))
-                kind, name, shape, layer_objs = _layers_from_config(config)
-                cc = _check_compile_config(config.get("compile_config"))
-                n_params = _count_params(shape, layer_objs) if shape is not None else None
-                winfo = zf.getinfo("model.weights.npz")
-                if n_params is not None:
-                    # the archive holds the weights (and at most 3 optimizer slots) plus small headers
-                    if winfo.file_size < 4 * n_params or winfo.file_size > 16 * n_params + (1 << 20):
-                        raise FormatError(
-                            f"{filepath}: model.weights.npz holds {winfo.file_size} bytes, which does not fit an "
-                            f"architecture of {n_params} parameters")
-                weights_blob = zf.read("model.weights.npz")
-        except FormatError:
-            raise
-        except _DAMAGE as e:
-            if isinstance(e, OSError) and not isinstance(e, zipfile.BadZipFile) and e.errno is not None:
-                raise
-            raise FormatError(f"{filepath}: not a mnistc model file or damaged ({type(e).__name__}: {e})") from None
+    blob = _read_file(filepath)
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+            names = set(zf.namelist())
+            if not {"config.json", "model.weights.npz"} <= names:
+                raise FormatError(f"{filepath}: not a mnistc model file (config.json or model.weights.npz "
+                                  "missing)")
+            info = zf.getinfo("config.json")
+            if info.file_size > _MAX_CONFIG_BYTES:
+                raise FormatError(f"{filepath}: config.json is {info.file_size} bytes, larger than allowed")
+            config = json.loads(zf.read("config.json"))
+            kind, name, shape, layer_objs = _layers_from_config(config)
+            cc = _check_compile_config(config.get("compile_config"))
+            n_params = _count_params(shape, layer_objs) if shape is not None else None
+            winfo = zf.getinfo("model.weights.npz")
+            if n_params is not None:
+                # the archive holds the weights (and at most 3 optimizer slots) plus small headers
+                if winfo.file_size < 4 * n_params or winfo.file_size > 16 * n_params + (1 << 20):
+                    raise FormatError(
+                        f"{filepath}: model.weights.npz holds {winfo.file_size} bytes, which does not fit an "
+                        f"architecture of {n_params} parameters")
+            weights_blob = zf.read("model.weights.npz")
+    except FormatError:
+        raise
+    except _DAMAGE as e:
+        raise FormatError(f"{filepath}: not a mnistc model file or damaged ({type(e).__name__}: {e})") from None
     try:
         model = _build_model(kind, name, shape, layer_objs)
         if compile and cc:

@@ -128,10 +128,7 @@ def test_python_binding_replays_the_idx_corpus(path):
 # bad-compile-config, bad-compress-99, bad-encrypted, bad-config-deep, bad-header-syntax, bad-huge-shape and
 # the finding-* seeds (found by fuzz_weights.py) each let a non-ValueError escape before the loading
 # hardening (5a26d94); they stay here as regressions.
-OPEN_FINDINGS = {
-    "finding-negative-seek.keras": "load_model re-raises zipfile's OSError EINVAL (a member offset that seeks "
-                                   "before the file start) as an I/O error instead of FormatError",
-}
+OPEN_FINDINGS = {}  # name -> reason, for a finding replayed as a strict xfail until fixed
 
 
 def _weights_seeds():
