@@ -91,14 +91,15 @@ TGT INLINE __m256i lane_mask8(size_t nn, int v) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)nn - 8 * v), idx);
 }
 
-/* `rows` rows of op(A) times B[:, 0:nn] (nn <= 32) straight from memory: 4 B vectors per k, one
- * broadcast per row, each element one FMA chain over all of K. */
+/* `rows` (<= 3) rows of op(A) times B[:, 0:nn] (nn <= 32) straight from memory: 4 B vectors per
+ * k, one broadcast per row, each element one FMA chain over all of K. Three rows are 12
+ * accumulators: with the B vectors and the broadcast that fills the 16 ymm registers (four spill). */
 TGT INLINE void small_rows8(const int rows, int trans_a, size_t K, const float *A, size_t lda,
                            const float *B, size_t ldb, size_t nn, float alpha, float beta, float *C,
                            size_t ldc) {
-    __m256 acc[4 * 4];
-#pragma GCC unroll 16
-    for (int i = 0; i < 4 * 4; i++) acc[i] = _mm256_setzero_ps();
+    __m256 acc[3 * 4];
+#pragma GCC unroll 12
+    for (int i = 0; i < 3 * 4; i++) acc[i] = _mm256_setzero_ps();
     const size_t sa_k = trans_a ? lda : 1, sa_r = trans_a ? 1 : lda;
     if (nn == 32) {
         for (size_t k = 0; k < K; k++) {
@@ -136,8 +137,8 @@ TGT INLINE void small_rows8(const int rows, int trans_a, size_t K, const float *
 
 TGT static void small_avx2(int trans_a, size_t M, size_t N, size_t K, float alpha, const float *A,
                            size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc) {
-    for (size_t i = 0; i < M; i += 4) {
-        size_t rows = M - i < 4 ? M - i : 4;
+    for (size_t i = 0; i < M; i += 3) {
+        size_t rows = M - i < 3 ? M - i : 3;
         const float *a = trans_a ? A + i : A + i * lda;
         for (size_t j = 0; j < N; j += 32) {
             size_t nn = N - j < 32 ? N - j : 32;
@@ -145,15 +146,14 @@ TGT static void small_avx2(int trans_a, size_t M, size_t N, size_t K, float alph
             switch (rows) {
             case 1: small_rows8(1, trans_a, K, a, lda, B + j, ldb, nn, alpha, beta, c, ldc); break;
             case 2: small_rows8(2, trans_a, K, a, lda, B + j, ldb, nn, alpha, beta, c, ldc); break;
-            case 3: small_rows8(3, trans_a, K, a, lda, B + j, ldb, nn, alpha, beta, c, ldc); break;
-            default: small_rows8(4, trans_a, K, a, lda, B + j, ldb, nn, alpha, beta, c, ldc); break;
+            default: small_rows8(3, trans_a, K, a, lda, B + j, ldb, nn, alpha, beta, c, ldc); break;
             }
         }
     }
 }
 
 const mc_gemm_impl mc_gemm_impl_avx2 = {
-    "avx2", MR, NR, 256, 144, 1024, 4, micro_6x16, small_avx2,
+    "avx2", MR, NR, 256, 144, 1024, 9, micro_6x16, small_avx2,
 };
 
 static double now_s8(void) {
