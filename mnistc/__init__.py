@@ -3,7 +3,7 @@
     import mnistc as keras          # tutorial code runs with only this line changed
     (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
 """
-from mnistc._C import FormatError, __version__
+from mnistc._C import FormatError, __version__, get_num_threads, set_num_threads
 from mnistc import (activations, callbacks, datasets, initializers, layers, losses, metrics, models,
                     optimizers, utils)
 from mnistc.layers import Input
@@ -13,5 +13,5 @@ from mnistc.saving import load_model
 models.load_model = load_model
 
 __all__ = ["FormatError", "Input", "Model", "Sequential", "activations", "callbacks", "datasets",
-           "initializers", "layers", "load_model", "losses", "metrics", "models", "optimizers", "utils",
-           "__version__"]
+           "get_num_threads", "initializers", "layers", "load_model", "losses", "metrics", "models",
+           "optimizers", "set_num_threads", "utils", "__version__"]
