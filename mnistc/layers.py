@@ -329,30 +329,35 @@ class Activation(Layer):
         return {**super().get_config(), "activation": self.activation}
 
 
-class Softmax(Activation):
+class _FixedActivation(Activation):
+    """An Activation layer whose function is fixed by its class (Softmax, ReLU)."""
+
+    fixed = None
+
+    def __init__(self, **kwargs):
+        super().__init__(self.fixed, **kwargs)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.pop("activation")
+        return cfg
+
+
+class Softmax(_FixedActivation):
     """Softmax over the last axis as a layer (`Sequential([model, layers.Softmax()])`)."""
+
+    fixed = "softmax"
 
     def __init__(self, axis=-1, **kwargs):
         if axis != -1:
             raise ValueError(f"Softmax: only axis=-1 is supported, got axis={axis}")
-        super().__init__("softmax", **kwargs)
-
-    def get_config(self):
-        cfg = super().get_config()
-        cfg.pop("activation")
-        return cfg
+        super().__init__(**kwargs)
 
 
-class ReLU(Activation):
+class ReLU(_FixedActivation):
     """max(x, 0) as a layer."""
 
-    def __init__(self, **kwargs):
-        super().__init__("relu", **kwargs)
-
-    def get_config(self):
-        cfg = super().get_config()
-        cfg.pop("activation")
-        return cfg
+    fixed = "relu"
 
 
 class Dropout(Layer):
