@@ -42,6 +42,7 @@ def test_seed_mlp_reaches_97_3_percent_and_fine_tuning_keeps_frozen_weights(mnis
     assert h2.history["val_accuracy"][-1] >= 0.973
 
 
+@pytest.mark.slow
 def test_main_job_runs_end_to_end(tmp_path, mnist_dir):
     out = tmp_path / "model.keras"
     env = dict(os.environ)
