@@ -1,6 +1,7 @@
 """GFLOP/s of mnistc's GEMM kernels (each variant this CPU runs, at several thread counts) on the
-seed MLP's shapes (784-128-10, batch 128; plus batch 1 and 32 forward) and square 512/1024, next to
-the single-core FMA peak measured by _C.fma_probe and, optionally, NumPy's BLAS on the same shapes.
+seed MLP's shapes (784-128-10, batch 128; plus batch 1 and 32 forward) and square 512/1024, and the
+whole sequence of GEMM calls of one training epoch, next to the single-core FMA peak measured by
+_C.fma_probe and, optionally, NumPy's BLAS on the same shapes.
 
     python bench/bench_gemm.py                # all variants, 1 and all usable threads
     python bench/bench_gemm.py --quick        # CI: short timings, no 1024
@@ -84,6 +85,62 @@ def bench_mnistc(shapes, variants, threads, min_time, rounds):
     return rows
 
 
+def epoch_gemms(n=60000, batch=128):
+    """The GEMM calls of one training epoch of the seed MLP, in order: per batch, forward
+    (X@W1, H@W2), backward (H^T@dY into dW2, dY@W2^T into dH, X^T@dH into dW1)."""
+    calls = []
+    for start in range(0, n, batch):
+        B = min(batch, n - start)
+        calls += [(0, 0, B, 128, 784, 0.0), (0, 0, B, 10, 128, 0.0), (1, 0, 128, 10, B, 0.0),
+                  (0, 1, B, 128, 10, 0.0), (1, 0, 784, 128, B, 0.0)]
+    return calls
+
+
+def bench_epoch(variants, threads, rounds, n):
+    """Seconds for the GEMMs of one epoch on n images (median of rounds), per variant/threads."""
+    from mnistc import _C
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((128, 784)).astype(np.float32)
+    W1 = rng.standard_normal((784, 128)).astype(np.float32)
+    W2 = rng.standard_normal((128, 10)).astype(np.float32)
+    H = np.zeros((128, 128), np.float32)
+    dH = np.zeros((128, 128), np.float32)
+    Y = np.zeros((128, 10), np.float32)
+    dW1 = np.zeros((784, 128), np.float32)
+    dW2 = np.zeros((128, 10), np.float32)
+    calls = epoch_gemms(n)
+    flops = sum(2.0 * M * N * K for _, _, M, N, K, _ in calls)
+    old = _C.get_num_threads()
+    rows = []
+    try:
+        for variant in variants:
+            for nt in threads:
+                _C.set_num_threads(nt)
+
+                def epoch():
+                    g = _C.gemm_variant
+                    for start in range(0, n, 128):
+                        B = min(128, n - start)
+                        x, h, dh, y = X[:B], H[:B], dH[:B], Y[:B]
+                        g(0, 0, 1.0, x, W1, 0.0, h, variant)
+                        g(0, 0, 1.0, h, W2, 0.0, y, variant)
+                        g(1, 0, 1.0, h, y, 0.0, dW2, variant)
+                        g(0, 1, 1.0, y, W2, 0.0, dh, variant)
+                        g(1, 0, 1.0, x, dh, 0.0, dW1, variant)
+                epoch()
+                times = []
+                for _ in range(rounds):
+                    t = time.perf_counter()
+                    epoch()
+                    times.append(time.perf_counter() - t)
+                med = statistics.median(times)
+                rows.append({"impl": variant, "threads": nt, "images": n, "s": med,
+                             "gflops": flops / med * 1e-9, "best_s": min(times)})
+    finally:
+        _C.set_num_threads(old)
+    return rows, flops
+
+
 def bench_numpy_child(shapes, min_time, rounds):
     rows = []
     for label, ta, tb, M, N, K in shapes:
@@ -161,6 +218,17 @@ def main():
             f"({peak_core * max(threads):.1f} for {max(threads)} threads)")
     print(head, flush=True)
 
+    n_images = 6000 if args.quick else 60000
+    epoch_rows, epoch_flops = bench_epoch(variants, threads, 3 if args.quick else 5, n_images)
+    lines = [f"GEMMs of one MLP epoch on {n_images} images ({len(epoch_gemms(n_images))} calls, "
+             f"{epoch_flops * 1e-9:.2f} GFLOP; Python call overhead included):",
+             "| impl | threads | seconds (median) | best | GFLOP/s | % peak |", "|---|---:|---:|---:|---:|---:|"]
+    for r in epoch_rows:
+        lines.append(f"| {r['impl']} | {r['threads']} | {r['s']:.3f} | {r['best_s']:.3f} | {r['gflops']:.1f} | "
+                     f"{100 * r['gflops'] / (peak_core * r['threads']):.0f} |")
+    epoch_text = "\n".join(lines)
+    print(epoch_text, flush=True)
+
     rows = bench_mnistc(shapes, variants, threads, min_time, rounds)
     if args.numpy:
         rows += bench_numpy([list(s) for s in shapes], threads, min_time, rounds)
@@ -173,10 +241,12 @@ def main():
     if args.write:
         with open(args.write, "w") as f:
             f.write(f"# GEMM benchmark\n\n{head}\n\n`python bench/bench_gemm.py"
-                    f"{' --quick' if args.quick else ''}{' --numpy' if args.numpy else ''}`\n\n{text}\n")
+                    f"{' --quick' if args.quick else ''}{' --numpy' if args.numpy else ''}`\n\n"
+                    f"{epoch_text}\n\nPer shape:\n\n{text}\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"peak_core_gflops": peak_core, "info": info, "rows": rows}, f, indent=1)
+            json.dump({"peak_core_gflops": peak_core, "info": info, "rows": rows, "epoch": epoch_rows},
+                      f, indent=1)
     return 0
 
 

@@ -1,7 +1,9 @@
 /* The persistent worker pool behind mc_parallel_for. One job runs at a time (a trylock; a second
- * concurrent caller runs its tasks alone); the caller works on its own job too. Workers block all
- * signals, spin briefly between jobs (training calls GEMMs back to back) and then sleep. After a
- * fork the child starts with no workers and creates new ones on demand (pthread_atfork). */
+ * concurrent caller runs its tasks alone); the caller works on its own job too, and waits only for
+ * the workers that joined it: a worker that wakes late (its core busy elsewhere) finds the job
+ * closed and goes back to waiting, so a job never stalls on a thread that did no work. Workers
+ * block all signals, spin briefly between jobs (training calls GEMMs back to back) and then sleep.
+ * After a fork the child starts with no workers and creates new ones on demand (pthread_atfork). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -11,6 +13,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +47,8 @@ static int n_default = 1;
 static const char *source = "default";
 
 /* Guarded by job_mu: the workers that exist and the job being handed out. The job fields are
- * written before the tickets are released and read by workers only after they acquire theirs. */
+ * written before the job is opened (job_word) and read by a worker only after it has entered the
+ * job; the owner rewrites them only after closing the job with nobody inside. */
 static worker pool[MC_MAX_THREADS];
 static int n_workers;
 static unsigned job_gen;
@@ -52,7 +56,12 @@ static mc_task_fn job_fn;
 static void *job_ctx;
 static size_t job_n;
 static atomic_size_t job_next;
-static atomic_int job_pending;
+
+/* The job's state in one word: its number in the high 32 bits; in the low bits the count of
+ * workers inside it, or JOB_CLOSED once its owner has shut it. */
+static _Atomic uint64_t job_word;
+#define JOB_CLOSED ((uint64_t)1 << 31)
+static atomic_int owner_sleeping;
 
 static void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -151,6 +160,8 @@ static void atfork_parent(void) {
  * still count waiters that are gone, so they are initialised afresh when a worker is created). */
 static void atfork_child(void) {
     n_workers = 0;
+    atomic_store(&job_word, ((uint64_t)job_gen << 32) | JOB_CLOSED);
+    atomic_store(&owner_sleeping, 0);
     pthread_cond_init(&done_cv, NULL);
     pthread_mutex_unlock(&park_mu);
     pthread_mutex_unlock(&job_mu);
@@ -244,19 +255,57 @@ static unsigned wait_ticket(worker *w, unsigned seen) {
     return t;
 }
 
+/* Join job `gen` if it is still open; 1 when joined. */
+static int enter_job(unsigned gen) {
+    uint64_t w = atomic_load(&job_word);
+    for (;;) {
+        if ((unsigned)(w >> 32) != gen || (w & JOB_CLOSED)) return 0;
+        if (atomic_compare_exchange_weak(&job_word, &w, w + 1)) return 1;
+    }
+}
+
+static void leave_job(void) {
+    uint64_t w = atomic_fetch_sub(&job_word, 1) - 1;
+    if ((w & 0xffffffffu) == 0 && atomic_load(&owner_sleeping)) {
+        pthread_mutex_lock(&park_mu);
+        pthread_cond_broadcast(&done_cv);
+        pthread_mutex_unlock(&park_mu);
+    }
+}
+
 static void *worker_main(void *arg) {
     worker *w = arg;
     unsigned seen = w->seen;
     for (;;) {
         seen = wait_ticket(w, seen);
-        run_tasks();
-        if (atomic_fetch_sub(&job_pending, 1) == 1) {
-            pthread_mutex_lock(&park_mu);
-            pthread_cond_broadcast(&done_cv);
-            pthread_mutex_unlock(&park_mu);
+        if (enter_job(seen)) {
+            run_tasks();
+            leave_job();
         }
     }
     return NULL;
+}
+
+/* Close the open job once no worker is inside (all tasks have been claimed by now, so a worker
+ * inside is finishing one). */
+static void close_job(void) {
+    const uint64_t open = (uint64_t)job_gen << 32;
+    long long start = now_ns();
+    int yielding = 0;
+    for (unsigned it = 1;; it++) {
+        uint64_t expect = open;
+        if (atomic_compare_exchange_strong(&job_word, &expect, open | JOB_CLOSED)) return;
+        if (!spin_round(start, it, &yielding)) break;
+    }
+    atomic_store(&owner_sleeping, 1);
+    pthread_mutex_lock(&park_mu);
+    for (;;) {
+        uint64_t expect = open;
+        if (atomic_compare_exchange_strong(&job_word, &expect, open | JOB_CLOSED)) break;
+        pthread_cond_wait(&done_cv, &park_mu);
+    }
+    pthread_mutex_unlock(&park_mu);
+    atomic_store(&owner_sleeping, 0);
 }
 
 /* Create workers until there are `want` (job_mu held). Stops quietly at the first failure. */
@@ -312,24 +361,14 @@ void mc_parallel_for_n(size_t n_tasks, int max_threads, mc_task_fn fn, void *ctx
     job_ctx = ctx;
     job_n = n_tasks;
     atomic_store(&job_next, 0);
-    atomic_store(&job_pending, nw);
     job_gen++;
+    atomic_store(&job_word, (uint64_t)job_gen << 32);  /* open, nobody inside */
     for (int i = 0; i < nw; i++) atomic_store_explicit(&pool[i].ticket, job_gen, memory_order_release);
     pthread_mutex_lock(&park_mu);
     for (int i = 0; i < nw; i++) pthread_cond_signal(&pool[i].cv);
     pthread_mutex_unlock(&park_mu);
 
     run_tasks();
-
-    long long start = now_ns();
-    int yielding = 0;
-    for (unsigned it = 1; atomic_load(&job_pending) != 0; it++) {
-        if (!spin_round(start, it, &yielding)) {
-            pthread_mutex_lock(&park_mu);
-            while (atomic_load(&job_pending) != 0) pthread_cond_wait(&done_cv, &park_mu);
-            pthread_mutex_unlock(&park_mu);
-            break;
-        }
-    }
+    close_job();
     pthread_mutex_unlock(&job_mu);
 }
