@@ -159,3 +159,57 @@ void mc_activation_backward(int act, float *dinp, const float *dout, const float
         break;
     }
 }
+
+void mc_bias_activation_forward(int act, float *out, float *pre, const float *b, size_t B, size_t n) {
+    if (act == MC_ACT_RELU && out == pre) {
+        for (size_t i = 0; i < B; i++) {
+            float *restrict o = out + i * n;
+            if (b) {
+                const float *restrict bb = b;
+                for (size_t j = 0; j < n; j++) {
+                    float z = o[j] + bb[j];
+                    o[j] = z > 0.0f ? z : 0.0f;
+                }
+            } else {
+                for (size_t j = 0; j < n; j++) o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+            }
+        }
+        return;
+    }
+    for (size_t i = 0; i < B; i++) {
+        float *restrict z = pre + i * n;
+        if (b) {
+            const float *restrict bb = b;
+            for (size_t j = 0; j < n; j++) z[j] += bb[j];
+        }
+        if (act != MC_ACT_LINEAR || out != pre) mc_activation_forward(act, out + i * n, z, 1, n);
+    }
+}
+
+void mc_activation_bias_backward(int act, float *dout, float *db, const float *pre, const float *out,
+                                 size_t B, size_t n) {
+    if (db)
+        for (size_t j = 0; j < n; j++) db[j] = 0.0f;
+    for (size_t i = 0; i < B; i++) {
+        float *restrict g = dout + i * n;
+        if (act == MC_ACT_RELU) {
+            const float *restrict y = out + i * n;
+            if (db) {
+                float *restrict d = db;
+                for (size_t j = 0; j < n; j++) {
+                    float v = y[j] > 0.0f ? g[j] : 0.0f;
+                    g[j] = v;
+                    d[j] += v;
+                }
+            } else {
+                for (size_t j = 0; j < n; j++) g[j] = y[j] > 0.0f ? g[j] : 0.0f;
+            }
+            continue;
+        }
+        if (act != MC_ACT_LINEAR) mc_activation_backward(act, g, g, pre + i * n, out + i * n, 1, n);
+        if (db) {
+            float *restrict d = db;
+            for (size_t j = 0; j < n; j++) d[j] += g[j];
+        }
+    }
+}

@@ -31,6 +31,19 @@ void mc_activation_forward(int act, float *out, const float *inp, size_t B, size
 void mc_activation_backward(int act, float *dinp, const float *dout, const float *inp, const float *out,
                             size_t B, size_t n);
 
+/* The pass right after a dense layer's GEMM, one row at a time while the row is in L1: pre (B, n) holds
+ * inp @ W; pre += b (b (n) or NULL), then out = act(pre). out may equal pre (in place, as model.c does
+ * for relu, whose backward only needs out). Same bits as adding the bias and then calling
+ * mc_activation_forward. */
+void mc_bias_activation_forward(int act, float *out, float *pre, const float *b, size_t B, size_t n);
+
+/* Backward through the activation and a dense layer's bias in one pass over the rows:
+ * dpre = dout * act'(pre) written in place into dout (pre may be NULL for relu: out is used, since
+ * out > 0 exactly where pre > 0), and db (n, or NULL) = sum over rows of dpre, OVERWRITTEN, summed
+ * in float32 row after row (the order mc_dense_backward uses). act LINEAR only sums. */
+void mc_activation_bias_backward(int act, float *dout, float *db, const float *pre, const float *out,
+                                 size_t B, size_t n);
+
 /* Numerically stable logistic function (no overflow for large |x|). */
 float mc_sigmoidf(float x);
 

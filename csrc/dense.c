@@ -27,3 +27,13 @@ void mc_dense_backward(float *dinp, float *dw, float *db, const float *dout,
     }
     if (dinp) mc_gemm(0, 1, B, n_in, n_out, 1.0f, dout, n_out, w, n_out, 0.0f, dinp, n_in);
 }
+
+void mc_dense_backward_gemms(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                             size_t B, size_t n_in, size_t n_out) {
+    if (dw) mc_gemm(1, 0, n_in, n_out, B, 1.0f, inp, n_in, dout, n_out, 0.0f, dw, n_out);
+    if (dinp) mc_gemm(0, 1, B, n_in, n_out, 1.0f, dout, n_out, w, n_out, 0.0f, dinp, n_in);
+}
+
+void mc_dense_product(float *out, const float *inp, const float *w, size_t B, size_t n_in, size_t n_out) {
+    mc_gemm(0, 0, B, n_out, n_in, 1.0f, inp, n_in, w, n_out, 0.0f, out, n_out);
+}

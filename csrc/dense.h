@@ -18,4 +18,13 @@ void mc_dense_forward(float *out, const float *inp, const float *w, const float 
 void mc_dense_backward(float *dinp, float *dw, float *db, const float *dout,
                        const float *inp, const float *w, size_t B, size_t n_in, size_t n_out);
 
+/* The two products of mc_dense_backward alone (db computed elsewhere, e.g. fused with the activation's
+ * backward by mc_activation_bias_backward): dw = inp^T @ dout and dinp = dout @ w^T, each skipped when
+ * NULL, OVERWRITTEN. Cannot fail. */
+void mc_dense_backward_gemms(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                             size_t B, size_t n_in, size_t n_out);
+
+/* out = inp @ w (no bias), overwritten: the product mc_bias_activation_forward completes. */
+void mc_dense_product(float *out, const float *inp, const float *w, size_t B, size_t n_in, size_t n_out);
+
 #endif

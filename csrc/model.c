@@ -196,8 +196,10 @@ static float *take_buf(float **cur, size_t B, size_t n) {
     return p;
 }
 
+/* relu needs no pre-activation buffer: the bias and relu are applied in place on the GEMM output and
+ * the backward mask reads out > 0, which holds exactly where pre > 0. */
 static int needs_pre(const mc_layer *ly) {
-    return ly->kind == MC_LAYER_DENSE && ly->activation != MC_ACT_LINEAR;
+    return ly->kind == MC_LAYER_DENSE && ly->activation != MC_ACT_LINEAR && ly->activation != MC_ACT_RELU;
 }
 
 mc_status mc_arena_init(mc_arena *a, const mc_model *m, size_t B, mc_error *err) {
@@ -256,10 +258,10 @@ static void dropout_forward(float *out, float *mask, const float *inp, double ra
     }
 }
 
-void mc_model_forward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training,
-                      uint64_t seed, uint64_t step) {
+void mc_model_forward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
+                           int training, uint64_t seed, uint64_t step) {
     const float *inp = x;
-    for (size_t l = 0; l < m->L; l++) {
+    for (size_t l = first; l < m->L; l++) {
         const mc_layer *ly = &m->layers[l];
         float *out = a->out[l];
         size_t T = B * ly->n_out;
@@ -267,12 +269,9 @@ void mc_model_forward(const mc_model *m, mc_arena *a, const float *x, size_t B, 
         case MC_LAYER_DENSE: {
             const float *w = m->params + ly->w_off;
             const float *b = ly->b_off >= 0 ? m->params + ly->b_off : NULL;
-            if (a->pre[l]) {
-                mc_dense_forward(a->pre[l], inp, w, b, B, ly->n_in, ly->n_out);
-                mc_activation_forward(ly->activation, out, a->pre[l], B, ly->n_out);
-            } else {
-                mc_dense_forward(out, inp, w, b, B, ly->n_in, ly->n_out);
-            }
+            float *z = a->pre[l] ? a->pre[l] : out;
+            mc_dense_product(z, inp, w, B, ly->n_in, ly->n_out);
+            mc_bias_activation_forward(ly->activation, out, z, b, B, ly->n_out);
             break;
         }
         case MC_LAYER_ACTIVATION:
@@ -296,21 +295,35 @@ void mc_model_forward(const mc_model *m, mc_arena *a, const float *x, size_t B, 
     }
 }
 
-const float *mc_model_logits(const mc_model *m, const mc_arena *a, const float *x) {
+void mc_model_forward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training,
+                      uint64_t seed, uint64_t step) {
+    mc_model_forward_from(m, a, x, 0, B, training, seed, step);
+}
+
+const float *mc_model_logits_from(const mc_model *m, const mc_arena *a, const float *x, size_t first) {
     size_t l = m->L - 1;
     if (m->layers[l].kind == MC_LAYER_DENSE) return a->pre[l] ? a->pre[l] : a->out[l];
-    return l ? a->out[l - 1] : x;
+    return l > first ? a->out[l - 1] : x;
+}
+
+const float *mc_model_logits(const mc_model *m, const mc_arena *a, const float *x) {
+    return mc_model_logits_from(m, a, x, 0);
 }
 
 /* --- backward --- */
 
 void mc_model_backward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training, float *dlast,
                        int fused, float *dx) {
-    size_t L = m->L, stop = 0;
+    mc_model_backward_from(m, a, x, 0, B, training, dlast, fused, dx);
+}
+
+void mc_model_backward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
+                            int training, float *dlast, int fused, float *dx) {
+    size_t L = m->L, stop = first;
     if (!dx) {
         /* nothing below the lowest trainable dense layer needs a gradient */
         stop = L;
-        for (size_t l = 0; l < L; l++) {
+        for (size_t l = first; l < L; l++) {
             if (m->layers[l].kind == MC_LAYER_DENSE && m->layers[l].trainable) {
                 stop = l;
                 break;
@@ -321,17 +334,19 @@ void mc_model_backward(const mc_model *m, mc_arena *a, const float *x, size_t B,
     float *g = dlast, *other = dlast == a->g0 ? a->g1 : a->g0;
     for (size_t l = L; l-- > stop;) {
         const mc_layer *ly = &m->layers[l];
-        const float *inp = l ? a->out[l - 1] : x;
+        const float *inp = l > first ? a->out[l - 1] : x;
         int need_dinp = dx != NULL || l > stop;
         int skip_act = fused && l == L - 1;
         size_t T = B * ly->n_out;
         if (ly->kind == MC_LAYER_DENSE) {
-            if (a->pre[l] && !skip_act)
-                mc_activation_backward(ly->activation, g, g, a->pre[l], a->out[l], B, ly->n_out);
-            float *target = need_dinp ? (l == 0 ? dx : other) : NULL;
+            float *target = need_dinp ? (l == first ? dx : other) : NULL;
             float *dw = ly->trainable ? m->grads + ly->w_off : NULL;
             float *db = ly->trainable && ly->b_off >= 0 ? m->grads + ly->b_off : NULL;
-            mc_dense_backward(target, dw, db, g, inp, m->params + ly->w_off, B, ly->n_in, ly->n_out);
+            /* activation derivative and bias gradient in one pass over the rows, then the two products */
+            int act = skip_act ? MC_ACT_LINEAR : ly->activation;
+            if (act != MC_ACT_LINEAR || db)
+                mc_activation_bias_backward(act, g, db, a->pre[l], a->out[l], B, ly->n_out);
+            mc_dense_backward_gemms(target, dw, g, inp, m->params + ly->w_off, B, ly->n_in, ly->n_out);
             if (target == other) {
                 other = g;
                 g = target;
@@ -339,7 +354,7 @@ void mc_model_backward(const mc_model *m, mc_arena *a, const float *x, size_t B,
             continue;
         }
         if (!need_dinp) continue;
-        float *target = l == 0 ? dx : g; /* element-wise kinds work in place */
+        float *target = l == first ? dx : g; /* element-wise kinds work in place */
         switch (ly->kind) {
         case MC_LAYER_ACTIVATION:
             if (skip_act) {

@@ -82,8 +82,16 @@ void mc_arena_release(mc_arena *a);
 void mc_model_forward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training,
                       uint64_t seed, uint64_t step);
 
+/* The same starting at layer `first` (<= L - 1): x is then the input of layer `first`, already through
+ * layers [0, first) (the batch gather folds a leading Rescaling into the uint8 conversion), whose
+ * outputs are not written. Dropout keys keep the true layer index. */
+void mc_model_forward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
+                           int training, uint64_t seed, uint64_t step);
+
 /* The logits the fused loss reads after a forward pass: the input of the last layer's activation. */
 const float *mc_model_logits(const mc_model *m, const mc_arena *a, const float *x);
+/* The same after mc_model_forward_from(..., x, first, ...). */
+const float *mc_model_logits_from(const mc_model *m, const mc_arena *a, const float *x, size_t first);
 
 /* Backward pass after mc_model_forward with the same x, B and training flag. dlast (B, n_out of the
  * last layer) holds dL/d(output), or dL/d(logits) when fused != 0 (the last activation is skipped);
@@ -93,5 +101,10 @@ const float *mc_model_logits(const mc_model *m, const mc_arena *a, const float *
  * first layer's input gradient is never computed. Cannot fail. */
 void mc_model_backward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training, float *dlast,
                        int fused, float *dx);
+
+/* The same after mc_model_forward_from(..., x, first, ...): layers below `first` are not visited and
+ * dx, if not NULL, receives dL/d(input of layer first). */
+void mc_model_backward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
+                            int training, float *dlast, int fused, float *dx);
 
 #endif

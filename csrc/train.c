@@ -47,8 +47,37 @@ static mc_status bufs_init(batch_bufs *bb, const mc_data *dt, size_t n_out, size
 
 static size_t row_of(const int64_t *perm, size_t i) { return perm ? (size_t)perm[i] : i; }
 
+/* How the batch gather treats uint8 rows: when the first C layer is a Rescaling, the gather computes
+ * (float)u8 * scale + offset itself (the same two float operations the layer does, so the same bits)
+ * and the forward pass starts at layer 1. */
+typedef struct {
+    size_t first;   /* first layer the forward pass runs */
+    float scale, offset;
+    int rescale;
+} gather_plan;
+
+static gather_plan plan_gather(const mc_model *m, const mc_data *dt) {
+    gather_plan p = {0, 1.0f, 0.0f, 0};
+    if (dt->x_u8 && m->L >= 2 && m->layers[0].kind == MC_LAYER_RESCALING) {
+        p.first = 1;
+        p.scale = (float)m->layers[0].p0;
+        p.offset = (float)m->layers[0].p1;
+        p.rescale = 1;
+    }
+    return p;
+}
+
+static void convert_u8(float *restrict dst, const uint8_t *restrict src, size_t d) {
+    for (size_t j = 0; j < d; j++) dst[j] = (float)src[j];
+}
+
+static void convert_u8_scaled(float *restrict dst, const uint8_t *restrict src, size_t d, float s, float o) {
+    for (size_t j = 0; j < d; j++) dst[j] = (float)src[j] * s + o;
+}
+
 /* Input rows [start, start + b) through perm; points into x itself when no copy is needed. */
-static const float *gather_x(const mc_data *dt, const int64_t *perm, size_t start, size_t b, float *buf) {
+static const float *gather_x(const mc_data *dt, const gather_plan *gp, const int64_t *perm, size_t start,
+                             size_t b, float *buf) {
     size_t d = dt->d;
     if (!dt->x_u8 && !perm) return (const float *)dt->x + start * d;
     for (size_t i = 0; i < b; i++) {
@@ -56,7 +85,8 @@ static const float *gather_x(const mc_data *dt, const int64_t *perm, size_t star
         float *dst = buf + i * d;
         if (dt->x_u8) {
             const uint8_t *src = (const uint8_t *)dt->x + r * d;
-            for (size_t j = 0; j < d; j++) dst[j] = (float)src[j];
+            if (gp->rescale) convert_u8_scaled(dst, src, d, gp->scale, gp->offset);
+            else convert_u8(dst, src, d);
         } else {
             memcpy(dst, (const float *)dt->x + r * d, d * sizeof *dst);
         }
@@ -134,12 +164,13 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
     memset(&bb, 0, sizeof bb);
     if ((st = mc_arena_init(&a, m, B, err)) != MC_OK) return st;
     if ((st = bufs_init(&bb, dt, n_out, B, dt->x_u8 || perm, mode != 2 && perm, err)) != MC_OK) goto done;
+    gather_plan gp = plan_gather(m, dt);
     double last = now_seconds();
     for (size_t k = 0, start = 0; k < n_batches; k++, start += batch_size) {
         size_t b = N - start < batch_size ? N - start : batch_size;
-        const float *xb = gather_x(dt, perm, start, b, bb.x);
+        const float *xb = gather_x(dt, &gp, perm, start, b, bb.x);
         uint64_t step = training ? (uint64_t)*iterations : 0;
-        mc_model_forward(m, &a, xb, b, training, seed, step);
+        mc_model_forward_from(m, &a, xb, gp.first, b, training, seed, step);
         const float *outp = a.out[m->L - 1];
         if (mode == 2) {
             memcpy(pred + start * n_out, outp, b * n_out * sizeof *pred);
@@ -147,13 +178,13 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
             const float *yb;
             const int32_t *lb;
             gather_y(dt, perm, start, b, n_out, &bb, &yb, &lb);
-            const float *logits = fused ? mc_model_logits(m, &a, xb) : NULL;
+            const float *logits = fused ? mc_model_logits_from(m, &a, xb, gp.first) : NULL;
             float *dl = training ? a.g0 : NULL;
             double lsum = mc_loss_eval(loss, fused, dl, outp, logits, yb, lb, b, n_out);
             s.loss_sum += lsum;
             s.metric_sum += mc_metric_sum(metric, outp, yb, lb, b, n_out);
             if (training) {
-                mc_model_backward(m, &a, xb, b, 1, dl, fused, NULL);
+                mc_model_backward_from(m, &a, xb, gp.first, b, 1, dl, fused, NULL);
                 mc_optim_step(opt, m->params, m->grads, iterations);
             }
         }
