@@ -25,6 +25,9 @@
 /* Blocks of C per thread: claimed dynamically, so a thread whose core is busy elsewhere takes
  * fewer of them. */
 #define TASKS_PER_THREAD 4
+/* A task's K chunk of packed B up to this size is read from L2 (half of a 512 KiB L2) while
+ * op(A) is read in place; larger ones take the packed-A (BLIS) loop order. */
+#define DIRECT_B_BYTES ((size_t)256 << 10)
 /* Largest packed B (floats) per N block: all of K times as many columns as fit. */
 #define B_PACK_MAX ((size_t)1 << 20)
 
@@ -47,16 +50,17 @@ static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 #define PNR 16
 #define PSN 16  /* columns per step of the small-M path */
 
-static void micro_portable(size_t kc, const float *restrict ap, const float *restrict bp, float *c,
-                           size_t ldc, size_t m, size_t n, float alpha, float beta) {
+static void micro_portable(size_t kc, const float *restrict a, size_t a_rs, size_t a_ks,
+                           const float *restrict bp, float *c, size_t ldc, size_t m, size_t n,
+                           float alpha, float beta) {
     float acc[PMR][PNR];
     memset(acc, 0, sizeof acc);
     for (size_t k = 0; k < kc; k++) {
-        const float *a = ap + k * PMR, *b = bp + k * PNR;
+        const float *ak = a + k * a_ks, *b = bp + k * PNR;
 #pragma GCC unroll 3
         for (int r = 0; r < PMR; r++)
 #pragma GCC unroll 16
-            for (int j = 0; j < PNR; j++) acc[r][j] += a[r] * b[j];
+            for (int j = 0; j < PNR; j++) acc[r][j] += ak[(size_t)r * a_rs] * b[j];
     }
     /* acc is only ever indexed by constants, so it lives in registers; the ragged-edge loops
      * below index a copy */
@@ -294,7 +298,8 @@ static __attribute__((noinline)) void gemm_on_stack(const gemm_job *g) {
             for (size_t ic = 0; ic < g->M; ic += mr) {
                 size_t mm = min_sz(mr, g->M - ic);
                 pack_a(g, ic, mm, pc, kcur, ap);
-                im->micro(kcur, ap, bp, g->C + ic * g->ldc + jc, g->ldc, mm, nn, g->alpha, beta);
+                im->micro(kcur, ap, 1, mr, bp, g->C + ic * g->ldc + jc, g->ldc, mm, nn, g->alpha,
+                          beta);
             }
         }
     }
@@ -325,29 +330,51 @@ static void wait_packed(gemm_job *g) {
     }
 }
 
-/* C[i0:i1, j0+c0 : j0+c1]: for each M block of this task's rows, every K chunk in order (pack
- * that piece of op(A), then the register tiles against the packed B). */
+/* C[i0:i1, j0+c0 : j0+c1], K chunks in order for every element. When a K chunk of this task's
+ * packed B fits in L2 (DIRECT_B_BYTES), row panels go outside and column panels inside: the
+ * mr x kc piece of op(A) is read where it lies (it stays in L1 across the column panels) and
+ * only a ragged last panel is packed, with zero rows. Otherwise, BLIS order: a packed M block of
+ * op(A) in L2, one B panel in L1 across the row panels. */
 static void compute_task(gemm_job *g, size_t i0, size_t i1, size_t c0, size_t c1) {
     const mc_gemm_impl *im = g->impl;
     size_t mr = im->mr, nr = im->nr;
     _Alignas(64) float stack_ap[MAX_MR * MAX_KC];
+    wait_packed(g);
+    if (g->kc * (c1 - c0) * sizeof(float) <= DIRECT_B_BYTES) {
+        for (size_t pc = 0; pc < g->K; pc += g->kc) {
+            size_t kcur = min_sz(g->kc, g->K - pc);
+            float beta = pc == 0 ? g->beta : 1.0f;  /* later chunks add to what the first wrote */
+            const float *bchunk = g->bp + pc * g->ncpad;
+            for (size_t ir = i0; ir < i1; ir += mr) {
+                size_t mm = min_sz(mr, i1 - ir);
+                const float *a = stack_ap;
+                size_t rs = 1, ks = mr;
+                if (mm < mr) pack_a(g, ir, mm, pc, kcur, stack_ap);
+                else if (g->ta) a = g->A + pc * g->lda + ir, ks = g->lda;
+                else a = g->A + ir * g->lda + pc, rs = g->lda, ks = 1;
+                for (size_t jr = c0; jr < c1; jr += nr)
+                    im->micro(kcur, a, rs, ks, bchunk + jr * kcur, g->C + ir * g->ldc + g->j0 + jr,
+                              g->ldc, mm, min_sz(nr, c1 - jr), g->alpha, beta);
+            }
+        }
+        return;
+    }
     size_t mc = min_sz(im->mc / mr * mr, ceil_div(i1 - i0, mr) * mr);
     float *ap = thread_scratch(mc * g->kc);
     if (!ap) {  /* one panel at a time from the stack: same bits */
         ap = stack_ap;
         mc = mr;
     }
-    wait_packed(g);
     for (size_t ic = i0; ic < i1; ic += mc) {
         size_t mcur = min_sz(mc, i1 - ic);
         for (size_t pc = 0; pc < g->K; pc += g->kc) {
             size_t kcur = min_sz(g->kc, g->K - pc);
-            float beta = pc == 0 ? g->beta : 1.0f;  /* later chunks add to what the first wrote */
+            float beta = pc == 0 ? g->beta : 1.0f;
             const float *bchunk = g->bp + pc * g->ncpad;
             pack_a(g, ic, mcur, pc, kcur, ap);
             for (size_t jr = c0; jr < c1; jr += nr)
                 for (size_t ir = 0; ir < mcur; ir += mr)
-                    im->micro(kcur, ap + ir * kcur, bchunk + jr * kcur,
+                    im->micro(kcur, ap + ir * kcur, 1, mr, bchunk + jr * kcur,
                               g->C + (ic + ir) * g->ldc + g->j0 + jr, g->ldc, min_sz(mr, mcur - ir),
                               min_sz(nr, c1 - jr), g->alpha, beta);
         }

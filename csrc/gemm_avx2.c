@@ -1,5 +1,5 @@
-/* AVX2+FMA GEMM kernels: a 6x16 register tile on packed panels (12 ymm accumulators, 2 B loads
- * and 6 broadcasts per k), a direct path for a few rows, and the FMA peak probe. Compiled for the
+/* AVX2+FMA GEMM kernels: a 6x16 register tile on packed B (12 ymm accumulators, 2 B loads and 6
+ * broadcasts of op(A) per k, op(A) packed or in place), a direct path for a few rows, and the FMA peak probe. Compiled for the
  * generic target with per-function target attributes; gemm.c calls them only when the CPU has
  * AVX2 and FMA. Rounding: one fused multiply-add per k, and c = fma(alpha, acc, beta*c). */
 #include "gemm_impl.h"
@@ -46,40 +46,51 @@ TGT INLINE void put_tile8(float *c, size_t ldc, size_t m, size_t n, const __m256
         for (size_t j = 0; j < n; j++) c[r * ldc + j] = t[r * w + j];
 }
 
-TGT static void micro_6x16(size_t kc, const float *ap, const float *bp, float *c, size_t ldc,
-                           size_t m, size_t n, float alpha, float beta) {
+TGT static void micro_6x16(size_t kc, const float *a, size_t a_rs, size_t a_ks, const float *bp,
+                           float *c, size_t ldc, size_t m, size_t n, float alpha, float beta) {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
     __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-#define STEP(k)                                                              \
+    /* one k: rows 0..5 of op(A) at P0..P5, B row at bp + BO */
+#define STEP(P0, P1, P2, P3, P4, P5, BO)                                     \
     do {                                                                     \
-        __m256 b0 = _mm256_loadu_ps(bp + (k) * NR);                          \
-        __m256 b1 = _mm256_loadu_ps(bp + (k) * NR + 8);                      \
-        __m256 a;                                                            \
-        a = _mm256_broadcast_ss(ap + (k) * MR + 0);                          \
-        c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01); \
-        a = _mm256_broadcast_ss(ap + (k) * MR + 1);                          \
-        c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11); \
-        a = _mm256_broadcast_ss(ap + (k) * MR + 2);                          \
-        c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21); \
-        a = _mm256_broadcast_ss(ap + (k) * MR + 3);                          \
-        c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31); \
-        a = _mm256_broadcast_ss(ap + (k) * MR + 4);                          \
-        c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41); \
-        a = _mm256_broadcast_ss(ap + (k) * MR + 5);                          \
-        c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51); \
+        __m256 b0 = _mm256_loadu_ps(bp + (BO));                              \
+        __m256 b1 = _mm256_loadu_ps(bp + (BO) + 8);                          \
+        __m256 x;                                                            \
+        x = _mm256_broadcast_ss(P0);                                         \
+        c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01); \
+        x = _mm256_broadcast_ss(P1);                                         \
+        c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11); \
+        x = _mm256_broadcast_ss(P2);                                         \
+        c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21); \
+        x = _mm256_broadcast_ss(P3);                                         \
+        c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31); \
+        x = _mm256_broadcast_ss(P4);                                         \
+        c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41); \
+        x = _mm256_broadcast_ss(P5);                                         \
+        c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51); \
     } while (0)
     size_t k = 0;
-    for (; k + 4 <= kc; k += 4, ap += 4 * MR, bp += 4 * NR) {
-        STEP(0);
-        STEP(1);
-        STEP(2);
-        STEP(3);
+    if (a_rs == 1) {  /* k-major: row r of step k at a[k*a_ks + r] */
+        for (; k + 2 <= kc; k += 2, bp += 2 * NR) {
+            const float *p = a, *q = a + a_ks;
+            STEP(p, p + 1, p + 2, p + 3, p + 4, p + 5, 0);
+            STEP(q, q + 1, q + 2, q + 3, q + 4, q + 5, NR);
+            a = q + a_ks;
+        }
+        for (; k < kc; k++, a += a_ks, bp += NR) STEP(a, a + 1, a + 2, a + 3, a + 4, a + 5, 0);
+    } else {          /* rows in place: row r of step k at a[r*a_rs + k] */
+        const float *a0 = a, *a1 = a + a_rs, *a2 = a + 2 * a_rs, *a3 = a + 3 * a_rs;
+        const float *a4 = a + 4 * a_rs, *a5 = a + 5 * a_rs;
+        for (; k + 2 <= kc; k += 2, bp += 2 * NR) {
+            STEP(a0 + k, a1 + k, a2 + k, a3 + k, a4 + k, a5 + k, 0);
+            STEP(a0 + k + 1, a1 + k + 1, a2 + k + 1, a3 + k + 1, a4 + k + 1, a5 + k + 1, NR);
+        }
+        for (; k < kc; k++, bp += NR) STEP(a0 + k, a1 + k, a2 + k, a3 + k, a4 + k, a5 + k, 0);
     }
-    for (; k < kc; k++, ap += MR, bp += NR) STEP(0);
 #undef STEP
     __m256 acc[MR * 2] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
     put_tile8(c, ldc, m, n, acc, MR, 2, alpha, beta);

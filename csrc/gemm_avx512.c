@@ -1,5 +1,5 @@
-/* AVX-512F GEMM kernels: a 12x32 register tile on packed panels (24 zmm accumulators, 2 B loads
- * and 12 broadcasts per k), a direct path for a few rows with masked loads, and the FMA peak
+/* AVX-512F GEMM kernels: a 12x32 register tile on packed B (24 zmm accumulators, 2 B loads and
+ * 12 broadcasts of op(A) per k, op(A) packed or in place), a direct path for a few rows with masked loads, and the FMA peak
  * probe. Per-function target attributes; gemm.c calls them only when the CPU has AVX-512F.
  * Rounding as in the AVX2 variant (one FMA per k); K is chunked by 128 instead of 256, which
  * keeps a 128x32 B panel (16 KiB) in L1 but rounds differently from AVX2 for K > 128.
@@ -56,18 +56,31 @@ TGT INLINE void put_tile16(float *c, size_t ldc, size_t m, size_t n, const __m51
         for (size_t j = 0; j < n; j++) c[r * ldc + j] = t[r * w + j];
 }
 
-TGT static void micro_12x32(size_t kc, const float *ap, const float *bp, float *c, size_t ldc,
-                            size_t m, size_t n, float alpha, float beta) {
+TGT static void micro_12x32(size_t kc, const float *a, size_t a_rs, size_t a_ks,
+                            const float *bp, float *c, size_t ldc, size_t m, size_t n, float alpha,
+                            float beta) {
     __m512 acc[MR * 2];
 #pragma GCC unroll 24
     for (int i = 0; i < MR * 2; i++) acc[i] = _mm512_setzero_ps();
-    for (size_t k = 0; k < kc; k++, ap += MR, bp += NR) {
-        __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+    if (a_rs == 1) {  /* k-major: row r of step k at a[k*a_ks + r] */
+        for (size_t k = 0; k < kc; k++, a += a_ks, bp += NR) {
+            __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
 #pragma GCC unroll 12
-        for (int r = 0; r < MR; r++) {
-            __m512 a = _mm512_set1_ps(ap[r]);
-            acc[2 * r] = _mm512_fmadd_ps(a, b0, acc[2 * r]);
-            acc[2 * r + 1] = _mm512_fmadd_ps(a, b1, acc[2 * r + 1]);
+            for (int r = 0; r < MR; r++) {
+                __m512 x = _mm512_set1_ps(a[r]);
+                acc[2 * r] = _mm512_fmadd_ps(x, b0, acc[2 * r]);
+                acc[2 * r + 1] = _mm512_fmadd_ps(x, b1, acc[2 * r + 1]);
+            }
+        }
+    } else {          /* rows in place: row r of step k at a[r*a_rs + k] */
+        for (size_t k = 0; k < kc; k++, bp += NR) {
+            __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+#pragma GCC unroll 12
+            for (int r = 0; r < MR; r++) {
+                __m512 x = _mm512_set1_ps(a[(size_t)r * a_rs + k]);
+                acc[2 * r] = _mm512_fmadd_ps(x, b0, acc[2 * r]);
+                acc[2 * r + 1] = _mm512_fmadd_ps(x, b1, acc[2 * r + 1]);
+            }
         }
     }
     put_tile16(c, ldc, m, n, acc, MR, 2, alpha, beta);
