@@ -7,17 +7,19 @@ import random as _py_random
 
 import numpy as np
 
-_state = {"rng": np.random.default_rng()}
+_state = {"rng": None}  # created on first use: numpy.random costs import time
 
 
 def generator():
     """The global np.random.Generator (initialisers draw from it)."""
+    if _state["rng"] is None:
+        _state["rng"] = np.random.default_rng()
     return _state["rng"]
 
 
 def new_seed():
     """A 63-bit seed drawn from the global generator (one per fit: shuffling and dropout)."""
-    return int(_state["rng"].integers(0, 2**63 - 1))
+    return int(generator().integers(0, 2**63 - 1))
 
 
 def set_random_seed(seed):

@@ -11,13 +11,10 @@ missing from the cache are downloaded there from the data set's mirrors (or from
 space-separated base URLs in $MNISTC_MIRRORS, which replace them; set it empty to never
 download), each checked against its published md5 and moved into place atomically.
 """
-import hashlib
 import os
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 from mnistc import _C
 from mnistc._C import FormatError
@@ -107,6 +104,8 @@ def _progress(label, done, total, t0, final=False):
 
 def _download(url, dest, md5):
     """Fetch url into dest through a temporary file beside it; raise OSError/ValueError on failure."""
+    import hashlib  # only when downloading: keeps `import mnistc` fast
+    import urllib.request
     folder = os.path.dirname(dest)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(dest) + ".", suffix=".part")
     try:
