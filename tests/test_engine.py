@@ -321,11 +321,11 @@ def test_ctrl_c_interrupts_a_long_epoch_without_a_hook():
     try:
         with pytest.raises(KeyboardInterrupt):
             for _ in range(50):  # far longer than the timer; the interrupt must end it
-                net.epoch(x, y, batch_size=32)
+                net.epoch(x, y, batch_size=8)  # 7500 small batches: an epoch lasts well over 0.1 s
     finally:
         timer.cancel()
     # interrupted inside an epoch (the C loop's signal check), not between two Python calls
-    assert 0 < net.iterations[0] % 1875 and net.iterations[0] < 50 * 1875
+    assert 0 < net.iterations[0] % 7500 and net.iterations[0] < 50 * 7500
 
 
 # --- validation of the arguments ---
