@@ -6,15 +6,29 @@
 
 /* C = alpha * op(A) @ op(B) + beta * C, where op(X) is X or X^T (trans_a / trans_b nonzero).
  * op(A) is (M, K), op(B) is (K, N), C is (M, N); lda/ldb/ldc are row strides in elements of the
- * matrices as stored. beta == 0 overwrites C without reading it (NaN in C does not propagate).
- * Cannot fail. Results do not depend on the number of threads. */
+ * matrices as stored (lda >= columns of A as stored, etc.); C must not overlap A or B.
+ * beta == 0 overwrites C without reading it (NaN in C does not propagate); alpha == 0 or K == 0
+ * only scales C (A and B are not read). M, N or K may be 0.
+ * Cannot fail. Runs on up to mc_get_num_threads() threads (threads.h), splitting C into blocks:
+ * each element is reduced over K in an order fixed by the shape and the kernel variant alone,
+ * so results are bit-identical for any thread count and from run to run. Safe to call from
+ * several threads at once (one of them gets the pool, the others run alone). Each calling thread
+ * keeps its packing buffers between calls (about 4*K*min(N, 1M/K) bytes plus ~150 KiB; freed at
+ * thread exit). It never calls a BLAS: NumPy's BLAS threads are a separate pool, so running
+ * NumPy matmuls concurrently with training can oversubscribe the cores (limit one of the two). */
 void mc_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
              const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
 
 /* The kernel variants. mc_gemm runs one of them, chosen once at first use: env MNISTC_KERNEL
  * (portable|avx2|avx512) when this CPU supports it, otherwise the best the CPU supports. Variants
- * may differ in the last bits (fused or separate multiply-add, cache-block sizes); each one is
- * bit-for-bit repeatable and independent of the thread count. */
+ * differ in the last bits, each one bit-for-bit repeatable and independent of the thread count:
+ *   portable  3x16 tile, plain C; a*b then +, separately rounded; K chunks of <= 256
+ *   avx2      6x16 tile, AVX2+FMA; one fused multiply-add per k; K chunks of <= 256
+ *   avx512    12x32 tile, AVX-512F; fused multiply-add; K chunks of <= 128
+ * For all: K is cut into equal chunks (a function of K alone); an element's partial sum over a
+ * chunk is added to C after the previous chunk's; the epilogue is alpha*acc + beta*C (fused in
+ * the SIMD variants). Up to 9 (avx2) / 4 (avx512) / 5 (portable) rows of op(A) with B not
+ * transposed take a direct path: one chain over all of K per element, no chunks. */
 typedef enum { MC_KERNEL_PORTABLE = 0, MC_KERNEL_AVX2 = 1, MC_KERNEL_AVX512 = 2 } mc_kernel;
 #define MC_KERNEL_COUNT 3
 

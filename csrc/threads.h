@@ -1,6 +1,8 @@
 /* A small process-wide pthread pool for splitting independent pieces of work (the output blocks
  * of a GEMM) over cores. It never splits a reduction: callers hand it tasks whose results do not
- * depend on which thread runs them, so results are identical for every thread count. */
+ * depend on which thread runs them, so results are identical for every thread count. It is the
+ * only process-wide mutable state of the C core besides the allocation-failure test hook; its
+ * configuration is under a mutex. Independent of NumPy's BLAS threads (see gemm.h). */
 #ifndef MC_THREADS_H
 #define MC_THREADS_H
 
