@@ -86,16 +86,26 @@ double mc_loss_bce_probs(float *dp, const float *p, const float *y, float ls, si
     return total / (double)n;
 }
 
+/* Rows up to this wide keep their exp terms on the stack, so softmax, loss and gradient take one exp
+ * per element; wider rows recompute the exp for the gradient. */
+#define CCE_ROW_STACK 64
+
 double mc_loss_cce_logits(float *dz, const float *z, const float *y, const int32_t *labels, float ls,
                           size_t B, size_t n) {
     double total = 0.0, keep = 1.0 - ls, add = (double)ls / (double)n, inv_b = 1.0 / (double)B;
+    double e[CCE_ROW_STACK];
+    int keep_e = n <= CCE_ROW_STACK;
     for (size_t i = 0; i < B; i++) {
         const float *x = z + i * n;
         /* log-sum-exp with the row max subtracted: exp never overflows */
         double mx = x[0];
         for (size_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
         double s = 0.0;
-        for (size_t j = 0; j < n; j++) s += exp((double)x[j] - mx);
+        for (size_t j = 0; j < n; j++) {
+            double ej = exp((double)x[j] - mx);
+            if (keep_e) e[j] = ej;
+            s += ej;
+        }
         double lse = mx + log(s), tsum = 0.0, row = 0.0;
         for (size_t j = 0; j < n; j++) {
             double t = target(y, labels, i, j, n, keep, add);
@@ -104,10 +114,12 @@ double mc_loss_cce_logits(float *dz, const float *z, const float *y, const int32
         }
         total += row;
         if (dz) {
-            /* d/dz_k sum_j t_j (lse - z_j) = sum(t) softmax_k - t_k */
+            /* d/dz_k sum_j t_j (lse - z_j) = sum(t) softmax_k - t_k, softmax_k = e_k / s */
+            double inv_s = 1.0 / s;
             for (size_t j = 0; j < n; j++) {
                 double t = target(y, labels, i, j, n, keep, add);
-                dz[i * n + j] = (float)(inv_b * (tsum * exp((double)x[j] - lse) - t));
+                double p = keep_e ? e[j] * inv_s : exp((double)x[j] - lse);
+                dz[i * n + j] = (float)(inv_b * (tsum * p - t));
             }
         }
     }
