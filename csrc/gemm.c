@@ -1,5 +1,5 @@
 /* GEMM driver: variant dispatch, packing, cache blocking and the split over threads, plus the
- * portable (plain C, auto-vectorised) kernels. The AVX2 and AVX-512 kernels live in
+ * portable kernels (plain C with compiler-generic vectors, no ISA flags). The AVX2 and AVX-512 kernels live in
  * gemm_avx2.c / gemm_avx512.c. Threads only ever split C into independent blocks; every C element
  * is reduced over K in an order fixed by the shape and the variant alone, so results are the same
  * for any thread count. */
@@ -169,10 +169,16 @@ static void scratch_free(void *arg) {
     free(s);
 }
 
+/* A variant's tile and K chunk must fit the on-stack panels (a build-time property). */
+static int fits_stack(const mc_gemm_impl *im) {
+    return im->micro != NULL && im->mr <= MAX_MR && im->nr <= MAX_NR && im->kc <= MAX_KC &&
+           im->mr > 0 && im->nr > 0 && im->kc > 0;
+}
+
 static void kernel_init(void) {
-    kernel_ok[MC_KERNEL_PORTABLE] = 1;
-    kernel_ok[MC_KERNEL_AVX2] = mc_gemm_impl_avx2.micro != NULL && mc_cpu_has_avx2_fma();
-    kernel_ok[MC_KERNEL_AVX512] = mc_gemm_impl_avx512.micro != NULL && mc_cpu_has_avx512f();
+    kernel_ok[MC_KERNEL_PORTABLE] = fits_stack(&impl_portable);
+    kernel_ok[MC_KERNEL_AVX2] = fits_stack(&mc_gemm_impl_avx2) && mc_cpu_has_avx2_fma();
+    kernel_ok[MC_KERNEL_AVX512] = fits_stack(&mc_gemm_impl_avx512) && mc_cpu_has_avx512f();
     kernel_active = kernel_ok[MC_KERNEL_AVX512] ? MC_KERNEL_AVX512
                     : kernel_ok[MC_KERNEL_AVX2] ? MC_KERNEL_AVX2
                                                 : MC_KERNEL_PORTABLE;
