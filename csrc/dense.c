@@ -1,6 +1,7 @@
-/* Dense forward/backward on top of mc_gemm. The bias is added in a separate contiguous pass after
- * the product; the bias gradient sums rows in float32, row by row, so the result does not depend on
- * how mc_gemm splits its work. */
+/* Dense forward/backward on top of mc_gemm. mc_dense_forward/backward are the plain layer (bias added
+ * in a pass after the product, bias gradient summed in float32 row by row, so the result does not
+ * depend on how mc_gemm splits its work); the model uses the bare products (mc_dense_product,
+ * mc_dense_backward_gemms) and does bias + activation in one fused pass (activations.c), same bits. */
 #include "dense.h"
 
 #include "gemm.h"

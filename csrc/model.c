@@ -1,6 +1,7 @@
 /* The layer chain: table validation, the activation arena, and forward/backward with a switch over
- * the layer kind. Dense products go through dense.c (mc_gemm); the rest are short element-wise loops.
- * Nothing is allocated per batch: the arena is made once per call by the caller. */
+ * the layer kind. Dense products go through dense.c (mc_gemm), each followed by one fused pass (bias +
+ * activation forward; activation derivative + bias gradient backward); the rest are short element-wise
+ * loops. Nothing is allocated per batch: the arena is made once per call by the caller. */
 #include "model.h"
 
 #include <math.h>

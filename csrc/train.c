@@ -1,6 +1,7 @@
 /* Batch loops over a data set. Per call: one arena (model activations and gradients) plus one block
  * for gathered batches, both freed before returning; nothing is allocated inside the loops. The hook
- * timing uses CLOCK_MONOTONIC. Threads and the GIL are the binding's business, not this file's. */
+ * timing uses CLOCK_MONOTONIC. Large batch gathers are split over the thread pool (rows are
+ * independent, so the bytes do not depend on the thread count); the GIL is the binding's business. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
