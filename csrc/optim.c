@@ -89,11 +89,11 @@ typedef struct {
  * ISO C mode (-std=c11) keeps -ffp-contract=off: the portable and AVX2 builds give the same bits. */
 #define WD(i) if (wd_on) w[i] = w[i] - w[i] * wd * lr /* wd_on is a constant in each inlined copy */
 
-static inline __attribute__((always_inline)) void upd_loops(const upd *u, size_t lo, size_t hi,
-                                                             const int wd_on) {
-    float *restrict w = u->w;
-    const float *restrict g = u->g;
-    float *restrict s0 = u->s0, *restrict s1 = u->s1, *restrict s2 = u->s2;
+/* restrict on parameters (GCC keeps it through inlining; on local pointer variables it may not) */
+static inline __attribute__((always_inline)) void upd_loops(const upd *u, float *restrict w,
+                                                             const float *restrict g, float *restrict s0,
+                                                             float *restrict s1, float *restrict s2,
+                                                             size_t lo, size_t hi, const int wd_on) {
     const float lr = u->lr, wd = u->wd, mu = u->mu, c1 = u->c1, c2 = u->c2, eps = u->eps, a = u->a;
     switch (u->kind) {
     case MC_OPT_SGD:
@@ -196,8 +196,8 @@ static inline __attribute__((always_inline)) void upd_loops(const upd *u, size_t
 #undef WD
 
 static inline __attribute__((always_inline)) void upd_body(const upd *u, size_t lo, size_t hi) {
-    if (u->wd_on) upd_loops(u, lo, hi, 1);
-    else upd_loops(u, lo, hi, 0);
+    if (u->wd_on) upd_loops(u, u->w, u->g, u->s0, u->s1, u->s2, lo, hi, 1);
+    else upd_loops(u, u->w, u->g, u->s0, u->s1, u->s2, lo, hi, 0);
 }
 
 static void upd_portable(const upd *u, size_t lo, size_t hi) { upd_body(u, lo, hi); }
