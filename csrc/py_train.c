@@ -12,6 +12,7 @@
 #include "losses.h"
 #include "model.h"
 #include "optim.h"
+#include "scan.h"
 #include "train.h"
 
 #define HOOK_INTERVAL 0.05 /* seconds between hook calls unless every_batch */
@@ -659,34 +660,6 @@ static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kwargs) {
 
 /* --- scans --- */
 
-typedef struct {
-    size_t n_nan, n_inf;
-    double lo, hi;
-} scan_result;
-
-static scan_result scan(const void *p, int type, size_t n) {
-    scan_result r = {0, 0, NAN, NAN};
-    double lo = HUGE_VAL, hi = -HUGE_VAL;
-    size_t n_num = 0;
-    for (size_t i = 0; i < n; i++) {
-        double v = type == NPY_FLOAT32 ? (double)((const float *)p)[i]
-                   : type == NPY_FLOAT64 ? ((const double *)p)[i] : (double)((const uint8_t *)p)[i];
-        if (isnan(v)) {
-            r.n_nan++;
-            continue;
-        }
-        if (isinf(v)) r.n_inf++;
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-        n_num++;
-    }
-    if (n_num) {
-        r.lo = lo;
-        r.hi = hi;
-    }
-    return r;
-}
-
 static PyObject *py_scan_floats(PyObject *self, PyObject *arg) {
     (void)self;
     if (PyArray_Check(arg) && PyArray_EquivTypenums(PyArray_DESCR((PyArrayObject *)arg)->type_num, NPY_UINT8)) {
@@ -696,14 +669,14 @@ static PyObject *py_scan_floats(PyObject *self, PyObject *arg) {
     }
     PyArrayObject *a = (PyArrayObject *)arg;
     int tn = PyArray_DESCR(a)->type_num;
-    int type = PyArray_EquivTypenums(tn, NPY_FLOAT32) ? NPY_FLOAT32 : PyArray_EquivTypenums(tn, NPY_FLOAT64)
-               ? NPY_FLOAT64 : NPY_UINT8;
+    mc_scan_type type = PyArray_EquivTypenums(tn, NPY_FLOAT32) ? MC_SCAN_F32
+                        : PyArray_EquivTypenums(tn, NPY_FLOAT64) ? MC_SCAN_F64 : MC_SCAN_U8;
     const void *p = PyArray_DATA(a);
     size_t n = (size_t)PyArray_SIZE(a);
-    scan_result r;
+    mc_scan_result r;
     Py_INCREF(a);
     Py_BEGIN_ALLOW_THREADS
-    r = scan(p, type, n);
+    r = mc_scan(p, type, n);
     Py_END_ALLOW_THREADS
     Py_DECREF(a);
     return Py_BuildValue("(nndd)", (Py_ssize_t)r.n_nan, (Py_ssize_t)r.n_inf, r.lo, r.hi);

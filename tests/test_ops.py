@@ -524,3 +524,29 @@ def test_scan_floats_and_first_bad_label():
     assert _C.first_bad_label(y, 5) == 2
     assert _C.first_bad_label(y[:2], 5) == -1
     assert _C.first_bad_label(y, 6) == 3
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_scan_floats_large_arrays_match_numpy(threads, dtype):
+    """Arrays long enough to be cut into pieces for the thread pool (2^16 elements each), with
+    NaN/Inf planted in the first piece, the vectorised middle, a piece boundary and the ragged tail."""
+    rng = np.random.default_rng(3)
+    n = 5 * 65536 + 37
+    if dtype == np.uint8:
+        x = rng.integers(3, 250, n, dtype=np.uint8)
+        x[[65535, n - 1]] = [1, 254]
+    else:
+        x = (rng.random(n) * 200 - 50).astype(dtype)
+        x[[0, 70000, 131072, n - 1]] = [np.nan, np.inf, -np.inf, np.nan]
+        x[[5, 200000]] = [-1e30, 1e30]
+    want = (int(np.isnan(x).sum()), int(np.isinf(x).sum()), float(np.nanmin(x)), float(np.nanmax(x)))
+    saved = _C.get_num_threads()
+    try:
+        _C.set_num_threads(threads)
+        assert _C.scan_floats(x) == want
+        if dtype != np.uint8:
+            n_nan, n_inf, lo, hi = _C.scan_floats(np.full(n, np.nan, dtype))
+            assert (n_nan, n_inf) == (n, 0) and np.isnan(lo) and np.isnan(hi)
+    finally:
+        _C.set_num_threads(saved)
