@@ -9,6 +9,8 @@ on the 10k test set and on one image, and each ratio to mnistc.
     python bench/bench_mlp.py                 # 5 epochs, 3 rounds
     python bench/bench_mlp.py --quick         # CI: 1 epoch on 6000 images, 1 round
     python bench/bench_mlp.py --write bench/RESULTS.md
+
+"mnistc-uint8" is mnistc fed the uint8 images as stored, with a Rescaling(1/255) first layer.
 """
 import argparse
 import json
@@ -32,7 +34,9 @@ def flops_per_epoch(n, n_in=784, hidden=128, n_out=10):
     return fwd + wgrad + dinp
 
 
-def load(n_train):
+def load(n_train, raw=False):
+    """float32 in [0, 1] (the form every framework is fed), or with raw=True the uint8 pixels as
+    stored, flattened (mnistc's own form, scaled inside its C core by a Rescaling layer)."""
     import gzip
     import numpy as np
     root = os.path.join(os.environ.get("MNISTC_DATA_DIR", os.path.join(HERE, "..", "..", "shared", "data")),
@@ -43,7 +47,7 @@ def load(n_train):
             return np.frombuffer(f.read(), np.uint8, offset=offset)
 
     def scaled(u8):  # float32 straight away: no float64 temporary inflating every peak RSS
-        return np.multiply(u8, np.float32(1 / 255), dtype=np.float32)
+        return u8.copy() if raw else np.multiply(u8, np.float32(1 / 255), dtype=np.float32)
 
     x = scaled(idx("train-images-idx3-ubyte", 16).reshape(-1, 784)[:n_train])
     y = idx("train-labels-idx1-ubyte", 8)[:n_train].astype(np.int64)
@@ -73,17 +77,17 @@ def epoch_timer(callback_base, sink):
     return EpochTimer()
 
 
-def child_mnistc(args):
+def child_mnistc(args, uint8=False):
     import numpy  # noqa: F401  (preloaded: the data is NumPy for every framework; time the framework alone)
     t = time.perf_counter()
     import mnistc
     import_s = time.perf_counter() - t
-    import numpy as np
     if hasattr(mnistc, "set_num_threads"):
         mnistc.set_num_threads(args.threads)
-    x, y, xt, yt = load(args.n_train)
+    x, y, xt, yt = load(args.n_train, raw=uint8)
     mnistc.utils.set_random_seed(0)
-    model = mnistc.Sequential([mnistc.Input((784,)), mnistc.layers.Dense(128, activation="relu"),
+    scale = [mnistc.layers.Rescaling(1 / 255)] if uint8 else []
+    model = mnistc.Sequential([mnistc.Input((784,)), *scale, mnistc.layers.Dense(128, activation="relu"),
                                mnistc.layers.Dense(10, activation="softmax")])
     model.compile(mnistc.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     epoch_times = []
@@ -159,8 +163,13 @@ def child_tensorflow(args):
     return dict(import_s=import_s, epoch_times=epoch_times, acc=acc, predict_s=predict_s, one_s=one_s)
 
 
-CHILDREN = {"mnistc": child_mnistc, "pytorch": child_torch, "tensorflow": child_tensorflow}
-MODULES = {"mnistc": "mnistc", "pytorch": "torch", "tensorflow": "tensorflow"}
+def child_mnistc_uint8(args):
+    return child_mnistc(args, uint8=True)
+
+
+CHILDREN = {"mnistc": child_mnistc, "mnistc-uint8": child_mnistc_uint8, "pytorch": child_torch,
+            "tensorflow": child_tensorflow}
+MODULES = {"mnistc": "mnistc", "mnistc-uint8": "mnistc", "pytorch": "torch", "tensorflow": "tensorflow"}
 
 
 def available(name):
@@ -249,7 +258,7 @@ def main():
     base = rows.get("mnistc")
     for n, r in rows.items():
         def ratio(key, lower_is_better=True):
-            if not base or n == "mnistc":
+            if not base or n.startswith("mnistc"):
                 return ""
             v = r[key] / base[key] if lower_is_better else base[key] / r[key]
             return f" ({v:.1f}x)"
@@ -259,6 +268,13 @@ def main():
                      f"{r['pred'] * 1e3:.1f} ms{ratio('pred')} | {r['one'] * 1e6:.1f} us{ratio('one')} |")
     lines.append("")
     lines.append("Ratios in parentheses: the framework's figure divided by mnistc's (higher = mnistc better).")
+    lines.append("mnistc-uint8: the same model with a Rescaling(1/255) first layer fed the uint8 images as stored,")
+    lines.append("scaled inside the C core (no float copy of the data set).")
+    small = rows.get("mnistc-uint8")
+    for n, r in rows.items():
+        if small and not n.startswith("mnistc"):
+            lines.append(f"{n} / mnistc-uint8: epoch {r['epoch'] / small['epoch']:.1f}x, "
+                         f"peak RSS {r['rss'] / small['rss']:.1f}x")
     text = "\n".join(lines)
     print(text)
     if args.write:

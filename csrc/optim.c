@@ -10,6 +10,11 @@
 #include "cpu.h"
 #include "threads.h"
 
+#if defined(__x86_64__) || (defined(__i386__) && defined(__SSE__))
+#include <xmmintrin.h>
+#define MC_HAVE_MXCSR 1
+#endif
+
 size_t mc_optim_n_slots(int kind, const double *hyper) {
     switch (kind) {
     case MC_OPT_SGD:
@@ -209,6 +214,26 @@ __attribute__((target("avx2"))) static void upd_avx2(const upd *u, size_t lo, si
 
 typedef void (*upd_fn)(const upd *, size_t, size_t);
 static upd_fn upd_kernel;
+
+/* Optimizer state decays geometrically wherever a gradient stays at zero (Adam's m by beta_1 each
+ * step: the weights of MNIST's border pixels) and reaches float32's subnormal range after about a
+ * thousand steps. On x86 an operation on a subnormal takes a microcode assist of ~100 cycles: the
+ * seed MLP's Adam step grew from ~20 to ~75 us from the second epoch on. Updates therefore run
+ * with subnormals flushed to zero (MXCSR FTZ + DAZ), the mode TensorFlow runs its CPU ops in (so
+ * Keras's optimizers on that backend); it is set and restored around every piece on whichever
+ * thread runs it, so the results are the same for any thread count. A subnormal step is far below
+ * half an ulp of any normal weight, so flushing changes only the optimizer state and weights that
+ * are themselves zero or subnormal. Off x86 the update is plain IEEE. */
+static void upd_run(const upd *u, size_t lo, size_t hi) {
+#ifdef MC_HAVE_MXCSR
+    unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x8040u); /* FTZ (bit 15) and DAZ (bit 6) */
+    upd_kernel(u, lo, hi);
+    _mm_setcsr(csr);
+#else
+    upd_kernel(u, lo, hi);
+#endif
+}
 static pthread_once_t upd_once = PTHREAD_ONCE_INIT;
 
 static void upd_pick(void) {
@@ -232,7 +257,7 @@ typedef struct {
 static void upd_task(void *ctx, size_t t) {
     const upd_job *j = ctx;
     size_t lo = t * UPD_CHUNK, hi = lo + UPD_CHUNK < j->n ? lo + UPD_CHUNK : j->n;
-    upd_kernel(j->u, lo, hi);
+    upd_run(j->u, lo, hi);
 }
 
 void mc_optim_step(const mc_optim *opt, float *params, const float *grads, int64_t *iterations) {
@@ -285,7 +310,7 @@ void mc_optim_step(const mc_optim *opt, float *params, const float *grads, int64
             u.s2 = u.flag ? (has_mom ? s2 : s1) : NULL;
         }
         if (n < UPD_PAR_MIN || threads < 2) {
-            upd_kernel(&u, 0, n);
+            upd_run(&u, 0, n);
         } else {
             upd_job j = {&u, n};
             mc_parallel_for((n + UPD_CHUNK - 1) / UPD_CHUNK, upd_task, &j);

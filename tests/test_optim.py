@@ -1,6 +1,8 @@
 """The optimizers through _C.optimizer_step: k steps of every variant against the float64 reference,
 frozen ranges untouched, the segments/slots layout, the iterations counter, weight decay, and the
 validation of every argument."""
+import platform
+
 import numpy as np
 import pytest
 
@@ -150,6 +152,44 @@ def test_adam_first_step_uses_epsilon_hat():
 
 
 # --- validation ---
+
+def adam_with_vanishing_gradient(threads, steps=800):
+    n = 40000  # above the size split over the thread pool
+    hyper = R.hyper_vector(1e-3, 0.9, 0.999, 1e-7)
+    segments = np.array([[0, n]], np.int64)
+    params = np.linspace(-0.05, 0.05, n, dtype=np.float32)
+    grads = np.linspace(1e-3, 2e-3, n, dtype=np.float32)
+    slots = [np.zeros(n, np.float32), np.zeros(n, np.float32)]
+    it = np.zeros(1, np.int64)
+    saved = _C.get_num_threads()
+    try:
+        _C.set_num_threads(threads)
+        _C.optimizer_step(R.ADAM, hyper, params, grads, segments, slots, it)
+        grads[:] = 0
+        for _ in range(steps):
+            _C.optimizer_step(R.ADAM, hyper, params, grads, segments, slots, it)
+    finally:
+        _C.set_num_threads(saved)
+    return params, slots
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64", "i686"),
+                    reason="the subnormal flush uses the x86 MXCSR; other CPUs keep plain IEEE")
+def test_adam_state_never_goes_subnormal():
+    """Where the gradient stays zero, Adam's m decays by beta_1 per step: from 1e-4 it would be
+    ~2e-41, a float32 subnormal, after 800 steps, and every x86 operation on a subnormal takes a
+    slow microcode assist. The update flushes subnormals to zero (as TensorFlow's CPU ops do), on
+    every thread alike, and leaves the caller's floating-point mode as it was."""
+    params, slots = adam_with_vanishing_gradient(threads=1)
+    tiny = np.finfo(np.float32).tiny
+    for a in (params, *slots):
+        assert not np.any((a != 0) & (np.abs(a) < tiny))
+    m = slots[0]
+    assert np.all((m > 0) & (m < 10 * tiny))  # decayed as far as the flush lets 0.9 * m go
+    params2, slots2 = adam_with_vanishing_gradient(threads=2)
+    assert np.array_equal(params, params2) and all(np.array_equal(a, b) for a, b in zip(slots, slots2))
+    assert np.float32(tiny) / np.float32(16) * np.float32(16) == tiny  # NumPy still sees IEEE subnormals
+
 
 def call(**over):
     kind, hyper = VARIANTS["adam"]
