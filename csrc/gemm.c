@@ -68,15 +68,15 @@ static inline v4f v4_splat(float x) { return (v4f){x, x, x, x}; }
 #define PSN 16  /* columns per step of the few-rows path */
 
 static void micro_portable(size_t kc, const float *restrict a, size_t a_rs, size_t a_ks,
-                           const float *restrict bp, float *c, size_t ldc, size_t m, size_t n,
-                           float alpha, float beta) {
+                           const float *restrict bp, size_t b_ks, float *c, size_t ldc, size_t m,
+                           size_t n, float alpha, float beta) {
     v4f acc[PMR][PNR / 4];
 #pragma GCC unroll 4
     for (int r = 0; r < PMR; r++)
 #pragma GCC unroll 3
         for (int q = 0; q < PNR / 4; q++) acc[r][q] = v4_splat(0.0f);
     for (size_t k = 0; k < kc; k++) {
-        const float *ak = a + k * a_ks, *b = bp + k * PNR;
+        const float *ak = a + k * a_ks, *b = bp + k * b_ks;
         v4f bv[PNR / 4];
 #pragma GCC unroll 3
         for (int q = 0; q < PNR / 4; q++) bv[q] = v4_load(b + 4 * q);
@@ -258,6 +258,9 @@ typedef struct {
      * K at bp: the chunk starting at row pc is bp + pc*ncpad, panels of nr columns within it. */
     size_t j0, ncur, ncpad;
     float *bp;
+    /* op(B) = B with N a multiple of nr: every column panel is nr contiguous floats per row of B,
+     * so the micro-kernel reads B where it lies (row stride ldb) and nothing is packed. */
+    int b_in_place;
     /* Tasks 0 .. n_pack-1 pack B (pack_step column panels each); the others each compute a block
      * of m_step rows x n_step columns, block (t - n_pack) of a grid with gn columns. */
     size_t n_pack, pack_step, gn, m_step, n_step;
@@ -270,8 +273,9 @@ static inline __attribute__((always_inline)) void pack_panel(const size_t w, con
                                                              size_t rs, size_t ks, size_t n,
                                                              size_t kc, float *restrict dst) {
     if (n == w && rs == 1) {          /* each k is w consecutive floats: a straight copy */
-        for (size_t k = 0; k < kc; k++)
-            for (size_t r = 0; r < w; r++) dst[k * w + r] = src[k * ks + r];
+        /* a memcpy of constant size is inlined as vector moves; the equivalent loop GCC turns
+         * into a libc memmove call per k (128 bytes each), which cost more than the copying */
+        for (size_t k = 0; k < kc; k++) memcpy(dst + k * w, src + k * ks, w * sizeof *dst);
     } else if (n == w && ks == 1) {   /* w rows each contiguous in k: gather one k at a time */
         for (size_t k = 0; k < kc; k++)
             for (size_t r = 0; r < w; r++) dst[k * w + r] = src[r * rs + k];
@@ -334,7 +338,7 @@ static __attribute__((noinline)) void gemm_on_stack(const gemm_job *g) {
             for (size_t ic = 0; ic < g->M; ic += mr) {
                 size_t mm = min_sz(mr, g->M - ic);
                 pack_a(g, ic, mm, pc, kcur, ap);
-                im->micro(kcur, ap, 1, mr, bp, g->C + ic * g->ldc + jc, g->ldc, mm, nn, g->alpha,
+                im->micro(kcur, ap, 1, mr, bp, nr, g->C + ic * g->ldc + jc, g->ldc, mm, nn, g->alpha,
                           beta);
             }
         }
@@ -366,6 +370,17 @@ static void wait_packed(gemm_job *g) {
     }
 }
 
+/* Column panel jr (from the N block's start) of the K chunk starting at row pc, and its row stride:
+ * packed (stride nr) or B in place (stride ldb). The kernel reads the same values either way. */
+static const float *b_panel(const gemm_job *g, size_t pc, size_t kcur, size_t jr, size_t *b_ks) {
+    if (g->b_in_place) {
+        *b_ks = g->ldb;
+        return g->B + pc * g->ldb + g->j0 + jr;
+    }
+    *b_ks = g->impl->nr;
+    return g->bp + pc * g->ncpad + jr * kcur;
+}
+
 /* C[i0:i1, j0+c0 : j0+c1], K chunks in order for every element. When a K chunk of this task's
  * packed B fits in L2 (DIRECT_B_BYTES), row panels go outside and column panels inside: the
  * mr x kc piece of op(A) is read where it lies (it stays in L1 across the column panels) and
@@ -380,7 +395,6 @@ static void compute_task(gemm_job *g, size_t i0, size_t i1, size_t c0, size_t c1
         for (size_t pc = 0; pc < g->K; pc += g->kc) {
             size_t kcur = min_sz(g->kc, g->K - pc);
             float beta = pc == 0 ? g->beta : 1.0f;  /* later chunks add to what the first wrote */
-            const float *bchunk = g->bp + pc * g->ncpad;
             for (size_t ir = i0; ir < i1; ir += mr) {
                 size_t mm = min_sz(mr, i1 - ir);
                 const float *a = stack_ap;
@@ -388,9 +402,12 @@ static void compute_task(gemm_job *g, size_t i0, size_t i1, size_t c0, size_t c1
                 if (mm < mr) pack_a(g, ir, mm, pc, kcur, stack_ap);
                 else if (g->ta) a = g->A + pc * g->lda + ir, ks = g->lda;
                 else a = g->A + ir * g->lda + pc, rs = g->lda, ks = 1;
-                for (size_t jr = c0; jr < c1; jr += nr)
-                    im->micro(kcur, a, rs, ks, bchunk + jr * kcur, g->C + ir * g->ldc + g->j0 + jr,
-                              g->ldc, mm, min_sz(nr, c1 - jr), g->alpha, beta);
+                for (size_t jr = c0; jr < c1; jr += nr) {
+                    size_t b_ks;
+                    const float *b = b_panel(g, pc, kcur, jr, &b_ks);
+                    im->micro(kcur, a, rs, ks, b, b_ks, g->C + ir * g->ldc + g->j0 + jr, g->ldc, mm,
+                              min_sz(nr, c1 - jr), g->alpha, beta);
+                }
             }
         }
         return;
@@ -406,13 +423,14 @@ static void compute_task(gemm_job *g, size_t i0, size_t i1, size_t c0, size_t c1
         for (size_t pc = 0; pc < g->K; pc += g->kc) {
             size_t kcur = min_sz(g->kc, g->K - pc);
             float beta = pc == 0 ? g->beta : 1.0f;
-            const float *bchunk = g->bp + pc * g->ncpad;
             pack_a(g, ic, mcur, pc, kcur, ap);
-            for (size_t jr = c0; jr < c1; jr += nr)
+            for (size_t jr = c0; jr < c1; jr += nr) {
+                size_t b_ks;
+                const float *b = b_panel(g, pc, kcur, jr, &b_ks);
                 for (size_t ir = 0; ir < mcur; ir += mr)
-                    im->micro(kcur, ap + ir * kcur, 1, mr, bchunk + jr * kcur,
-                              g->C + (ic + ir) * g->ldc + g->j0 + jr, g->ldc, min_sz(mr, mcur - ir),
-                              min_sz(nr, c1 - jr), g->alpha, beta);
+                    im->micro(kcur, ap + ir * kcur, 1, mr, b, b_ks, g->C + (ic + ir) * g->ldc + g->j0 + jr,
+                              g->ldc, min_sz(mr, mcur - ir), min_sz(nr, c1 - jr), g->alpha, beta);
+            }
         }
     }
 }
@@ -459,7 +477,7 @@ static size_t plan_tasks(gemm_job *g, size_t threads) {
     g->gn = ceil_div(g->ncur, g->n_step);
     size_t n_compute = ceil_div(g->M, g->m_step) * g->gn;
     g->n_pack = 0;
-    if (!g->small) {
+    if (!g->small && !g->b_in_place) {
         size_t panels = ceil_div(g->ncur, g->impl->nr);
         size_t want = threads > 1 ? min_sz(panels, 2 * threads) : 1;
         g->pack_step = ceil_div(panels, want);
@@ -508,8 +526,15 @@ static void gemm_run(const mc_gemm_impl *impl, int trans_a, int trans_b, size_t 
         run_gemm_tasks(&g, threads);
         return;
     }
-    /* N blocks whose packed B (all of K) stays within B_PACK_MAX floats. */
     size_t nr = impl->nr;
+    g.b_in_place = !g.tb && N % nr == 0;
+    if (g.b_in_place) {  /* one N block, nothing to pack */
+        g.j0 = 0;
+        g.ncur = g.ncpad = N;
+        run_gemm_tasks(&g, threads);
+        return;
+    }
+    /* N blocks whose packed B (all of K) stays within B_PACK_MAX floats. */
     size_t nblk = (B_PACK_MAX / K) / nr * nr;
     if (nblk < nr) nblk = nr;
     nblk = min_sz(nblk, ceil_div(N, nr) * nr);

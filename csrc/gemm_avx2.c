@@ -47,7 +47,8 @@ TGT INLINE void put_tile8(float *c, size_t ldc, size_t m, size_t n, const __m256
 }
 
 TGT static void micro_6x16(size_t kc, const float *a, size_t a_rs, size_t a_ks, const float *bp,
-                           float *c, size_t ldc, size_t m, size_t n, float alpha, float beta) {
+                           size_t b_ks, float *c, size_t ldc, size_t m, size_t n, float alpha,
+                           float beta) {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -75,21 +76,21 @@ TGT static void micro_6x16(size_t kc, const float *a, size_t a_rs, size_t a_ks, 
     } while (0)
     size_t k = 0;
     if (a_rs == 1) {  /* k-major: row r of step k at a[k*a_ks + r] */
-        for (; k + 2 <= kc; k += 2, bp += 2 * NR) {
+        for (; k + 2 <= kc; k += 2, bp += 2 * b_ks) {
             const float *p = a, *q = a + a_ks;
             STEP(p, p + 1, p + 2, p + 3, p + 4, p + 5, 0);
-            STEP(q, q + 1, q + 2, q + 3, q + 4, q + 5, NR);
+            STEP(q, q + 1, q + 2, q + 3, q + 4, q + 5, b_ks);
             a = q + a_ks;
         }
-        for (; k < kc; k++, a += a_ks, bp += NR) STEP(a, a + 1, a + 2, a + 3, a + 4, a + 5, 0);
+        for (; k < kc; k++, a += a_ks, bp += b_ks) STEP(a, a + 1, a + 2, a + 3, a + 4, a + 5, 0);
     } else {          /* rows in place: row r of step k at a[r*a_rs + k] */
         const float *a0 = a, *a1 = a + a_rs, *a2 = a + 2 * a_rs, *a3 = a + 3 * a_rs;
         const float *a4 = a + 4 * a_rs, *a5 = a + 5 * a_rs;
-        for (; k + 2 <= kc; k += 2, bp += 2 * NR) {
+        for (; k + 2 <= kc; k += 2, bp += 2 * b_ks) {
             STEP(a0 + k, a1 + k, a2 + k, a3 + k, a4 + k, a5 + k, 0);
-            STEP(a0 + k + 1, a1 + k + 1, a2 + k + 1, a3 + k + 1, a4 + k + 1, a5 + k + 1, NR);
+            STEP(a0 + k + 1, a1 + k + 1, a2 + k + 1, a3 + k + 1, a4 + k + 1, a5 + k + 1, b_ks);
         }
-        for (; k < kc; k++, bp += NR) STEP(a0 + k, a1 + k, a2 + k, a3 + k, a4 + k, a5 + k, 0);
+        for (; k < kc; k++, bp += b_ks) STEP(a0 + k, a1 + k, a2 + k, a3 + k, a4 + k, a5 + k, 0);
     }
 #undef STEP
     __m256 acc[MR * 2] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};

@@ -57,13 +57,13 @@ TGT INLINE void put_tile16(float *c, size_t ldc, size_t m, size_t n, const __m51
 }
 
 TGT static void micro_12x32(size_t kc, const float *a, size_t a_rs, size_t a_ks,
-                            const float *bp, float *c, size_t ldc, size_t m, size_t n, float alpha,
-                            float beta) {
+                            const float *bp, size_t b_ks, float *c, size_t ldc, size_t m, size_t n,
+                            float alpha, float beta) {
     __m512 acc[MR * 2];
 #pragma GCC unroll 24
     for (int i = 0; i < MR * 2; i++) acc[i] = _mm512_setzero_ps();
     if (a_rs == 1) {  /* k-major: row r of step k at a[k*a_ks + r] */
-        for (size_t k = 0; k < kc; k++, a += a_ks, bp += NR) {
+        for (size_t k = 0; k < kc; k++, a += a_ks, bp += b_ks) {
             __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
 #pragma GCC unroll 12
             for (int r = 0; r < MR; r++) {
@@ -73,7 +73,7 @@ TGT static void micro_12x32(size_t kc, const float *a, size_t a_rs, size_t a_ks,
             }
         }
     } else {          /* rows in place: row r of step k at a[r*a_rs + k] */
-        for (size_t k = 0; k < kc; k++, bp += NR) {
+        for (size_t k = 0; k < kc; k++, bp += b_ks) {
             __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
 #pragma GCC unroll 12
             for (int r = 0; r < MR; r++) {

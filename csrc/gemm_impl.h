@@ -5,7 +5,8 @@
 
 #include <stddef.h>
 
-/* Micro-kernel: acc = a (mr x kc) @ bp (kc x nr, packed: bp[k*nr + j]), summed over k in order;
+/* Micro-kernel: acc = a (mr x kc) @ bp (kc x nr: bp[k*b_ks + j]; b_ks = nr for a packed panel,
+ * ldb for nr columns of an untransposed B read in place), summed over k in order;
  * then for the top-left m x n corner (m <= mr, n <= nr) of the tile at c (row stride ldc):
  * c = alpha*acc + beta*c, and with beta == 0, c = alpha*acc without reading c. Element (r, k) of
  * a is a[r*a_rs + k*a_ks] with either a_rs == 1 (k-major: a packed panel, a_ks = mr, or a piece
@@ -14,8 +15,8 @@
  * tile position, so an element's bits do not depend on them. Each variant fixes how the
  * epilogue rounds (see gemm.c). */
 typedef void (*mc_gemm_micro_fn)(size_t kc, const float *a, size_t a_rs, size_t a_ks,
-                                 const float *bp, float *c, size_t ldc, size_t m, size_t n,
-                                 float alpha, float beta);
+                                 const float *bp, size_t b_ks, float *c, size_t ldc, size_t m,
+                                 size_t n, float alpha, float beta);
 
 /* Direct (unpacked) path for a few rows of op(A) and an untransposed B: the same contract as
  * mc_gemm with trans_b == 0, with each C element reduced over all of K in order in one chain. */

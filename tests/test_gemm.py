@@ -179,6 +179,25 @@ SPLIT_SHAPES = [  # (ta, tb, M, N, K): parallel on the packed path and on the fe
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("ta", [0, 1])
+@pytest.mark.parametrize("M,N,K", [(128, 96, 784), (50, 192, 300), (40, 960, 600)])
+def test_b_read_in_place_equals_packed(rng, variant, ta, M, N, K):
+    """An untransposed B whose width is a multiple of the register tile (96 and 960 are multiples of
+    12, 16 and 32) is read where it lies; one extra column forces packing. Same bits either way,
+    on both compute paths (the last shape's K chunks of B exceed the L2 budget)."""
+    A = make(rng, *((K, M) if ta else (M, K)))
+    wide = make(rng, K, N + 1)
+    B = np.ascontiguousarray(wide[:, :N])
+    C_in_place = np.zeros((M, N), np.float32)
+    C_packed = np.zeros((M, N + 1), np.float32)
+    _C.gemm_variant(ta, 0, 1.0, A, B, 0.0, C_in_place, variant)
+    _C.gemm_variant(ta, 0, 1.0, A, wide, 0.0, C_packed, variant)
+    assert np.array_equal(C_in_place.view(np.uint32), C_packed[:, :N].view(np.uint32))
+    want, bound = reference(ta, 0, 1.0, A, B, 0.0, C_in_place)
+    assert np.all(np.abs(C_in_place - want) <= bound)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_bit_identical_for_any_thread_count(rng, variant):
     for ta, tb, M, N, K in SPLIT_SHAPES:
         A = make(rng, *((K, M) if ta else (M, K)))
