@@ -55,7 +55,12 @@ static unsigned job_gen;
 static mc_task_fn job_fn;
 static void *job_ctx;
 static size_t job_n;
-static atomic_size_t job_next;
+static size_t job_parts;  /* participants: the owner and the workers it signalled */
+/* Task t belongs to lane p when p*n/parts <= t < (p+1)*n/parts; lane_next[p] counts the claims
+ * made on it. Cache-line padded: the lanes are claimed from different cores. */
+static struct {
+    _Alignas(64) atomic_size_t next;
+} lane[MC_MAX_THREADS];
 
 /* The job's state in one word: its number in the high 32 bits; in the low bits the count of
  * workers inside it, or JOB_CLOSED once its owner has shut it. */
@@ -217,11 +222,22 @@ mc_status mc_set_num_threads(int n, mc_error *err) {
 /* --- the pool --- */
 
 /* Claim and run tasks of the current job until none is left. */
-static void run_tasks(void) {
-    for (;;) {
-        size_t t = atomic_fetch_add(&job_next, 1);
-        if (t >= job_n) break;
-        job_fn(job_ctx, t);
+/* Participant `self` (0 = the owner, i + 1 = worker i) first claims the tasks of its own lane, in
+ * order, then those left in the others. Jobs cut the same way (the pieces of an optimizer step,
+ * the row blocks of a GEMM) thus give each core the same data step after step, which stays in
+ * its L2, while a participant that is late or descheduled still has its tasks taken over.
+ * Tasks are claimed in increasing order within a lane, and lane 0 (the owner's, who always runs)
+ * holds the lowest tasks, so a task that waits for lower-numbered ones (GEMM packing) waits only
+ * for tasks that are claimed and running or that the owner will claim. */
+static void run_tasks(size_t self) {
+    size_t parts = job_parts, n = job_n;
+    for (size_t k = 0; k < parts; k++) {
+        size_t p = (self + k) % parts, lo = p * n / parts, hi = (p + 1) * n / parts;
+        for (;;) {
+            size_t t = lo + atomic_fetch_add(&lane[p].next, 1);
+            if (t >= hi) break;
+            job_fn(job_ctx, t);
+        }
     }
 }
 
@@ -279,7 +295,7 @@ static void *worker_main(void *arg) {
     for (;;) {
         seen = wait_ticket(w, seen);
         if (enter_job(seen)) {
-            run_tasks();
+            run_tasks((size_t)(w - pool) + 1);
             leave_job();
         }
     }
@@ -360,7 +376,8 @@ void mc_parallel_for_n(size_t n_tasks, int max_threads, mc_task_fn fn, void *ctx
     job_fn = fn;
     job_ctx = ctx;
     job_n = n_tasks;
-    atomic_store(&job_next, 0);
+    job_parts = (size_t)nw + 1;
+    for (size_t p = 0; p < job_parts; p++) atomic_store(&lane[p].next, 0);
     job_gen++;
     atomic_store(&job_word, (uint64_t)job_gen << 32);  /* open, nobody inside */
     for (int i = 0; i < nw; i++) atomic_store_explicit(&pool[i].ticket, job_gen, memory_order_release);
@@ -368,7 +385,7 @@ void mc_parallel_for_n(size_t n_tasks, int max_threads, mc_task_fn fn, void *ctx
     for (int i = 0; i < nw; i++) pthread_cond_signal(&pool[i].cv);
     pthread_mutex_unlock(&park_mu);
 
-    run_tasks();
+    run_tasks(0);
     close_job();
     pthread_mutex_unlock(&job_mu);
 }

@@ -24,8 +24,11 @@ typedef void (*mc_task_fn)(void *ctx, size_t task);
 void mc_parallel_for(size_t n_tasks, mc_task_fn fn, void *ctx);
 
 /* The same on at most max_threads threads (values < 1 mean 1), never more than
- * mc_get_num_threads(). Tasks are claimed in increasing order, so a task may wait (spin) for
- * lower-numbered tasks to finish: those have been claimed by threads that are running them. */
+ * mc_get_num_threads(). The tasks are cut into one contiguous lane per thread, lane 0 (the
+ * lowest tasks) the caller's; each thread claims its own lane's tasks in increasing order, then
+ * what is left of the others, lane after lane. So jobs cut alike give each thread the same data
+ * job after job, and a task may wait (spin) for lower-numbered tasks to finish: those are
+ * claimed by running threads or will be by the caller, which never waits on a higher lane. */
 void mc_parallel_for_n(size_t n_tasks, int max_threads, mc_task_fn fn, void *ctx);
 
 /* Number of threads mc_parallel_for may use (caller included). Fixed at first use from env
