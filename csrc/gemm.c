@@ -139,7 +139,7 @@ static void small_portable(int trans_a, size_t M, size_t N, size_t K, float alph
 }
 
 static const mc_gemm_impl impl_portable = {
-    "portable", PMR, PNR, 256, 120, 1024, 5, micro_portable, small_portable,
+    "portable", PMR, PNR, 256, 120, 1024, 5, micro_portable, small_portable, NULL,
 };
 
 /* --- variant selection (once) --- */
@@ -500,6 +500,7 @@ static void gemm_run(const mc_gemm_impl *impl, int trans_a, int trans_b, size_t 
                      size_t K, float alpha, const float *A, size_t lda, const float *B, size_t ldb,
                      float beta, float *C, size_t ldc) {
     if (M == 0 || N == 0) return;
+    if (impl->narrow && N <= impl->narrow->nr) impl = impl->narrow;
     if (K == 0 || alpha == 0.0f) {  /* op(A) @ op(B) contributes nothing (BLAS: A, B not read) */
         scale_c(M, N, beta, C, ldc);
         return;

@@ -1,6 +1,6 @@
-/* AVX-512F GEMM kernels: a 12x32 register tile on packed B (24 zmm accumulators, 2 B loads and
- * 12 broadcasts of op(A) per k, op(A) packed or in place), a direct path for a few rows with masked loads, and the FMA peak
- * probe. Per-function target attributes; gemm.c calls them only when the CPU has AVX-512F.
+/* AVX-512F GEMM kernels: a 12x32 register tile (24 zmm accumulators, 2 B loads and 12 broadcasts
+ * of op(A) per k, op(A) packed or in place), a 16x16 tile for N <= 16, a direct path for a few
+ * rows with masked loads, and the FMA peak probe. Per-function target attributes; gemm.c calls them only when the CPU has AVX-512F.
  * Rounding as in the AVX2 variant (one FMA per k); K is chunked by 128 instead of 256, which
  * keeps a 128x32 B panel (16 KiB) in L1 but rounds differently from AVX2 for K > 128.
  * The test build (MC_AVX512_SHIM) compiles this file against portable stand-ins for the few
@@ -86,6 +86,32 @@ TGT static void micro_12x32(size_t kc, const float *a, size_t a_rs, size_t a_ks,
     put_tile16(c, ldc, m, n, acc, MR, 2, alpha, beta);
 }
 
+/* Narrow products (N <= 16, as the 10-unit layer of an MNIST classifier makes): a 16x16 tile, one B
+ * vector and 16 broadcasts per k, where the 12x32 tile would spend 22 of every 32 FMA lanes on
+ * padding. The same chain per element and the same epilogue as micro_12x32, so the same bits. */
+TGT static void micro_16x16(size_t kc, const float *a, size_t a_rs, size_t a_ks, const float *bp,
+                            size_t b_ks, float *c, size_t ldc, size_t m, size_t n, float alpha,
+                            float beta) {
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    if (a_rs == 1) {  /* k-major */
+        for (size_t k = 0; k < kc; k++, a += a_ks, bp += b_ks) {
+            __m512 b0 = _mm512_loadu_ps(bp);
+#pragma GCC unroll 16
+            for (int r = 0; r < 16; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[r]), b0, acc[r]);
+        }
+    } else {          /* rows in place */
+        for (size_t k = 0; k < kc; k++, bp += b_ks) {
+            __m512 b0 = _mm512_loadu_ps(bp);
+#pragma GCC unroll 16
+            for (int r = 0; r < 16; r++)
+                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)r * a_rs + k]), b0, acc[r]);
+        }
+    }
+    put_tile16(c, ldc, m, n, acc, 16, 1, alpha, beta);
+}
+
 /* Lanes 16*v .. 16*v+15 that lie below nn. */
 INLINE __mmask16 lane_mask16(size_t nn, int v) {
     size_t lo = (size_t)(16 * v);
@@ -138,8 +164,12 @@ TGT static void small_avx512(int trans_a, size_t M, size_t N, size_t K, float al
     }
 }
 
+static const mc_gemm_impl impl_avx512_narrow = {
+    "avx512", 16, 16, 128, 144, 1024, 4, micro_16x16, small_avx512, NULL,
+};
+
 const mc_gemm_impl mc_gemm_impl_avx512 = {
-    "avx512", MR, NR, 128, 144, 1024, 4, micro_12x32, small_avx512,
+    "avx512", MR, NR, 128, 144, 1024, 4, micro_12x32, small_avx512, &impl_avx512_narrow,
 };
 
 static double now_s16(void) {
@@ -183,7 +213,7 @@ TGT double mc_fma_probe_avx512(double seconds) {
 
 #else
 
-const mc_gemm_impl mc_gemm_impl_avx512 = {"avx512", 12, 32, 128, 144, 1024, 0, NULL, NULL};
+const mc_gemm_impl mc_gemm_impl_avx512 = {"avx512", 12, 32, 128, 144, 1024, 0, NULL, NULL, NULL};
 double mc_fma_probe_avx512(double seconds) {
     (void)seconds;
     return 0.0;

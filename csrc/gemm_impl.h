@@ -24,13 +24,16 @@ typedef void (*mc_gemm_small_fn)(int trans_a, size_t M, size_t N, size_t K, floa
                                  const float *A, size_t lda, const float *B, size_t ldb, float beta,
                                  float *C, size_t ldc);
 
-typedef struct {
+typedef struct mc_gemm_impl {
     const char *name;
     size_t mr, nr;          /* register tile */
     size_t kc, mc, nc;      /* cache blocks: kc bounds the K chunk; mc, nc multiples of mr, nr */
     size_t small_m_max;     /* use `small` when M <= this and trans_b == 0 (0: never) */
     mc_gemm_micro_fn micro;
     mc_gemm_small_fn small;
+    /* Taken instead when N <= narrow->nr (NULL: none): a tile shaped for few columns, with the
+     * same K chunks and per-element instructions, so the same bits as this one. */
+    const struct mc_gemm_impl *narrow;
 } mc_gemm_impl;
 
 extern const mc_gemm_impl mc_gemm_impl_avx2;

@@ -198,6 +198,22 @@ def test_b_read_in_place_equals_packed(rng, variant, ta, M, N, K):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("ta", [0, 1])
+@pytest.mark.parametrize("M,K", [(128, 128), (37, 300), (200, 784)])
+def test_narrow_products_equal_the_wide_tile(rng, variant, ta, M, K):
+    """Products with few columns (the 10-class layer) may take a tile shaped for them; each
+    column's bits are still those of the same column in a wider product."""
+    A = make(rng, *((K, M) if ta else (M, K)))
+    wide = make(rng, K, 40)
+    C_wide = np.zeros((M, 40), np.float32)
+    _C.gemm_variant(ta, 0, 1.0, A, wide, 0.0, C_wide, variant)
+    for n in (10, 16, 1):
+        C = np.zeros((M, n), np.float32)
+        _C.gemm_variant(ta, 0, 1.0, A, np.ascontiguousarray(wide[:, :n]), 0.0, C, variant)
+        assert np.array_equal(C.view(np.uint32), C_wide[:, :n].view(np.uint32)), f"N={n}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_bit_identical_for_any_thread_count(rng, variant):
     for ta, tb, M, N, K in SPLIT_SHAPES:
         A = make(rng, *((K, M) if ta else (M, K)))
