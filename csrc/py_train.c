@@ -498,17 +498,19 @@ done:
 
 static PyObject *py_predict(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    static char *kwlist[] = {"layers", "lfloats", "params", "x", "out", "batch_size", "hook", NULL};
+    static char *kwlist[] = {"layers", "lfloats", "params", "x", "out", "batch_size", "hook", "check_finite", NULL};
     PyObject *lo, *fo, *po, *xo, *oo, *hook = Py_None;
     Py_ssize_t batch_size;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOn|O:predict", kwlist, &lo, &fo, &po, &xo, &oo,
-                                     &batch_size, &hook))
+    int check_finite = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOn|Op:predict", kwlist, &lo, &fo, &po, &xo, &oo,
+                                     &batch_size, &hook, &check_finite))
         return NULL;
     call_state s;
     memset(&s, 0, sizeof s);
     PyObject *ret = NULL;
     if (check_batch_size(batch_size) < 0 || check_hook(hook) < 0) goto done;
     if (parse_x(&s, xo, 1) < 0) goto done;
+    s.data.check_finite = check_finite;
     PyArrayObject *xa = held_array(&s, 0);
     int i_params = s.n_held + 2;
     if (parse_model(&s, lo, fo, po, NULL) < 0) goto done;
@@ -710,7 +712,8 @@ PyMethodDef mc_py_train_methods[] = {
     {"evaluate", (PyCFunction)(void (*)(void))py_evaluate, METH_VARARGS | METH_KEYWORDS,
      "evaluate(layers, lfloats, params, x, y, batch_size, loss, metric, hook=None) -> (loss_sum, metric_sum, n)"},
     {"predict", (PyCFunction)(void (*)(void))py_predict, METH_VARARGS | METH_KEYWORDS,
-     "predict(layers, lfloats, params, x, out, batch_size, hook=None) -> None; fills out (N, n_out)."},
+     "predict(layers, lfloats, params, x, out, batch_size, hook=None, check_finite=False) -> None; fills out "
+     "(N, n_out). check_finite: ValueError for a float batch holding NaN/Inf, found as it is reached."},
     {"loss_and_grad", (PyCFunction)(void (*)(void))py_loss_and_grad, METH_VARARGS | METH_KEYWORDS,
      "loss_and_grad(layers, lfloats, params, grads, x, y, loss, seed=0, training=False) -> (loss, dx)\n\n"
      "One forward/backward over x as a single batch; grads of trainable layers overwritten."},

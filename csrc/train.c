@@ -7,6 +7,7 @@
 #endif
 #include "train.h"
 
+#include "scan.h"
 #include "threads.h"
 
 #include <string.h>
@@ -201,6 +202,15 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
     double last = now_seconds();
     for (size_t k = 0, start = 0; k < n_batches; k++, start += batch_size) {
         size_t b = N - start < batch_size ? N - start : batch_size;
+        if (mode == 2 && dt->check_finite && !dt->x_u8) {
+            /* scanned while the GEMM is about to read these rows: one trip to memory, not two */
+            mc_scan_result r = mc_scan((const float *)dt->x + start * dt->d, MC_SCAN_F32, b * dt->d);
+            if (r.n_nan || r.n_inf) {
+                st = mc_set_error(err, MC_ERR_ARG, "x: rows %zu to %zu hold %zu NaN and %zu infinite value(s)",
+                                  start, start + b - 1, r.n_nan, r.n_inf);
+                break;
+            }
+        }
         const float *xb = gather_x(dt, &gp, perm, start, b, bb.x);
         uint64_t step = training ? (uint64_t)*iterations : 0;
         mc_model_forward_from(m, &a, xb, gp.first, b, training, seed, step);

@@ -26,8 +26,9 @@ def _as_array(a, what):
     return np.asarray(a)
 
 
-def adapt_input(x, input_shape, what="x"):
-    """x as an (N, d) C-contiguous float32 or uint8 array, checked against the model's input shape.
+def adapt_input(x, input_shape, what="x", check_finite=True):
+    """x as an (N, d) C-contiguous float32 or uint8 array, checked against the model's input shape
+    and (unless check_finite is False: predict checks each batch in C as it reaches it) for NaN/Inf.
 
     Keras's rank adaptation applies: a trailing extra dim of size 1 is squeezed, and a missing
     trailing dim is added when the input's last dim is 1.
@@ -51,11 +52,17 @@ def adapt_input(x, input_shape, what="x"):
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x).reshape(x.shape[0], d)
     x = np.require(x, np.float32, ["C", "A"]).reshape(x.shape[0], d)  # copies only if needed
+    if check_finite:
+        require_finite(x, what)
+    return x
+
+
+def require_finite(x, what="x"):
+    """ValueError naming the NaN and Inf counts unless the float array x is all finite."""
     n_nan, n_inf, _, _ = _C.scan_floats(x)
     if n_nan or n_inf:
         raise ValueError(f"{what} contains {n_nan} NaN and {n_inf} infinite value(s); clean or impute them "
                          "before passing the data (np.isfinite(x).all() must hold)")
-    return x
 
 
 def looks_unscaled(x):

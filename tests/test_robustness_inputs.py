@@ -251,6 +251,20 @@ def test_non_finite_x_is_refused_by_every_entry_point(value, word, dtype):
         rejects(model, ValueError, word, call, x, y)
 
 
+def test_predict_checks_every_batch_and_reports_counts_over_all_of_x():
+    """predict checks float rows batch by batch in C as it reaches them; the error still counts
+    every NaN and Inf in x, wherever the first one sits."""
+    model = make_model()
+    x, _ = make_data()
+    x[5, 0], x[30, 3], x[31, 1] = np.nan, np.inf, -np.inf
+    for bs in (1, 8, 40):
+        with pytest.raises(ValueError, match=r"x contains 1 NaN and 2 infinite value\(s\)"):
+            model.predict(x, batch_size=bs, verbose=0)
+    x[5, 0] = 0.0
+    with pytest.raises(ValueError, match=r"x contains 0 NaN and 2 infinite value\(s\)"):
+        model.predict(x, batch_size=8, verbose=0)
+
+
 def test_non_finite_regression_targets_are_refused():
     mnistc.utils.set_random_seed(0)
     model = mnistc.Sequential([mnistc.Input((8,)), layers.Dense(2)])

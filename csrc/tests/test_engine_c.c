@@ -171,7 +171,7 @@ static void test_epoch_loop(void) {
     const int64_t segs[] = {0, P};
     const int64_t perm[N] = {3, 1, 4, 0, 5, 9, 2, 6, 8, 7};
     mc_model model = {layers, 2, params, grads, P};
-    mc_data data = {x, 0, N, 4, NULL, labels};
+    mc_data data = {x, 0, N, 4, NULL, labels, 0};
     mc_loss_spec loss = {MC_LOSS_SCCE, 0, 0.0f};
     mc_optim opt = {MC_OPT_ADAM, {0.01, 0.9, 0.999, 1e-7, 0, 0, 0, 0}, segs, 1, {m, v, NULL}, 2};
     CHECK(mc_model_check_segments(&model, segs, 1, &err) == MC_OK);
@@ -219,6 +219,17 @@ static void test_epoch_loop(void) {
     mc_loss_spec cce = {MC_LOSS_CCE, 0, 0.0f};
     CHECK(mc_evaluate(&model, &data, 4, &cce, MC_METRIC_NONE, NULL, &sums, &err) == MC_ERR_ARG);
     CHECK(strstr(err.msg, "y: loss kind 3 needs float32 targets") != NULL);
+    /* predict with check_finite: a NaN in the third batch is reported with its rows */
+    float out[N * 3];
+    mc_data px = {x, 0, N, 4, NULL, NULL, 1};
+    CHECK(mc_predict(&model, &px, out, 4, NULL, &err) == MC_OK);
+    float saved = x[9 * 4 + 2];
+    x[9 * 4 + 2] = NAN;
+    CHECK(mc_predict(&model, &px, out, 4, NULL, &err) == MC_ERR_ARG);
+    CHECK(strstr(err.msg, "x: rows 8 to 9 hold 1 NaN and 0 infinite value(s)") != NULL);
+    px.check_finite = 0;
+    CHECK(mc_predict(&model, &px, out, 4, NULL, &err) == MC_OK && isnan(out[9 * 3]));
+    x[9 * 4 + 2] = saved;
 }
 
 static void test_rng(void) {
