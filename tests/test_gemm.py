@@ -175,6 +175,7 @@ def test_simd_agrees_with_portable(rng, variant, ta, tb):
 SPLIT_SHAPES = [  # (ta, tb, M, N, K): parallel on the packed path and on the few-rows path
     (0, 0, 128, 128, 784), (1, 0, 784, 128, 128), (0, 1, 128, 128, 10),
     (0, 0, 32, 512, 784), (0, 0, 3, 4096, 300), (1, 1, 200, 300, 257), (0, 0, 96, 10, 128),
+    (1, 1, 60, 70, 900),  # K summed in two halves on the packed path
 ]
 
 
