@@ -28,11 +28,16 @@ def _parser():
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    # every argument is checked before minutes of training are spent
+    if args.epochs < 1 or args.batch_size < 1 or args.hidden < 1:
+        parser.error("--epochs, --batch-size and --hidden must be >= 1")
+    if args.fine_tune_epochs < 0:
+        parser.error("--fine-tune-epochs must be >= 0")
+    if not args.output.endswith(".keras"):
+        parser.error(f"--output must name a .keras file (the model format), got {args.output!r}")
     import mnistc
-    if args.epochs < 1 or args.batch_size < 1:
-        print("mnistc: --epochs and --batch-size must be >= 1", file=sys.stderr)
-        return 2
     mnistc.utils.set_random_seed(args.seed)
     loader = mnistc.datasets.mnist if args.dataset == "mnist" else mnistc.datasets.fashion_mnist
     t0 = time.perf_counter()

@@ -56,3 +56,18 @@ def test_main_job_runs_end_to_end(tmp_path, mnist_dir):
     assert acc > 0.93
     model = mnistc.load_model(out)
     assert model.count_params() == 101_770
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--output", "model.h5"], "--output must name a .keras file"),
+    (["--epochs", "0"], "--epochs, --batch-size and --hidden must be >= 1"),
+    (["--fine-tune-epochs", "-1"], "--fine-tune-epochs must be >= 0"),
+])
+def test_main_job_refuses_bad_arguments_before_training(args, message, tmp_path):
+    """A bad argument is reported at once (usage error, exit 2), not after the training it would
+    have wasted; nothing is written."""
+    r = subprocess.run([sys.executable, "-m", "mnistc", "--data-dir", str(tmp_path), *args],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Epoch" not in r.stdout and list(tmp_path.iterdir()) == []
