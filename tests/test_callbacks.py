@@ -159,6 +159,19 @@ def test_progbar_redraws_in_place_on_a_terminal():
     assert "3/3" in text and "loss: 0.2500" in text and "\33[32m" in text
 
 
+def test_progbar_time_per_step_counts_steps_since_the_first_update(monkeypatch):
+    """Updates arrive every 50 ms, not every step: the first one at step 40 here. The per-step time
+    divides the time since that update by the steps since it, not by all steps but one."""
+    import mnistc.progbar as pb
+    clock = iter([0.0, 1.0, 1.0 + 0.002 * 60])  # start, first update (step 40), final (step 100)
+    monkeypatch.setattr(pb.time, "perf_counter", lambda: next(clock))
+    s = io.StringIO()
+    bar = Progbar(100, verbose=2, stream=s)
+    bar.update(40, {"loss": 0.5})
+    bar.update(100, {"loss": 0.25}, finalize=True)
+    assert "2ms/step" in s.getvalue(), s.getvalue()
+
+
 def test_value_format_switches_to_exponent_for_small_values():
     from mnistc.progbar import format_value
     assert format_value(0.25) == "0.2500" and format_value(0.0001) == "1.0000e-04"
