@@ -196,6 +196,11 @@ def fma_peak_per_core():
     return probe(0.3) if probe else None
 
 
+def kernel_variant():
+    from mnistc import _C
+    return _C.kernel_info()["variant"]
+
+
 def machine_line():
     model = platform.processor() or "unknown CPU"
     try:
@@ -249,8 +254,8 @@ def main():
     lines = [f"Machine: {machine_line()}; threads: {args.threads}",
              f"Seed MLP 784-128-10, Adam 1e-3, batch 128, {args.n_train} images, {args.epochs} epoch(s) x "
              f"{args.rounds} round(s); {flop / 1e9:.2f} GFLOP per epoch",
-             (f"FMA probe: {peak_core:.1f} GFLOP/s per core, {peak:.1f} GFLOP/s on {args.threads} thread(s)"
-              if peak else "FMA probe: not available in this build"),
+             (f"FMA probe: {peak_core:.1f} GFLOP/s per core, {peak:.1f} GFLOP/s on {args.threads} thread(s); "
+              f"mnistc kernels: {kernel_variant()}" if peak else "FMA probe: not available in this build"),
              "",
              "| framework | epoch (median) | samples/s | GFLOP/s | % of peak | test acc | peak RSS | import | "
              "predict 10k | predict 1 image |",
