@@ -90,8 +90,37 @@ double mc_loss_bce_probs(float *dp, const float *p, const float *y, float ls, si
  * per element; wider rows recompute the exp for the gradient. */
 #define CCE_ROW_STACK 64
 
+/* Class ids without label smoothing (the usual SparseCategoricalCrossentropy): t is one-hot, so
+ * the row loss is lse - z_label and dz = (softmax - onehot) / B, with no per-element target; the
+ * same arithmetic as the general loop below for this case. The exp terms are float (as Keras
+ * computes them), summed in double. */
+static double cce_logits_ids(float *dz, const float *z, const int32_t *labels, size_t B, size_t n) {
+    double total = 0.0, inv_b = 1.0 / (double)B;
+    float e[CCE_ROW_STACK];
+    for (size_t i = 0; i < B; i++) {
+        const float *x = z + i * n;
+        float mx = x[0];
+        for (size_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+        double s = 0.0;
+        for (size_t j = 0; j < n; j++) {
+            e[j] = expf(x[j] - mx);
+            s += e[j];
+        }
+        size_t c = (size_t)labels[i];
+        total += (double)mx + log(s) - (double)x[c];
+        if (dz) {
+            double inv_s = 1.0 / s;
+            float *d = dz + i * n;
+            for (size_t j = 0; j < n; j++) d[j] = (float)(inv_b * ((double)e[j] * inv_s));
+            d[c] = (float)(inv_b * ((double)e[c] * inv_s - 1.0));
+        }
+    }
+    return total;
+}
+
 double mc_loss_cce_logits(float *dz, const float *z, const float *y, const int32_t *labels, float ls,
                           size_t B, size_t n) {
+    if (labels && ls == 0.0f && n <= CCE_ROW_STACK) return cce_logits_ids(dz, z, labels, B, n);
     double total = 0.0, keep = 1.0 - ls, add = (double)ls / (double)n, inv_b = 1.0 / (double)B;
     double e[CCE_ROW_STACK];
     int keep_e = n <= CCE_ROW_STACK;
@@ -102,7 +131,7 @@ double mc_loss_cce_logits(float *dz, const float *z, const float *y, const int32
         for (size_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
         double s = 0.0;
         for (size_t j = 0; j < n; j++) {
-            double ej = exp((double)x[j] - mx);
+            double ej = (double)expf((float)((double)x[j] - mx));  /* float exp, as cce_logits_ids */
             if (keep_e) e[j] = ej;
             s += ej;
         }

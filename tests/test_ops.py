@@ -368,6 +368,21 @@ def test_fused_loss_matches_the_logits_loss_on_the_pre_activation():
     np.testing.assert_allclose(a[2], b[2], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("n", [10, 3, 64])
+def test_class_id_cross_entropy_equals_the_one_hot_form_bit_for_bit(n):
+    """SCCE with class ids (its own loop, no per-element targets) and CCE with the one-hot targets
+    (the general loop) from logits: the same loss and gradient bits."""
+    rng = np.random.default_rng(23)
+    z = rng.normal(0, 4, size=(33, n)).astype(np.float32)
+    labels = rng.integers(0, n, 33).astype(np.int32)
+    onehot = np.eye(n, dtype=np.float32)[labels]
+    table = R.build_table([("act", "linear")], n, rng)
+    a = c_loss_and_grad(*table, z, labels, (R.SCCE, 1, 0.0))
+    b = c_loss_and_grad(*table, z, onehot, (R.CCE, 1, 0.0))
+    assert a[0] == b[0]
+    assert np.array_equal(a[2].view(np.uint32), b[2].view(np.uint32))
+
+
 def test_fused_loss_is_not_clipped_for_confident_wrong_predictions():
     rng = np.random.default_rng(20)
     z = np.array([[40.0, 0.0, 0.0]], np.float32)
