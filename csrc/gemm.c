@@ -273,8 +273,9 @@ typedef struct {
      * so the micro-kernel reads B where it lies (row stride ldb) and nothing is packed. */
     int b_in_place;
     /* Tasks 0 .. n_pack-1 pack B (pack_step column panels each); the others each compute a block
-     * of m_step rows x n_step columns, block (t - n_pack) of a grid with gn columns. */
-    size_t n_pack, pack_step, gn, m_step, n_step;
+     * of a gm x gn grid over the tm x tn tiles (mu x nu elements each) of C, block (t - n_pack),
+     * the tiles dealt evenly (block sizes differ by at most one tile). */
+    size_t n_pack, pack_step, tm, tn, gm, gn, mu, nu;
     atomic_size_t packed;   /* packing tasks finished; compute tasks start when all are */
     /* The K halves (KSPLIT_*): chunks starting below k_mid go to C, the rest to P (M x N, row
      * stride N), added to C at the end; k_mid == K when there is no split. The compute tasks of
@@ -485,8 +486,9 @@ static void gemm_task(void *ctx, size_t t) {
     t -= g->n_pack;
     int half = t >= g->n_compute;  /* the K halves' tasks, one after the other */
     t -= half ? g->n_compute : 0;
-    size_t i0 = (t / g->gn) * g->m_step, c0 = (t % g->gn) * g->n_step;
-    size_t i1 = min_sz(g->M, i0 + g->m_step), c1 = min_sz(g->ncur, c0 + g->n_step);
+    size_t bm = t / g->gn, bn = t % g->gn;
+    size_t i0 = bm * g->tm / g->gm * g->mu, i1 = min_sz(g->M, (bm + 1) * g->tm / g->gm * g->mu);
+    size_t c0 = bn * g->tn / g->gn * g->nu, c1 = min_sz(g->ncur, (bn + 1) * g->tn / g->gn * g->nu);
     if (i0 >= i1 || c0 >= c1) return;
     if (g->small) {
         const float *a = g->ta ? g->A + i0 : g->A + i0 * g->lda;
@@ -508,8 +510,9 @@ static void scale_c(size_t M, size_t N, float beta, float *C, size_t ldc) {
 }
 
 /* Cut the current N block (or, on the small path, all of C) into about TASKS_PER_THREAD blocks
- * per thread, whole register tiles each, rows first: claimed dynamically, several blocks per
- * thread even out a core that is shared with another process. Returns the number of tasks. */
+ * per thread, whole register tiles each, rows first, of equal size to a tile: each thread's lane
+ * then holds an equal share, and several blocks per thread even out a core that is shared with
+ * another process. Returns the number of tasks. */
 static size_t plan_tasks(gemm_job *g, size_t threads) {
     size_t mu = g->small ? g->M : g->impl->mr, nu = g->small ? 64 : g->impl->nr;
     size_t tm = ceil_div(g->M, mu), tn = ceil_div(g->ncur, nu);
@@ -518,11 +521,13 @@ static size_t plan_tasks(gemm_job *g, size_t threads) {
      * and it reads only that half of B; otherwise TASKS_PER_THREAD per thread */
     size_t per_thread = halves > 1 ? 1 : TASKS_PER_THREAD;
     size_t goal = threads > 1 ? ceil_div(threads * per_thread, halves) : 1;
-    size_t gm = min_sz(goal, tm), gn = min_sz(tn, ceil_div(goal, gm));
-    g->m_step = ceil_div(tm, gm) * mu;
-    g->n_step = ceil_div(tn, gn) * nu;
-    g->gn = ceil_div(g->ncur, g->n_step);
-    g->n_compute = ceil_div(g->M, g->m_step) * g->gn;
+    g->mu = mu;
+    g->nu = nu;
+    g->tm = tm;
+    g->tn = tn;
+    g->gm = min_sz(goal, tm);
+    g->gn = min_sz(tn, ceil_div(goal, g->gm));
+    g->n_compute = g->gm * g->gn;
     g->n_pack = 0;
     if (!g->small && !g->b_in_place) {
         size_t panels = ceil_div(g->ncur, g->impl->nr);
