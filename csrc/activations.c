@@ -5,6 +5,8 @@
 
 #include <math.h>
 
+#include "exp_nonpos.h"
+
 #define SELU_ALPHA 1.67326324f  /* Keras selu constants (Klambauer et al. 2017) */
 #define SELU_SCALE 1.05070098f
 #define LEAKY_SLOPE 0.2f
@@ -19,17 +21,20 @@ float mc_sigmoidf(float x) {
 }
 
 static void softmax_rows(float *out, const float *inp, size_t B, size_t n) {
+    /* subtract the row max: exp never overflows and the largest term is exactly 1 */
     for (size_t i = 0; i < B; i++) {
         const float *x = inp + i * n;
         float *y = out + i * n;
-        /* subtract the row max: exp never overflows and the largest term is exactly 1 */
         float mx = x[0];
         for (size_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+        for (size_t j = 0; j < n; j++) y[j] = x[j] - mx;
+    }
+    /* one flat loop over the whole batch: rows of 10 classes are too short to vectorise alone */
+    for (size_t k = 0; k < B * n; k++) out[k] = mc_exp_nonpos(out[k]);
+    for (size_t i = 0; i < B; i++) {
+        float *y = out + i * n;
         double s = 0.0;
-        for (size_t j = 0; j < n; j++) {
-            y[j] = expf(x[j] - mx);
-            s += y[j];
-        }
+        for (size_t j = 0; j < n; j++) s += y[j];
         float inv = (float)(1.0 / s);
         for (size_t j = 0; j < n; j++) y[j] *= inv;
     }

@@ -6,6 +6,8 @@
 
 #include <math.h>
 
+#include "exp_nonpos.h"
+
 #include "activations.h"
 
 #define CLIP_EPS 1e-7
@@ -86,6 +88,12 @@ double mc_loss_bce_probs(float *dp, const float *p, const float *y, float ls, si
     return total / (double)n;
 }
 
+static float row_max(const float *x, size_t n) {
+    float mx = x[0];
+    for (size_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    return mx;
+}
+
 /* Rows up to this wide keep their exp terms on the stack, so softmax, loss and gradient take one exp
  * per element; wider rows recompute the exp for the gradient. */
 #define CCE_ROW_STACK 64
@@ -93,26 +101,34 @@ double mc_loss_bce_probs(float *dp, const float *p, const float *y, float ls, si
 /* Class ids without label smoothing (the usual SparseCategoricalCrossentropy): t is one-hot, so
  * the row loss is lse - z_label and dz = (softmax - onehot) / B, with no per-element target; the
  * same arithmetic as the general loop below for this case. The exp terms are float (as Keras
- * computes them), summed in double. */
+ * computes them), summed in double. With a gradient to fill, the shifted logits go there first
+ * and take their exp in one flat loop over the batch (rows of 10 are too short to vectorise). */
 static double cce_logits_ids(float *dz, const float *z, const int32_t *labels, size_t B, size_t n) {
     double total = 0.0, inv_b = 1.0 / (double)B;
-    float e[CCE_ROW_STACK];
+    float row_e[CCE_ROW_STACK];
+    if (dz) {
+        for (size_t i = 0; i < B; i++) {
+            const float *x = z + i * n;
+            float mx = row_max(x, n);
+            for (size_t j = 0; j < n; j++) dz[i * n + j] = x[j] - mx;
+        }
+        for (size_t k = 0; k < B * n; k++) dz[k] = mc_exp_nonpos(dz[k]);
+    }
     for (size_t i = 0; i < B; i++) {
         const float *x = z + i * n;
-        float mx = x[0];
-        for (size_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+        float mx = row_max(x, n);
+        float *e = dz ? dz + i * n : row_e;
+        if (!dz)
+            for (size_t j = 0; j < n; j++) e[j] = mc_exp_nonpos(x[j] - mx);
         double s = 0.0;
-        for (size_t j = 0; j < n; j++) {
-            e[j] = expf(x[j] - mx);
-            s += e[j];
-        }
+        for (size_t j = 0; j < n; j++) s += e[j];
         size_t c = (size_t)labels[i];
         total += (double)mx + log(s) - (double)x[c];
         if (dz) {
             double inv_s = 1.0 / s;
-            float *d = dz + i * n;
-            for (size_t j = 0; j < n; j++) d[j] = (float)(inv_b * ((double)e[j] * inv_s));
-            d[c] = (float)(inv_b * ((double)e[c] * inv_s - 1.0));
+            float ec = e[c];
+            for (size_t j = 0; j < n; j++) e[j] = (float)(inv_b * ((double)e[j] * inv_s));
+            e[c] = (float)(inv_b * ((double)ec * inv_s - 1.0));
         }
     }
     return total;
@@ -131,7 +147,7 @@ double mc_loss_cce_logits(float *dz, const float *z, const float *y, const int32
         for (size_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
         double s = 0.0;
         for (size_t j = 0; j < n; j++) {
-            double ej = (double)expf((float)((double)x[j] - mx));  /* float exp, as cce_logits_ids */
+            double ej = (double)mc_exp_nonpos((float)((double)x[j] - mx));  /* as cce_logits_ids */
             if (keep_e) e[j] = ej;
             s += ej;
         }

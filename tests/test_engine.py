@@ -321,11 +321,12 @@ def test_ctrl_c_interrupts_a_long_epoch_without_a_hook():
     try:
         with pytest.raises(KeyboardInterrupt):
             for _ in range(50):  # far longer than the timer; the interrupt must end it
-                net.epoch(x, y, batch_size=8)  # 7500 small batches: an epoch lasts well over 0.1 s
+                net.epoch(x, y, batch_size=2)  # 30000 tiny batches: an epoch lasts ~0.25 s, several
+                                               # of the 50 ms signal-check intervals
     finally:
         timer.cancel()
     # interrupted inside an epoch (the C loop's signal check), not between two Python calls
-    assert 0 < net.iterations[0] % 7500 and net.iterations[0] < 50 * 7500
+    assert 0 < net.iterations[0] % 30000 and net.iterations[0] < 50 * 30000
 
 
 # --- validation of the arguments ---
