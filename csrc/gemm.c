@@ -549,13 +549,18 @@ static void run_gemm_tasks(gemm_job *g, size_t threads) {
 }
 
 /* How K is summed, a function of the shape alone: equal chunks no longer than impl->kc, in order;
- * for the shapes of KSPLIT_* two halves, the first ceil(chunks / 2) chunks and the rest. */
+ * for the shapes of KSPLIT_* an even number of them, so that the two halves (and the two threads
+ * that take them) get the same share: K = 784 is 8 chunks of 98, halves of 392. */
 static void plan_k(gemm_job *g) {
-    g->kc = ceil_div(g->K, ceil_div(g->K, g->impl->kc));
-    size_t chunks = ceil_div(g->K, g->kc);
-    g->k_mid = g->K;
-    if (!g->small && chunks >= 2 && g->K >= KSPLIT_MIN_K && g->M <= KSPLIT_MAX_MN / g->N)
-        g->k_mid = ceil_div(chunks, 2) * g->kc;
+    size_t K = g->K, kc = g->impl->kc;
+    if (!g->small && K >= KSPLIT_MIN_K && g->M <= KSPLIT_MAX_MN / g->N) {
+        size_t chunks = 2 * ceil_div(K, 2 * kc);
+        g->kc = ceil_div(K, chunks);
+        g->k_mid = chunks / 2 * g->kc;
+    } else {
+        g->kc = ceil_div(K, ceil_div(K, kc));
+        g->k_mid = K;
+    }
 }
 
 /* C += P, the second K half, row blocks split over the threads. */
