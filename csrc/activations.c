@@ -165,30 +165,37 @@ void mc_activation_backward(int act, float *dinp, const float *dout, const float
     }
 }
 
-void mc_bias_activation_forward(int act, float *out, float *pre, const float *b, size_t B, size_t n) {
+void mc_bias_activation_block(int act, float *out, float *pre, const float *b, size_t n, size_t i0, size_t i1,
+                              size_t j0, size_t j1) {
+    size_t w = j1 - j0;
+    const float *bias = b ? b + j0 : NULL;
     if (act == MC_ACT_RELU && out == pre) {
-        for (size_t i = 0; i < B; i++) {
-            float *restrict o = out + i * n;
-            if (b) {
-                const float *restrict bb = b;
-                for (size_t j = 0; j < n; j++) {
+        for (size_t i = i0; i < i1; i++) {
+            float *restrict o = out + i * n + j0;
+            if (bias) {
+                const float *restrict bb = bias;
+                for (size_t j = 0; j < w; j++) {
                     float z = o[j] + bb[j];
                     o[j] = z > 0.0f ? z : 0.0f;
                 }
             } else {
-                for (size_t j = 0; j < n; j++) o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+                for (size_t j = 0; j < w; j++) o[j] = o[j] > 0.0f ? o[j] : 0.0f;
             }
         }
         return;
     }
-    for (size_t i = 0; i < B; i++) {
-        float *restrict z = pre + i * n;
-        if (b) {
-            const float *restrict bb = b;
-            for (size_t j = 0; j < n; j++) z[j] += bb[j];
+    for (size_t i = i0; i < i1; i++) {
+        float *restrict z = pre + i * n + j0;
+        if (bias) {
+            const float *restrict bb = bias;
+            for (size_t j = 0; j < w; j++) z[j] += bb[j];
         }
-        if (act != MC_ACT_LINEAR || out != pre) mc_activation_forward(act, out + i * n, z, 1, n);
+        if (act != MC_ACT_LINEAR || out != pre) mc_activation_forward(act, out + i * n + j0, z, 1, w);
     }
+}
+
+void mc_bias_activation_forward(int act, float *out, float *pre, const float *b, size_t B, size_t n) {
+    mc_bias_activation_block(act, out, pre, b, n, 0, B, 0, n);
 }
 
 void mc_activation_bias_backward(int act, float *dout, float *db, const float *pre, const float *out,

@@ -37,6 +37,11 @@ void mc_activation_backward(int act, float *dinp, const float *dout, const float
  * mc_activation_forward. */
 void mc_bias_activation_forward(int act, float *out, float *pre, const float *b, size_t B, size_t n);
 
+/* The same on rows [i0, i1) and columns [j0, j1) of (., n) arrays: the per-element work does not
+ * depend on the block. Softmax needs whole rows (j0 == 0, j1 == n). */
+void mc_bias_activation_block(int act, float *out, float *pre, const float *b, size_t n, size_t i0, size_t i1,
+                              size_t j0, size_t j1);
+
 /* Backward through the activation and a dense layer's bias in one pass over the rows:
  * dpre = dout * act'(pre) written in place into dout (pre may be NULL for relu: out is used, since
  * out > 0 exactly where pre > 0), and db (n, or NULL) = sum over rows of dpre, OVERWRITTEN, summed

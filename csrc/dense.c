@@ -4,6 +4,7 @@
  * mc_dense_backward_gemms) and does bias + activation in one fused pass (activations.c), same bits. */
 #include "dense.h"
 
+#include "activations.h"
 #include "gemm.h"
 
 void mc_dense_forward(float *out, const float *inp, const float *w, const float *b,
@@ -37,4 +38,29 @@ void mc_dense_backward_gemms(float *dinp, float *dw, const float *dout, const fl
 
 void mc_dense_product(float *out, const float *inp, const float *w, size_t B, size_t n_in, size_t n_out) {
     mc_gemm(0, 0, B, n_out, n_in, 1.0f, inp, n_in, w, n_out, 0.0f, out, n_out);
+}
+
+typedef struct {
+    int act;
+    float *out;
+    const float *b;
+    size_t n;
+} bias_act;
+
+static void bias_act_block(void *ctx, float *C, size_t ldc, size_t i0, size_t i1, size_t j0, size_t j1) {
+    const bias_act *e = ctx;
+    (void)ldc; /* C is pre, whose row stride is n */
+    mc_bias_activation_block(e->act, e->out, C, e->b, e->n, i0, i1, j0, j1);
+}
+
+void mc_dense_forward_act(int act, float *out, float *pre, const float *inp, const float *w, const float *b,
+                          size_t B, size_t n_in, size_t n_out) {
+    if (act == MC_ACT_SOFTMAX) {  /* needs whole rows: after the product */
+        mc_dense_product(pre, inp, w, B, n_in, n_out);
+        mc_bias_activation_forward(act, out, pre, b, B, n_out);
+        return;
+    }
+    bias_act e = {act, out, b, n_out};
+    mc_gemm_then then = {bias_act_block, &e};
+    mc_gemm_ex(0, 0, B, n_out, n_in, 1.0f, inp, n_in, w, n_out, 0.0f, pre, n_out, &then);
 }

@@ -27,4 +27,11 @@ void mc_dense_backward_gemms(float *dinp, float *dw, const float *dout, const fl
 /* out = inp @ w (no bias), overwritten: the product mc_bias_activation_forward completes. */
 void mc_dense_product(float *out, const float *inp, const float *w, size_t B, size_t n_in, size_t n_out);
 
+/* The product and mc_bias_activation_forward(act, out, pre, b, B, n_out) together, same bits: pre
+ * (B, n_out) receives inp @ w + b, out = act(pre) (out may equal pre). The bias and activation run
+ * in the GEMM's `then` hook, on each block of the product as it is finished, in the cache of the
+ * core that computed it (softmax, which needs whole rows, after the product). */
+void mc_dense_forward_act(int act, float *out, float *pre, const float *inp, const float *w, const float *b,
+                          size_t B, size_t n_in, size_t n_out);
+
 #endif

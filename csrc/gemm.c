@@ -282,7 +282,12 @@ typedef struct {
      * half 1 follow those of half 0 (n_compute each). */
     size_t k_mid, n_compute;
     float *P;
+    const mc_gemm_then *then;  /* NULL, or run on each block once final */
 } gemm_job;
+
+static void then_block(const gemm_job *g, size_t i0, size_t i1, size_t j0, size_t j1) {
+    if (g->then && i0 < i1 && j0 < j1) g->then->fn(g->then->ctx, g->C, g->ldc, i0, i1, j0, j1);
+}
 
 /* Where the K chunks of `half` go: their range, the output and its row stride, and the beta of
  * the half's first chunk (the caller's beta for half 0; P starts from zero). */
@@ -382,6 +387,7 @@ static __attribute__((noinline)) void gemm_on_stack(const gemm_job *g) {
             if (halves == 2)
                 for (size_t r = 0; r < mm; r++)
                     for (size_t j = 0; j < nn; j++) c[r * g->ldc + j] += tile[r * nr + j];
+            then_block(g, ic, ic + mm, jc, jc + nn);
         }
     }
 }
@@ -497,6 +503,7 @@ static void gemm_task(void *ctx, size_t t) {
     } else {
         compute_task(g, half, i0, i1, c0, c1);
     }
+    if (g->k_mid == g->K) then_block(g, i0, i1, g->j0 + c0, g->j0 + c1);  /* else after the add */
 }
 
 /* C = beta * C (beta == 0 writes zeros without reading C). */
@@ -574,6 +581,7 @@ static void add_half_task(void *ctx, size_t t) {
         const float *restrict p = g->P + i * g->N;
         for (size_t j = 0; j < g->N; j++) c[j] += p[j];
     }
+    then_block(g, t * ADD_ROWS, i1, 0, g->N);
 }
 
 static void add_second_half(gemm_job *g, size_t threads) {
@@ -587,17 +595,19 @@ static void add_second_half(gemm_job *g, size_t threads) {
 
 static void gemm_run(const mc_gemm_impl *impl, int trans_a, int trans_b, size_t M, size_t N,
                      size_t K, float alpha, const float *A, size_t lda, const float *B, size_t ldb,
-                     float beta, float *C, size_t ldc) {
+                     float beta, float *C, size_t ldc, const mc_gemm_then *then) {
     if (M == 0 || N == 0) return;
     if (impl->narrow && N <= impl->narrow->nr) impl = impl->narrow;
-    if (K == 0 || alpha == 0.0f) {  /* op(A) @ op(B) contributes nothing (BLAS: A, B not read) */
-        scale_c(M, N, beta, C, ldc);
-        return;
-    }
     gemm_job g = {
         .impl = impl, .ta = trans_a != 0, .tb = trans_b != 0, .M = M, .N = N, .K = K,
         .alpha = alpha, .beta = beta, .A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc,
+        .then = then,
     };
+    if (K == 0 || alpha == 0.0f) {  /* op(A) @ op(B) contributes nothing (BLAS: A, B not read) */
+        scale_c(M, N, beta, C, ldc);
+        then_block(&g, 0, M, 0, N);
+        return;
+    }
     g.small = impl->small && !g.tb && M <= impl->small_m_max;
     plan_k(&g);
 
@@ -649,13 +659,20 @@ void mc_gemm_variant(mc_kernel k, int trans_a, int trans_b, size_t M, size_t N, 
                      float alpha, const float *A, size_t lda, const float *B, size_t ldb, float beta,
                      float *C, size_t ldc) {
     if (!mc_kernel_supported(k)) k = mc_kernel_active();
-    gemm_run(impls[k], trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_run(impls[k], trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
 }
 
 void mc_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
              const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc) {
     gemm_run(impls[mc_kernel_active()], trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
-             ldc);
+             ldc, NULL);
+}
+
+void mc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha, const float *A,
+                size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc,
+                const mc_gemm_then *then) {
+    gemm_run(impls[mc_kernel_active()], trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+             ldc, then);
 }
 
 /* --- peak probe --- */

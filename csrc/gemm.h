@@ -19,6 +19,21 @@
 void mc_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
              const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
 
+/* Work to do on C block by block, as soon as a block holds its final value (all of K summed,
+ * alpha and beta applied): fn(ctx, C, ldc, i0, i1, j0, j1) for rows [i0, i1) and columns
+ * [j0, j1). The blocks cover C once, are disjoint and may run concurrently on any thread; what fn
+ * does to an element must not depend on the block it comes in. Lets a layer add its bias and
+ * apply its activation while C is still in the cache of the core that computed it. */
+typedef struct {
+    void (*fn)(void *ctx, float *C, size_t ldc, size_t i0, size_t i1, size_t j0, size_t j1);
+    void *ctx;
+} mc_gemm_then;
+
+/* mc_gemm, then `then` (NULL: nothing) on every block of C. */
+void mc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha, const float *A,
+                size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc,
+                const mc_gemm_then *then);
+
 /* The kernel variants. mc_gemm runs one of them, chosen once at first use: env MNISTC_KERNEL
  * (portable|avx2|avx512) when this CPU supports it, otherwise the best the CPU supports. Variants
  * differ in the last bits, each one bit-for-bit repeatable and independent of the thread count:
@@ -28,7 +43,10 @@ void mc_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha
  * For all: K is cut into equal chunks (a function of K alone); an element's partial sum over a
  * chunk is added to C after the previous chunk's; the epilogue is alpha*acc + beta*C (fused in
  * the SIMD variants). Up to 9 (avx2) / 4 (avx512) / 5 (portable) rows of op(A) with B not
- * transposed take a direct path: one chain over all of K per element, no chunks. */
+ * transposed take a direct path: one chain over all of K per element, no chunks. Products with
+ * K >= 512 and M*N <= 65536 (a wide layer's forward on a batch) take an even number of chunks and
+ * sum them as two halves, C = (first half) + (second half), so that two threads can each take
+ * one half of B. avx512 runs N <= 16 on a 16x16 tile with the same per-element instructions. */
 typedef enum { MC_KERNEL_PORTABLE = 0, MC_KERNEL_AVX2 = 1, MC_KERNEL_AVX512 = 2 } mc_kernel;
 #define MC_KERNEL_COUNT 3
 

@@ -271,8 +271,7 @@ void mc_model_forward_from(const mc_model *m, mc_arena *a, const float *x, size_
             const float *w = m->params + ly->w_off;
             const float *b = ly->b_off >= 0 ? m->params + ly->b_off : NULL;
             float *z = a->pre[l] ? a->pre[l] : out;
-            mc_dense_product(z, inp, w, B, ly->n_in, ly->n_out);
-            mc_bias_activation_forward(ly->activation, out, z, b, B, ly->n_out);
+            mc_dense_forward_act(ly->activation, out, z, inp, w, b, B, ly->n_in, ly->n_out);
             break;
         }
         case MC_LAYER_ACTIVATION:

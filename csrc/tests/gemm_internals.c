@@ -68,7 +68,7 @@ static void check_gemm(const mc_gemm_impl *im, int ta, int tb, size_t M, size_t 
             bound[i * N + j] = 2.0 * (double)(K + 2) * ldexp(1.0, -24) *
                                (fabs(alpha) * mag + fabs(beta) * fabs(c)) + 1e-30;
         }
-    gemm_run(im, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_run(im, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
     size_t bad = 0, pad = 0;
     double worst = 0.0;
     for (size_t i = 0; i < M; i++) {
@@ -117,7 +117,7 @@ static void check_stack_path_k(const mc_gemm_impl *im, int ta, int tb, size_t K)
     for (size_t i = 0; i < K * N; i++) B[i] = frand();
     for (size_t i = 0; i < M * N; i++) C1[i] = C2[i] = frand();
     size_t lda = ta ? M : K, ldb = tb ? K : N;
-    gemm_run(im, ta, tb, M, N, K, 1.5f, A, lda, B, ldb, 0.5f, C1, N);
+    gemm_run(im, ta, tb, M, N, K, 1.5f, A, lda, B, ldb, 0.5f, C1, N, NULL);
     gemm_job g = {.impl = im, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .alpha = 1.5f,
                   .beta = 0.5f, .A = A, .B = B, .C = C2, .lda = lda, .ldb = ldb, .ldc = N};
     plan_k(&g);
@@ -216,10 +216,10 @@ static void check_thread_invariance(const mc_gemm_impl *im) {
     for (size_t i = 0; i < M * K; i++) A[i] = frand();
     for (size_t i = 0; i < K * N; i++) B[i] = frand();
     mc_set_num_threads(1, NULL);
-    gemm_run(im, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, ref, N);
+    gemm_run(im, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, ref, N, NULL);
     for (int t = 2; t <= 5; t++) {
         mc_set_num_threads(t, NULL);
-        gemm_run(im, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, C, N);
+        gemm_run(im, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, C, N, NULL);
         CHECK(memcmp(ref, C, M * N * sizeof(float)) == 0, "%s: %d threads differ from 1", im->name, t);
     }
     mc_set_num_threads(2, NULL);
@@ -227,6 +227,68 @@ static void check_thread_invariance(const mc_gemm_impl *im) {
     free(B);
     free(ref);
     free(C);
+}
+
+/* The `then` hook sees every element of C exactly once, holding its final value: on the blocked
+ * path with and without K halves, packed and in place, the few-rows path, K = 0 and the on-stack
+ * path. */
+typedef struct {
+    size_t N;
+    float *seen;
+    int *visits;
+} then_ctx;
+
+static void then_copy(void *ctx, float *C, size_t ldc, size_t i0, size_t i1, size_t j0, size_t j1) {
+    then_ctx *t = ctx;
+    for (size_t i = i0; i < i1; i++)
+        for (size_t j = j0; j < j1; j++) {
+            t->seen[i * t->N + j] = C[i * ldc + j];
+            t->visits[i * t->N + j]++;
+        }
+}
+
+static void check_then(const mc_gemm_impl *im) {
+    static const size_t shapes[][5] = {  /* ta, tb, M, N, K */
+        {0, 0, 128, 128, 784}, {0, 1, 60, 70, 900}, {1, 0, 784, 128, 128}, {0, 0, 3, 40, 300},
+        {0, 0, 50, 10, 128}, {0, 0, 5, 7, 0},
+    };
+    mc_set_num_threads(2, NULL);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int ta = (int)shapes[s][0], tb = (int)shapes[s][1];
+        size_t M = shapes[s][2], N = shapes[s][3], K = shapes[s][4];
+        float *A = malloc((M * K + 1) * sizeof(float)), *B = malloc((K * N + 1) * sizeof(float));
+        float *C = malloc(M * N * sizeof(float)), *seen = malloc(M * N * sizeof(float));
+        int *visits = calloc(M * N, sizeof(int));
+        for (size_t i = 0; i < M * K; i++) A[i] = frand();
+        for (size_t i = 0; i < K * N; i++) B[i] = frand();
+        for (size_t i = 0; i < M * N; i++) C[i] = frand();
+        then_ctx t = {N, seen, visits};
+        mc_gemm_then then = {then_copy, &t};
+        size_t lda = ta ? M : (K ? K : 1), ldb = tb ? (K ? K : 1) : N;
+        for (int stack = 0; stack < 2; stack++) {
+            memset(visits, 0, M * N * sizeof(int));
+            if (stack && K) {
+                gemm_job g = {.impl = im, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .alpha = 1.0f,
+                              .beta = 0.5f, .A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = N,
+                              .then = &then};
+                plan_k(&g);
+                gemm_on_stack(&g);
+            } else {
+                gemm_run(im, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.5f, C, N, &then);
+            }
+            int once = 1;
+            for (size_t i = 0; i < M * N; i++) once &= visits[i] == 1;
+            CHECK(once, "%s %zux%zux%zu stack=%d: an element was not visited exactly once", im->name, M, N, K,
+                  stack);
+            CHECK(memcmp(seen, C, M * N * sizeof(float)) == 0, "%s %zux%zux%zu stack=%d: a block was visited "
+                  "before its final value", im->name, M, N, K, stack);
+        }
+        free(A);
+        free(B);
+        free(C);
+        free(seen);
+        free(visits);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -239,10 +301,12 @@ int main(int argc, char **argv) {
     check_thread_invariance(&impl_portable);
     if (!threads_only) {
         check_variant(&impl_portable);
+        check_then(&impl_portable);
         check_stack_path(&impl_portable, 0, 0);
         check_stack_path(&impl_portable, 1, 1);
         if (mc_kernel_supported(MC_KERNEL_AVX2)) {
             check_variant(&mc_gemm_impl_avx2);
+            check_then(&mc_gemm_impl_avx2);
             check_stack_path(&mc_gemm_impl_avx2, 0, 1);
             check_stack_path(&mc_gemm_impl_avx2, 1, 0);
             check_thread_invariance(&mc_gemm_impl_avx2);
@@ -254,6 +318,7 @@ int main(int argc, char **argv) {
 #endif
         if (run512) {
             check_variant(&mc_gemm_impl_avx512);
+            check_then(&mc_gemm_impl_avx512);
             check_stack_path(&mc_gemm_impl_avx512, 0, 0);
             check_stack_path(&mc_gemm_impl_avx512, 1, 1);
             check_thread_invariance(&mc_gemm_impl_avx512);
