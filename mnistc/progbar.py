@@ -44,14 +44,11 @@ class Progbar:
         self.interval = interval
         self.dynamic = dynamic_display(self.stream)
         self._start = time.perf_counter()
-        self._first_update = None  # (time, step) of the first update: the per-step time excludes
-        self._last_draw = 0.0       # what came before it (setup), as Keras excludes the first step
+        self._last_draw = 0.0
         self._prev_width = 0
 
     def update(self, current, values=None, finalize=False):
         now = time.perf_counter()
-        if self._first_update is None and current >= 1:
-            self._first_update = (now, current)
         if self.verbose == 0:
             return
         if self.verbose == 2 or not self.dynamic:
@@ -74,11 +71,9 @@ class Progbar:
             done = int(self.width * current / self.target) if self.target else self.width
             bar_txt = "\33[32m" + "━" * done + "\33[37m" + "━" * (self.width - done) + "\33[0m"
             parts.append(bar_txt if self.dynamic else "━" * self.width)
-        # updates come every `interval` seconds, not every step: divide by the steps since the first
-        if self._first_update is not None and current > self._first_update[1]:
-            per = (now - self._first_update[0]) / (current - self._first_update[1])
-        else:
-            per = elapsed / max(current, 1)
+        # the time so far over the steps so far: updates come every `interval` seconds, not every
+        # step, and there is no slow first step (no tracing) for Keras's first-step exclusion to hide
+        per = elapsed / max(current, 1)
         if final:
             time_txt = _format_time(elapsed)
         else:
