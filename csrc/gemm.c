@@ -220,12 +220,12 @@ const char *mc_kernel_requested(void) {
     return kernel_req_set ? kernel_req : NULL;
 }
 
-/* Packing scratch of the calling thread, kept between calls (a training run calls the same
- * shapes thousands of times) and freed when the thread exits: slot 0 holds packed A blocks, slot 1
- * the packed B of a whole call and slot 2 the second K half's sums (both owned by the calling
- * thread, used by its helpers). It is a cache,
- * not a per-call allocation, so it uses malloc directly; if it cannot grow, the caller takes the
- * on-stack path, which gives the same bits. */
+/* Scratch of the calling thread, kept between calls (a training run calls the same shapes
+ * thousands of times) and freed when the thread exits: slot 0 holds packed A blocks, slot 1 the
+ * packed B of a whole call, slot 2 the second K half's sums (slots 1 and 2 are owned by the
+ * calling thread and used by its helpers). It is a cache, not a per-call allocation, so it uses
+ * malloc directly; if it cannot grow, the caller takes the on-stack path, which gives the same
+ * bits. */
 static float *scratch_slot(int slot, size_t n) {
     if (!scratch_key_ok) return NULL;
     scratch *s = pthread_getspecific(scratch_key);

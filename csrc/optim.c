@@ -234,6 +234,7 @@ static void upd_run(const upd *u, size_t lo, size_t hi) {
     upd_kernel(u, lo, hi);
 #endif
 }
+
 static pthread_once_t upd_once = PTHREAD_ONCE_INIT;
 
 static void upd_pick(void) {

@@ -56,7 +56,7 @@ static mc_task_fn job_fn;
 static void *job_ctx;
 static size_t job_n;
 static size_t job_parts;  /* participants: the owner and the workers it signalled */
-/* Task t belongs to lane p when p*n/parts <= t < (p+1)*n/parts; lane_next[p] counts the claims
+/* Task t belongs to lane p when p*n/parts <= t < (p+1)*n/parts; lane[p].next counts the claims
  * made on it. Cache-line padded: the lanes are claimed from different cores. */
 static struct {
     _Alignas(64) atomic_size_t next;
@@ -221,14 +221,14 @@ mc_status mc_set_num_threads(int n, mc_error *err) {
 
 /* --- the pool --- */
 
-/* Claim and run tasks of the current job until none is left. */
-/* Participant `self` (0 = the owner, i + 1 = worker i) first claims the tasks of its own lane, in
- * order, then those left in the others. Jobs cut the same way (the pieces of an optimizer step,
- * the row blocks of a GEMM) thus give each core the same data step after step, which stays in
- * its L2, while a participant that is late or descheduled still has its tasks taken over.
- * Tasks are claimed in increasing order within a lane, and lane 0 (the owner's, who always runs)
- * holds the lowest tasks, so a task that waits for lower-numbered ones (GEMM packing) waits only
- * for tasks that are claimed and running or that the owner will claim. */
+/* Claim and run tasks of the current job until none is left. Participant `self` (0 = the owner,
+ * i + 1 = worker i) first claims the tasks of its own lane, in order, then those left in the
+ * others. Jobs cut the same way (the pieces of an optimizer step, the row blocks of a GEMM) thus
+ * give each core the same data step after step, which stays in its L2, while a participant that
+ * is late or descheduled still has its tasks taken over. Tasks are claimed in increasing order
+ * within a lane, and lane 0 (the owner's, who always runs) holds the lowest tasks, so a task that
+ * waits for lower-numbered ones (GEMM packing) waits only for tasks that are claimed and running
+ * or that the owner will claim. */
 static void run_tasks(size_t self) {
     size_t parts = job_parts, n = job_n;
     for (size_t k = 0; k < parts; k++) {
