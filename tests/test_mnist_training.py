@@ -71,3 +71,20 @@ def test_main_job_refuses_bad_arguments_before_training(args, message, tmp_path)
     assert r.returncode == 2
     assert message in r.stderr
     assert "Epoch" not in r.stdout and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_readme_example_runs_as_written(mnist_dir, monkeypatch, capsys):
+    """The README's workflow block, executed verbatim (data from $MNISTC_DATA_DIR, as the README's
+    commands set it): it trains, fine-tunes, and the frozen body keeps its weights."""
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.setenv("MNISTC_DATA_DIR", str(Path(mnist_dir).parent))
+    mnistc.utils.set_random_seed(0)
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    model = scope["model"]
+    assert [l.trainable for l in model.layers] == [False, False, True]
+    assert model.evaluate(scope["x_test"], scope["y_test"], verbose=0)[1] >= 0.973
+    assert "Epoch 5/5" in capsys.readouterr().out
