@@ -1,7 +1,8 @@
 /* Dense forward/backward on top of mc_gemm. mc_dense_forward/backward are the plain layer (bias added
  * in a pass after the product, bias gradient summed in float32 row by row, so the result does not
- * depend on how mc_gemm splits its work); the model uses the bare products (mc_dense_product,
- * mc_dense_backward_gemms) and does bias + activation in one fused pass (activations.c), same bits. */
+ * depend on how mc_gemm splits its work); the model uses mc_dense_forward_act (bias and activation
+ * in the product's epilogue hook) and the bare backward products (mc_dense_backward_gemms, the bias
+ * gradient fused with the activation's backward in activations.c), same bits. */
 #include "dense.h"
 
 #include "activations.h"

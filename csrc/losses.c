@@ -143,11 +143,10 @@ double mc_loss_cce_logits(float *dz, const float *z, const float *y, const int32
     for (size_t i = 0; i < B; i++) {
         const float *x = z + i * n;
         /* log-sum-exp with the row max subtracted: exp never overflows */
-        double mx = x[0];
-        for (size_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+        float mx = row_max(x, n);
         double s = 0.0;
         for (size_t j = 0; j < n; j++) {
-            double ej = (double)mc_exp_nonpos((float)((double)x[j] - mx));  /* as cce_logits_ids */
+            double ej = (double)mc_exp_nonpos(x[j] - mx);  /* as cce_logits_ids */
             if (keep_e) e[j] = ej;
             s += ej;
         }
