@@ -1,7 +1,9 @@
 /* The persistent worker pool behind mc_parallel_for. One job runs at a time (a trylock; a second
  * concurrent caller runs its tasks alone); the caller works on its own job too, and waits only for
  * the workers that joined it: a worker that wakes late (its core busy elsewhere) finds the job
- * closed and goes back to waiting, so a job never stalls on a thread that did no work. Workers
+ * closed and goes back to waiting, so a job never stalls on a thread that did no work. A
+ * background job is one the owner leaves to the workers while it works on something else; it
+ * holds the pool until the owner ends it, which stops further tasks from starting. Workers
  * block all signals, spin briefly between jobs (training calls GEMMs back to back) and then sleep.
  * After a fork the child starts with no workers and creates new ones on demand (pthread_atfork). */
 #ifndef _GNU_SOURCE
@@ -352,26 +354,17 @@ static void grow_pool(int want) {
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-void mc_parallel_for(size_t n_tasks, mc_task_fn fn, void *ctx) {
-    mc_parallel_for_n(n_tasks, MC_MAX_THREADS, fn, ctx);
-}
-
-void mc_parallel_for_n(size_t n_tasks, int max_threads, mc_task_fn fn, void *ctx) {
-    if (n_tasks == 0) return;
-    size_t nt = (size_t)mc_get_num_threads();
-    if (max_threads < 1) max_threads = 1;
-    if (nt > (size_t)max_threads) nt = (size_t)max_threads;
-    if (nt > n_tasks) nt = n_tasks;
-    if (nt <= 1 || pthread_mutex_trylock(&job_mu) != 0) {
-        for (size_t t = 0; t < n_tasks; t++) fn(ctx, t);
-        return;
-    }
+/* Take the pool for a job of n_tasks on up to nt threads (the caller included): returns the number
+ * of workers signalled, with job_mu held, or 0 (job_mu not held) when the tasks are the caller's
+ * alone: one thread, no worker could be created, or another thread holds the pool. */
+static int open_job(size_t n_tasks, size_t nt, mc_task_fn fn, void *ctx) {
+    if (nt > n_tasks + 1) nt = n_tasks + 1;
+    if (nt <= 1 || pthread_mutex_trylock(&job_mu) != 0) return 0;
     grow_pool((int)nt - 1);
     int nw = n_workers < (int)nt - 1 ? n_workers : (int)nt - 1;
     if (nw == 0) {
         pthread_mutex_unlock(&job_mu);
-        for (size_t t = 0; t < n_tasks; t++) fn(ctx, t);
-        return;
+        return 0;
     }
     job_fn = fn;
     job_ctx = ctx;
@@ -384,7 +377,44 @@ void mc_parallel_for_n(size_t n_tasks, int max_threads, mc_task_fn fn, void *ctx
     pthread_mutex_lock(&park_mu);
     for (int i = 0; i < nw; i++) pthread_cond_signal(&pool[i].cv);
     pthread_mutex_unlock(&park_mu);
+    return nw;
+}
 
+/* Whether the calling thread has a background job open (it then holds job_mu). */
+static _Thread_local int background_open;
+
+int mc_parallel_begin(size_t n_tasks, mc_task_fn fn, void *ctx) {
+    if (n_tasks == 0 || background_open) return 0;
+    if (open_job(n_tasks, (size_t)mc_get_num_threads(), fn, ctx) == 0) return 0;
+    background_open = 1;
+    return 1;
+}
+
+void mc_parallel_end(void) {
+    if (!background_open) return;
+    /* claim every task not yet started: a claim made before this store stands and is finished
+     * before close_job returns, one made after it finds its lane exhausted */
+    for (size_t p = 0; p < job_parts; p++) atomic_store(&lane[p].next, job_n + 1);
+    close_job();
+    background_open = 0;
+    pthread_mutex_unlock(&job_mu);
+}
+
+void mc_parallel_for(size_t n_tasks, mc_task_fn fn, void *ctx) {
+    mc_parallel_for_n(n_tasks, MC_MAX_THREADS, fn, ctx);
+}
+
+void mc_parallel_for_n(size_t n_tasks, int max_threads, mc_task_fn fn, void *ctx) {
+    if (n_tasks == 0) return;
+    mc_parallel_end();
+    size_t nt = (size_t)mc_get_num_threads();
+    if (max_threads < 1) max_threads = 1;
+    if (nt > (size_t)max_threads) nt = (size_t)max_threads;
+    if (nt > n_tasks) nt = n_tasks;
+    if (open_job(n_tasks, nt, fn, ctx) == 0) {
+        for (size_t t = 0; t < n_tasks; t++) fn(ctx, t);
+        return;
+    }
     run_tasks(0);
     close_job();
     pthread_mutex_unlock(&job_mu);

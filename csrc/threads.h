@@ -31,6 +31,18 @@ void mc_parallel_for(size_t n_tasks, mc_task_fn fn, void *ctx);
  * claimed by running threads or will be by the caller, which never waits on a higher lane. */
 void mc_parallel_for_n(size_t n_tasks, int max_threads, mc_task_fn fn, void *ctx);
 
+/* Start fn(ctx, t) for t in [0, n_tasks) on the pool's workers only and return at once, so that
+ * the caller can go on with work of its own while they run (training gathers the next batch this
+ * way during the serial part of a step). Returns 1 if the job was started, 0 if not (one thread,
+ * no worker, the pool busy, or a background job of this thread already open): then nothing has
+ * run. Tasks are claimed in increasing order within lanes, as in mc_parallel_for_n; some may
+ * never run: the caller must record which did (each task its own flag). */
+int mc_parallel_begin(size_t n_tasks, mc_task_fn fn, void *ctx);
+
+/* End the calling thread's background job, if any: tasks not yet started never will be, those
+ * running are waited for. Every mc_parallel_for(_n) of that thread calls it first. */
+void mc_parallel_end(void);
+
 /* Number of threads mc_parallel_for may use (caller included). Fixed at first use from env
  * MNISTC_NUM_THREADS (an integer in [1, MC_MAX_THREADS]; anything else is ignored), otherwise the
  * CPUs this process may run on (sched_getaffinity), bounded by a cgroup v2 cpu.max quota. */

@@ -1,7 +1,9 @@
 /* Batch loops over a data set. Per call: one arena (model activations and gradients) plus one block
  * for gathered batches, both freed before returning; nothing is allocated inside the loops. The hook
- * timing uses CLOCK_MONOTONIC. Large batch gathers are split over the thread pool (rows are
- * independent, so the bytes do not depend on the thread count); the GIL is the binding's business. */
+ * timing uses CLOCK_MONOTONIC. Large batch gathers are split over the thread pool, and training
+ * gathers the next batch in the background during a step's serial part (rows are independent, so
+ * the bytes do not depend on the thread count or on who copied them); the GIL is the binding's
+ * business. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -19,23 +21,37 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Batch buffers: gathered x rows (float32) and targets, sized for B rows. */
+/* Batch buffers: gathered x rows (float32) and targets, sized for B rows; when training gathers
+ * rows, a second x buffer for the next batch (gathered in the background, see run) and one flag
+ * per gather task of it. */
 typedef struct {
-    float *x;
+    float *x, *x_next;
+    unsigned char *done;
     float *y;
     int32_t *labels;
     void *block;
 } batch_bufs;
 
+/* Rows per gather task: small, so that a background gather cut short by the next parallel job
+ * keeps the caller waiting for at most one task's rows. */
+#define GATHER_ROWS 4
+
+static size_t gather_tasks(size_t b) { return (b + GATHER_ROWS - 1) / GATHER_ROWS; }
+
 static mc_status bufs_init(batch_bufs *bb, const mc_data *dt, size_t n_out, size_t B, int need_x, int need_y,
-                           mc_error *err) {
+                           int double_x, mc_error *err) {
     memset(bb, 0, sizeof *bb);
-    size_t nx = 0, ny = 0, nl = 0, bytes;
+    size_t nx = 0, ny = 0, nl = 0, nd = 0, bytes;
     int ok = 1;
     if (need_x) ok = ok && mc_mul_size(B, dt->d, &nx);
+    if (need_x && double_x) {
+        ok = ok && mc_mul_size(nx, 2, &nx);
+        nd = (gather_tasks(B) + 3) / 4;  /* the flags, in floats */
+    }
     if (need_y && dt->y) ok = ok && mc_mul_size(B, n_out, &ny);
     if (need_y && dt->labels) nl = B;
-    ok = ok && nx + ny >= nx && nx + ny + nl >= nx + ny && mc_mul_size(nx + ny + nl, 4, &bytes);
+    ok = ok && nx + ny >= nx && nx + ny + nl >= nx + ny && nx + ny + nl + nd >= nx + ny + nl &&
+         mc_mul_size(nx + ny + nl + nd, 4, &bytes);
     if (!ok) return mc_set_error(err, MC_ERR_NOMEM, "batch buffers: size overflows for batch_size %zu", B);
     if (bytes == 0) return MC_OK;
     bb->block = mc_malloc(bytes);
@@ -44,8 +60,10 @@ static mc_status bufs_init(batch_bufs *bb, const mc_data *dt, size_t n_out, size
                             bytes, B);
     float *f = bb->block;
     if (nx) bb->x = f;
+    if (nx && double_x) bb->x_next = f + nx / 2;
     if (ny) bb->y = f + nx;
     if (nl) bb->labels = (int32_t *)(f + nx + ny);
+    if (nd) bb->done = (unsigned char *)(f + nx + ny + nl);
     return MC_OK;
 }
 
@@ -79,15 +97,18 @@ static void convert_u8_scaled(float *restrict dst, const uint8_t *restrict src, 
     for (size_t j = 0; j < d; j++) dst[j] = (float)src[j] * s + o;
 }
 
-/* Batches of at least this many values are gathered on the thread pool, 32 rows per task. */
+/* Batches of at least this many values are gathered on the thread pool. */
 #define GATHER_PAR_MIN 16384
 
+/* Rows [start, start + b) of the data (through perm) into buf, GATHER_ROWS rows per task; done
+ * (NULL: none) flags the tasks already run, which are skipped, and is set by those that run. */
 typedef struct {
     const mc_data *dt;
     const gather_plan *gp;
     const int64_t *perm;
-    size_t start, b, rows_per_task;
+    size_t start, b;
     float *buf;
+    unsigned char *done;
 } gather_job;
 
 static void gather_rows(const gather_job *j, size_t lo, size_t hi) {
@@ -108,22 +129,27 @@ static void gather_rows(const gather_job *j, size_t lo, size_t hi) {
 
 static void gather_task(void *ctx, size_t t) {
     const gather_job *j = ctx;
-    size_t lo = t * j->rows_per_task, hi = lo + j->rows_per_task < j->b ? lo + j->rows_per_task : j->b;
+    if (j->done && j->done[t]) return;
+    size_t lo = t * GATHER_ROWS, hi = lo + GATHER_ROWS < j->b ? lo + GATHER_ROWS : j->b;
     gather_rows(j, lo, hi);
+    if (j->done) j->done[t] = 1;
 }
 
-/* Input rows [start, start + b) through perm; points into x itself when no copy is needed. Each row
- * is copied independently, so splitting the rows over the thread pool gives the same bytes. */
+static int needs_gather(const mc_data *dt, const int64_t *perm) { return dt->x_u8 || perm; }
+
+/* Input rows [start, start + b) through perm; points into x itself when no copy is needed. Rows
+ * are copied independently, so splitting them over the thread pool gives the same bytes. done:
+ * as in gather_job. */
 static const float *gather_x(const mc_data *dt, const gather_plan *gp, const int64_t *perm, size_t start,
-                             size_t b, float *buf) {
-    size_t d = dt->d;
-    if (!dt->x_u8 && !perm) return (const float *)dt->x + start * d;
-    gather_job j = {dt, gp, perm, start, b, 32, buf};
+                             size_t b, float *buf, unsigned char *done) {
+    if (!needs_gather(dt, perm)) return (const float *)dt->x + start * dt->d;
+    gather_job j = {dt, gp, perm, start, b, buf, done};
+    size_t n = gather_tasks(b);
     /* measured on the seed MLP (128 x 784 floats, 2 threads): ~5% off the whole epoch */
-    if (b * d >= GATHER_PAR_MIN && mc_get_num_threads() > 1) {
-        mc_parallel_for((b + j.rows_per_task - 1) / j.rows_per_task, gather_task, &j);
+    if (b * dt->d >= GATHER_PAR_MIN && mc_get_num_threads() > 1) {
+        mc_parallel_for(n, gather_task, &j);
     } else {
-        gather_rows(&j, 0, b);
+        for (size_t t = 0; t < n; t++) gather_task(&j, t);
     }
     return buf;
 }
@@ -197,8 +223,16 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
     batch_bufs bb;
     memset(&bb, 0, sizeof bb);
     if ((st = mc_arena_init(&a, m, B, err)) != MC_OK) return st;
-    if ((st = bufs_init(&bb, dt, n_out, B, dt->x_u8 || perm, mode != 2 && perm, err)) != MC_OK) goto done;
+    /* Training on gathered rows: while a step's serial part runs (the small last layers, the loss,
+     * the first backward products) the pool's otherwise idle workers gather the next batch into
+     * the second buffer; what they have not done when the step's next parallel job starts is
+     * gathered with that batch. The same bytes either way. */
+    int ahead = training && needs_gather(dt, perm) && mc_get_num_threads() > 1;
+    if ((st = bufs_init(&bb, dt, n_out, B, needs_gather(dt, perm), mode != 2 && perm, ahead, err)) != MC_OK)
+        goto done;
     gather_plan gp = plan_gather(m, dt);
+    gather_job next;
+    float *x_cur = bb.x, *x_next = bb.x_next;
     double last = now_seconds();
     for (size_t k = 0, start = 0; k < n_batches; k++, start += batch_size) {
         size_t b = N - start < batch_size ? N - start : batch_size;
@@ -211,9 +245,24 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
                 break;
             }
         }
-        const float *xb = gather_x(dt, &gp, perm, start, b, bb.x);
+        const float *xb;
+        if (ahead && k > 0) {  /* this batch went to x_next, partly or not at all */
+            mc_parallel_end();
+            float *t = x_cur;
+            x_cur = x_next;
+            x_next = t;
+            xb = gather_x(dt, &gp, perm, start, b, x_cur, bb.done);
+        } else {
+            xb = gather_x(dt, &gp, perm, start, b, x_cur, NULL);
+        }
         uint64_t step = training ? (uint64_t)*iterations : 0;
         mc_model_forward_from(m, &a, xb, gp.first, b, training, seed, step);
+        if (ahead && k + 1 < n_batches) {
+            size_t nb = N - (start + batch_size) < batch_size ? N - (start + batch_size) : batch_size;
+            memset(bb.done, 0, gather_tasks(nb));
+            next = (gather_job){dt, &gp, perm, start + batch_size, nb, x_next, bb.done};
+            mc_parallel_begin(gather_tasks(nb), gather_task, &next);
+        }
         const float *outp = a.out[m->L - 1];
         if (mode == 2) {
             memcpy(pred + start * n_out, outp, b * n_out * sizeof *pred);
@@ -240,6 +289,7 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
         }
     }
 done:
+    mc_parallel_end();
     mc_free(bb.block);
     mc_arena_release(&a);
     return st;

@@ -176,6 +176,91 @@ static void check_parallel_for(void) {
     }
 }
 
+/* Background jobs: the caller's own work runs while workers take tasks; ending the job runs no
+ * further task and waits for those started; whatever ran did so once, and the caller can run the
+ * rest. A parallel job of the same caller ends the background job first. */
+typedef struct {
+    atomic_int *hits;
+    atomic_int *flag;
+} bg_ctx;
+
+static void bg_task(void *ctx, size_t t) {
+    bg_ctx *b = ctx;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do clock_gettime(CLOCK_MONOTONIC, &t1);
+    while ((t1.tv_nsec - t0.tv_nsec) + (t1.tv_sec - t0.tv_sec) * 1000000000L < 2000L * (long)(t % 5));
+    atomic_fetch_add(&b->hits[t], 1);
+    atomic_store(&b->flag[t], 1);
+}
+
+static atomic_int slow_started;
+
+static void slow_5ms_task(void *ctx, size_t t) {
+    hit_ctx *h = ctx;
+    atomic_fetch_add(&slow_started, 1);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do clock_gettime(CLOCK_MONOTONIC, &t1);
+    while ((t1.tv_nsec - t0.tv_nsec) + (t1.tv_sec - t0.tv_sec) * 1000000000L < 5000000L);
+    atomic_fetch_add(&h->hits[t], 1);
+}
+
+static void spin_us(long us) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do clock_gettime(CLOCK_MONOTONIC, &t1);
+    while ((t1.tv_nsec - t0.tv_nsec) / 1000 + (t1.tv_sec - t0.tv_sec) * 1000000L < us);
+}
+
+static void check_background(void) {
+    atomic_int hits[40], flag[40];
+    for (int threads = 1; threads <= 3; threads++) {
+        mc_set_num_threads(threads, NULL);
+        for (long own_us = 0; own_us <= 200; own_us += 50) {
+            for (int how = 0; how < 2; how++) {
+                for (size_t i = 0; i < 40; i++) atomic_store(&hits[i], 0), atomic_store(&flag[i], 0);
+                bg_ctx b = {hits, flag};
+                int started = mc_parallel_begin(40, bg_task, &b);
+                CHECK(started == (threads > 1), "threads=%d: begin returned %d", threads, started);
+                CHECK(!mc_parallel_begin(40, bg_task, &b), "a second background job was started");
+                spin_us(own_us);
+                if (how == 0) {
+                    mc_parallel_end();
+                } else {  /* a parallel job of this thread ends it, then runs whole */
+                    atomic_int other[8];
+                    for (size_t i = 0; i < 8; i++) atomic_store(&other[i], 0);
+                    hit_ctx h = {other, 8};
+                    mc_parallel_for(8, hit_task, &h);
+                    int all = 1;
+                    for (size_t i = 0; i < 8; i++) all &= atomic_load(&other[i]) == 1;
+                    CHECK(all, "threads=%d: a parallel job after a background job missed tasks", threads);
+                }
+                mc_parallel_end();  /* a no-op once ended */
+                int after[40], ok = 1;
+                for (size_t i = 0; i < 40; i++) after[i] = atomic_load(&hits[i]);
+                spin_us(100);  /* nothing runs once the job has ended */
+                for (size_t i = 0; i < 40; i++) ok &= atomic_load(&hits[i]) == after[i] && after[i] <= 1 &&
+                                                     atomic_load(&flag[i]) == after[i];
+                CHECK(ok, "threads=%d: a task ran twice or after the end of its background job", threads);
+                if (threads == 1) CHECK(after[0] + after[39] == 0, "nothing runs when begin returns 0");
+            }
+        }
+    }
+    /* ending cuts the job short: of 40 tasks of 5 ms, ended while the worker runs its first, the
+     * worker finishes that one and starts no other */
+    mc_set_num_threads(2, NULL);
+    for (size_t i = 0; i < 40; i++) atomic_store(&hits[i], 0);
+    atomic_store(&slow_started, 0);
+    hit_ctx slow = {hits, 40};
+    CHECK(mc_parallel_begin(40, slow_5ms_task, &slow), "no background job on two threads");
+    while (atomic_load(&slow_started) == 0) spin_us(10);
+    mc_parallel_end();
+    int ran = 0;
+    for (size_t i = 0; i < 40; i++) ran += atomic_load(&hits[i]);
+    CHECK(ran == 1, "%d tasks ran in a background job ended during its first task", ran);
+}
+
 /* Two threads calling GEMMs at once: one gets the pool, the other runs alone; both correct. */
 static void *gemm_thread(void *arg) {
     float *out = arg;
@@ -297,6 +382,7 @@ int main(int argc, char **argv) {
     CHECK(mc_set_num_threads(0, &err) == MC_ERR_ARG && strstr(err.msg, ">= 1, got 0"), "%s", err.msg);
     CHECK(mc_set_num_threads(MC_MAX_THREADS + 1, &err) == MC_ERR_ARG, "%s", err.msg);
     check_parallel_for();
+    check_background();
     check_concurrent_callers();
     check_thread_invariance(&impl_portable);
     if (!threads_only) {
