@@ -111,12 +111,24 @@ typedef struct {
     unsigned char *done;
 } gather_job;
 
+/* While a row is copied, the first GATHER_PREFETCH bytes of the next one are requested (into L2):
+ * shuffled rows sit at random places in a data set far larger than the caches, and each would
+ * otherwise start with a full memory latency before the hardware prefetcher takes up its stream.
+ * Seed MLP, 2 cores: epoch 0.135 -> 0.132 s (median of 6 alternating runs each; prefetching whole
+ * rows, or two rows ahead, gained less). */
+#define GATHER_PREFETCH 2048
+
 static void gather_rows(const gather_job *j, size_t lo, size_t hi) {
     const mc_data *dt = j->dt;
-    size_t d = dt->d;
+    size_t d = dt->d, row_bytes = d * (dt->x_u8 ? sizeof(uint8_t) : sizeof(float));
+    size_t ahead = row_bytes < GATHER_PREFETCH ? row_bytes : GATHER_PREFETCH;
     for (size_t i = lo; i < hi; i++) {
         size_t r = row_of(j->perm, j->start + i);
         float *dst = j->buf + i * d;
+        if (i + 1 < j->b) {
+            const char *next = (const char *)dt->x + row_of(j->perm, j->start + i + 1) * row_bytes;
+            for (size_t o = 0; o < ahead; o += 64) __builtin_prefetch(next + o, 0, 2);
+        }
         if (dt->x_u8) {
             const uint8_t *src = (const uint8_t *)dt->x + r * d;
             if (j->gp->rescale) convert_u8_scaled(dst, src, d, j->gp->scale, j->gp->offset);
