@@ -570,6 +570,14 @@ static void plan_k(gemm_job *g) {
     }
 }
 
+int mc_gemm_threads(size_t M, size_t N, size_t K) {
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    int nt = mc_get_num_threads();
+    if (nt <= 1 || flops < 2.0 * FLOPS_PER_THREAD) return 1;
+    double w = flops / FLOPS_PER_THREAD;
+    return w >= (double)nt ? nt : (int)w;
+}
+
 /* C += P, the second K half, row blocks split over the threads. */
 #define ADD_ROWS 16
 
@@ -611,13 +619,7 @@ static void gemm_run(const mc_gemm_impl *impl, int trans_a, int trans_b, size_t 
     g.small = impl->small && !g.tb && M <= impl->small_m_max;
     plan_k(&g);
 
-    double flops = 2.0 * (double)M * (double)N * (double)K;
-    size_t threads = 1;
-    int nt = mc_get_num_threads();
-    if (nt > 1 && flops >= 2.0 * FLOPS_PER_THREAD) {
-        double w = flops / FLOPS_PER_THREAD;
-        threads = w >= (double)nt ? (size_t)nt : (size_t)w;
-    }
+    size_t threads = (size_t)mc_gemm_threads(M, N, K);
 
     if (g.small) {
         g.j0 = 0;

@@ -29,6 +29,10 @@ typedef struct {
     void *ctx;
 } mc_gemm_then;
 
+/* The number of threads mc_gemm runs an (M, N, K) product on (1 for a product too small to be
+ * worth splitting; at most mc_get_num_threads()). */
+int mc_gemm_threads(size_t M, size_t N, size_t K);
+
 /* mc_gemm, then `then` (NULL: nothing) on every block of C. */
 void mc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha, const float *A,
                 size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc,

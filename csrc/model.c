@@ -261,8 +261,13 @@ static void dropout_forward(float *out, float *mask, const float *inp, double ra
 
 void mc_model_forward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
                            int training, uint64_t seed, uint64_t step) {
-    const float *inp = x;
-    for (size_t l = first; l < m->L; l++) {
+    mc_model_forward_layers(m, a, x, first, first, m->L, B, training, seed, step);
+}
+
+void mc_model_forward_layers(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t lo, size_t hi,
+                             size_t B, int training, uint64_t seed, uint64_t step) {
+    const float *inp = lo > first ? a->out[lo - 1] : x;
+    for (size_t l = lo; l < hi; l++) {
         const mc_layer *ly = &m->layers[l];
         float *out = a->out[l];
         size_t T = B * ly->n_out;

@@ -88,6 +88,11 @@ void mc_model_forward(const mc_model *m, mc_arena *a, const float *x, size_t B, 
 void mc_model_forward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
                            int training, uint64_t seed, uint64_t step);
 
+/* Layers [lo, hi) of mc_model_forward_from(m, a, x, first, ...) (first <= lo <= hi <= L), after
+ * layers [first, lo) have run on the same arena: the pass in pieces, with the same results. */
+void mc_model_forward_layers(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t lo, size_t hi,
+                             size_t B, int training, uint64_t seed, uint64_t step);
+
 /* The logits the fused loss reads after a forward pass: the input of the last layer's activation. */
 const float *mc_model_logits(const mc_model *m, const mc_arena *a, const float *x);
 /* The same after mc_model_forward_from(..., x, first, ...). */

@@ -9,6 +9,7 @@
 #endif
 #include "train.h"
 
+#include "gemm.h"
 #include "scan.h"
 #include "threads.h"
 
@@ -217,6 +218,18 @@ static int report(const mc_hook *hook, double *last, size_t batch, size_t n_batc
     return stop;
 }
 
+/* The first of the layers from which the forward pass runs on the calling thread alone: those
+ * after the last dense layer whose product is split over threads (gemm.h). The background gather
+ * starts there, so that it also has the last layers' forward pass to run in. */
+static size_t serial_layers_from(const mc_model *m, size_t first, size_t B) {
+    size_t from = first;
+    for (size_t l = first; l < m->L; l++) {
+        const mc_layer *ly = &m->layers[l];
+        if (ly->kind == MC_LAYER_DENSE && mc_gemm_threads(B, ly->n_out, ly->n_in) > 1) from = l + 1;
+    }
+    return from;
+}
+
 /* Shared loop of train / evaluate / predict (mode 0 / 1 / 2). */
 static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, size_t batch_size,
                      const mc_loss_spec *loss, int metric, const mc_optim *opt, int64_t *iterations,
@@ -243,6 +256,7 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
     if ((st = bufs_init(&bb, dt, n_out, B, needs_gather(dt, perm), mode != 2 && perm, ahead, err)) != MC_OK)
         goto done;
     gather_plan gp = plan_gather(m, dt);
+    size_t serial_from = ahead ? serial_layers_from(m, gp.first, B) : gp.first;
     gather_job next;
     float *x_cur = bb.x, *x_next = bb.x_next;
     double last = now_seconds();
@@ -268,13 +282,14 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
             xb = gather_x(dt, &gp, perm, start, b, x_cur, NULL);
         }
         uint64_t step = training ? (uint64_t)*iterations : 0;
-        mc_model_forward_from(m, &a, xb, gp.first, b, training, seed, step);
+        mc_model_forward_layers(m, &a, xb, gp.first, gp.first, serial_from, b, training, seed, step);
         if (ahead && k + 1 < n_batches) {
             size_t nb = N - (start + batch_size) < batch_size ? N - (start + batch_size) : batch_size;
             memset(bb.done, 0, gather_tasks(nb));
             next = (gather_job){dt, &gp, perm, start + batch_size, nb, x_next, bb.done};
             mc_parallel_begin(gather_tasks(nb), gather_task, &next);
         }
+        mc_model_forward_layers(m, &a, xb, gp.first, serial_from, m->L, b, training, seed, step);
         const float *outp = a.out[m->L - 1];
         if (mode == 2) {
             memcpy(pred + start * n_out, outp, b * n_out * sizeof *pred);
