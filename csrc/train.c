@@ -309,6 +309,9 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
         }
         s.n_seen += b;
         if (sums) *sums = s;
+        /* the hook may run Python code that forks or calls the engine: the pool must be free then
+         * (a small model has no parallel job after the forward pass to end the gather) */
+        mc_parallel_end();
         if (report(hook, &last, k, n_batches, &s)) {
             st = mc_set_error(err, MC_STOPPED, "stopped by the progress hook after batch %zu of %zu", k + 1,
                               n_batches);

@@ -2,6 +2,9 @@
 second concurrent fit, shared-model predict and concurrent IDX loads agree (RELIABILITY.md C1-C4, C6).
 """
 import gc
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import weakref
@@ -272,3 +275,42 @@ def test_eight_threads_load_the_same_gz_concurrently(tmp_path):
         return ok
 
     assert run_threads([work] * 8) == [50] * 8
+
+
+def test_a_batch_callback_may_fork_during_a_two_thread_fit():
+    """Between steps the engine holds no part of its thread pool (the next batch's background gather
+    has ended), so a callback that forks (subprocess, multiprocessing) does not hang in the pool's
+    fork handler, and the child can run the engine. The model is small enough that no product after
+    the forward pass is split over threads: only the end of the step ends the background gather."""
+    code = textwrap.dedent("""
+        import os
+        import numpy as np
+        import mnistc
+        from mnistc import _C
+        _C.set_num_threads(2)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((256, 20)).astype(np.float32)
+        y = rng.integers(0, 3, 256).astype(np.int32)
+
+        def small_model():
+            model = mnistc.Sequential([mnistc.Input((20,)), mnistc.layers.Dense(8, activation="relu"),
+                                       mnistc.layers.Dense(3, activation="softmax")])
+            model.compile("adam", "sparse_categorical_crossentropy")
+            return model
+
+        class Forker(mnistc.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                pid = os.fork()
+                if pid == 0:  # the child trains a model of its own: the pool must be usable there
+                    small_model().fit(x, y, batch_size=64, epochs=1, verbose=0)
+                    os._exit(0)
+                _, status = os.waitpid(pid, 0)
+                assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+        mnistc.utils.set_random_seed(0)
+        small_model().fit(x, y, batch_size=64, epochs=2, verbose=0, callbacks=[Forker()])
+        print("done")
+        """)
+    run = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", "-c", code], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == "done", run.stdout + run.stderr
