@@ -20,17 +20,25 @@ float mc_sigmoidf(float x) {
     return e / (1.0f + e);
 }
 
-static void softmax_rows(float *out, const float *inp, size_t B, size_t n) {
+float mc_row_max(const float *x, size_t n) {
+    float mx = x[0];
+    for (size_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    return mx;
+}
+
+void mc_exp_shifted_rows(float *out, const float *inp, size_t B, size_t n) {
     /* subtract the row max: exp never overflows and the largest term is exactly 1 */
     for (size_t i = 0; i < B; i++) {
         const float *x = inp + i * n;
-        float *y = out + i * n;
-        float mx = x[0];
-        for (size_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+        float *y = out + i * n, mx = mc_row_max(x, n);
         for (size_t j = 0; j < n; j++) y[j] = x[j] - mx;
     }
     /* one flat loop over the whole batch: rows of 10 classes are too short to vectorise alone */
     for (size_t k = 0; k < B * n; k++) out[k] = mc_exp_nonpos(out[k]);
+}
+
+static void softmax_rows(float *out, const float *inp, size_t B, size_t n) {
+    mc_exp_shifted_rows(out, inp, B, n);
     for (size_t i = 0; i < B; i++) {
         float *y = out + i * n;
         double s = 0.0;

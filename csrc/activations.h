@@ -42,6 +42,14 @@ void mc_bias_activation_forward(int act, float *out, float *pre, const float *b,
 void mc_bias_activation_block(int act, float *out, float *pre, const float *b, size_t n, size_t i0, size_t i1,
                               size_t j0, size_t j1);
 
+/* Largest of the n values at x (n >= 1; NaN compares false, so it is skipped unless first). */
+float mc_row_max(const float *x, size_t n);
+
+/* out[i, j] = e^(inp[i, j] - max_j inp[i, :]) for B rows of n (out may equal inp): the shifted
+ * exponentials softmax and the cross-entropy from logits share, by mc_exp_nonpos in one flat loop
+ * over the batch. */
+void mc_exp_shifted_rows(float *out, const float *inp, size_t B, size_t n);
+
 /* Backward through the activation and a dense layer's bias in one pass over the rows:
  * dpre = dout * act'(pre) written in place into dout (pre may be NULL for relu: out is used, since
  * out > 0 exactly where pre > 0), and db (n, or NULL) = sum over rows of dpre, OVERWRITTEN, summed

@@ -88,12 +88,6 @@ double mc_loss_bce_probs(float *dp, const float *p, const float *y, float ls, si
     return total / (double)n;
 }
 
-static float row_max(const float *x, size_t n) {
-    float mx = x[0];
-    for (size_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
-    return mx;
-}
-
 /* Rows up to this wide keep their exp terms on the stack, so softmax, loss and gradient take one exp
  * per element; wider rows recompute the exp for the gradient. */
 #define CCE_ROW_STACK 64
@@ -101,22 +95,15 @@ static float row_max(const float *x, size_t n) {
 /* Class ids without label smoothing (the usual SparseCategoricalCrossentropy): t is one-hot, so
  * the row loss is lse - z_label and dz = (softmax - onehot) / B, with no per-element target; the
  * same arithmetic as the general loop below for this case. The exp terms are float (as Keras
- * computes them), summed in double. With a gradient to fill, the shifted logits go there first
- * and take their exp in one flat loop over the batch (rows of 10 are too short to vectorise). */
+ * computes them), summed in double. With a gradient to fill, the exps go there first
+ * (mc_exp_shifted_rows, as softmax takes them). */
 static double cce_logits_ids(float *dz, const float *z, const int32_t *labels, size_t B, size_t n) {
     double total = 0.0, inv_b = 1.0 / (double)B;
     float row_e[CCE_ROW_STACK];
-    if (dz) {
-        for (size_t i = 0; i < B; i++) {
-            const float *x = z + i * n;
-            float mx = row_max(x, n);
-            for (size_t j = 0; j < n; j++) dz[i * n + j] = x[j] - mx;
-        }
-        for (size_t k = 0; k < B * n; k++) dz[k] = mc_exp_nonpos(dz[k]);
-    }
+    if (dz) mc_exp_shifted_rows(dz, z, B, n);
     for (size_t i = 0; i < B; i++) {
         const float *x = z + i * n;
-        float mx = row_max(x, n);
+        float mx = mc_row_max(x, n);
         float *e = dz ? dz + i * n : row_e;
         if (!dz)
             for (size_t j = 0; j < n; j++) e[j] = mc_exp_nonpos(x[j] - mx);
@@ -143,7 +130,7 @@ double mc_loss_cce_logits(float *dz, const float *z, const float *y, const int32
     for (size_t i = 0; i < B; i++) {
         const float *x = z + i * n;
         /* log-sum-exp with the row max subtracted: exp never overflows */
-        float mx = row_max(x, n);
+        float mx = mc_row_max(x, n);
         double s = 0.0;
         for (size_t j = 0; j < n; j++) {
             double ej = (double)mc_exp_nonpos(x[j] - mx);  /* as cce_logits_ids */

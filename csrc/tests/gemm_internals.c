@@ -148,15 +148,19 @@ static void hit_task(void *ctx, size_t t) {
     atomic_fetch_add(&h->hits[t], 1);
 }
 
+/* Busy-waits for us microseconds. */
+static void spin_us(long us) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do clock_gettime(CLOCK_MONOTONIC, &t1);
+    while ((t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000 < us);
+}
+
 /* Uneven tasks: some spin for tens of microseconds, so workers join, leave and arrive late in
  * every order relative to the owner closing the job. */
 static void slow_hit_task(void *ctx, size_t t) {
     hit_ctx *h = ctx;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    long wait_ns = (long)((t * 7 + h->n) % 4) * 15000L;
-    do clock_gettime(CLOCK_MONOTONIC, &t1);
-    while ((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) < wait_ns);
+    spin_us((long)((t * 7 + h->n) % 4) * 15);
     atomic_fetch_add(&h->hits[t], 1);
 }
 
@@ -186,10 +190,7 @@ typedef struct {
 
 static void bg_task(void *ctx, size_t t) {
     bg_ctx *b = ctx;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do clock_gettime(CLOCK_MONOTONIC, &t1);
-    while ((t1.tv_nsec - t0.tv_nsec) + (t1.tv_sec - t0.tv_sec) * 1000000000L < 2000L * (long)(t % 5));
+    spin_us(2 * (long)(t % 5));
     atomic_fetch_add(&b->hits[t], 1);
     atomic_store(&b->flag[t], 1);
 }
@@ -199,18 +200,8 @@ static atomic_int slow_started;
 static void slow_5ms_task(void *ctx, size_t t) {
     hit_ctx *h = ctx;
     atomic_fetch_add(&slow_started, 1);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do clock_gettime(CLOCK_MONOTONIC, &t1);
-    while ((t1.tv_nsec - t0.tv_nsec) + (t1.tv_sec - t0.tv_sec) * 1000000000L < 5000000L);
+    spin_us(5000);
     atomic_fetch_add(&h->hits[t], 1);
-}
-
-static void spin_us(long us) {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do clock_gettime(CLOCK_MONOTONIC, &t1);
-    while ((t1.tv_nsec - t0.tv_nsec) / 1000 + (t1.tv_sec - t0.tv_sec) * 1000000L < us);
 }
 
 static void check_background(void) {
