@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -39,6 +40,13 @@
  * seed MLP, 2 Sapphire Rapids cores: epoch 0.165 -> 0.153 s). */
 #define KSPLIT_MIN_K 512
 #define KSPLIT_MAX_MN 65536
+
+/* Products skip the exact zeros of op(A) (impl->sparse, impl->sparse_t) when at least this share
+ * of a sample of A's rows is zeros. MNIST's pixels are 81% zeros. Measured on 2 Sapphire Rapids
+ * cores, 128x784 inputs (random, uniform density) times 784x128, forward / weight gradient: 80%
+ * zeros 69 / 59 us against the dense 97 / 82 us; 70% zeros 86 / 74 us against 95 / 83 us. */
+#define SPARSE_MIN_ZEROS 0.7
+#define SPARSE_SAMPLE_ROWS 8
 
 /* Largest packed B (floats) per N block: all of K times as many columns as fit. */
 #define B_PACK_MAX ((size_t)1 << 20)
@@ -149,7 +157,7 @@ static void small_portable(int trans_a, size_t M, size_t N, size_t K, float alph
 }
 
 static const mc_gemm_impl impl_portable = {
-    "portable", PMR, PNR, 256, 120, 1024, 5, micro_portable, small_portable, NULL,
+    "portable", PMR, PNR, 256, 120, 1024, 5, micro_portable, small_portable, NULL, NULL, NULL,
 };
 
 /* --- variant selection (once) --- */
@@ -164,6 +172,7 @@ static int kernel_ok[MC_KERNEL_COUNT];
 static mc_kernel kernel_active = MC_KERNEL_PORTABLE;
 static char kernel_req[32];
 static int kernel_req_set;
+static atomic_int sparse_on;  /* mc_gemm_sparse */
 static pthread_key_t scratch_key;
 static int scratch_key_ok;
 
@@ -198,7 +207,19 @@ static void kernel_init(void) {
         for (int k = 0; k < MC_KERNEL_COUNT; k++)
             if (strcasecmp(env, kernel_names[k]) == 0 && kernel_ok[k]) kernel_active = (mc_kernel)k;
     }
+    const char *sp = getenv("MNISTC_SPARSE");
+    atomic_store(&sparse_on, !(sp && strcmp(sp, "0") == 0));
     scratch_key_ok = pthread_key_create(&scratch_key, scratch_free) == 0;
+}
+
+int mc_gemm_sparse(void) {
+    pthread_once(&kernel_once, kernel_init);
+    return atomic_load(&sparse_on);
+}
+
+int mc_gemm_set_sparse(int on) {
+    pthread_once(&kernel_once, kernel_init);
+    return atomic_exchange(&sparse_on, on != 0);
 }
 
 const char *mc_kernel_name(mc_kernel k) {
@@ -283,6 +304,7 @@ typedef struct {
     size_t k_mid, n_compute;
     float *P;
     const mc_gemm_then *then;  /* NULL, or run on each block once final */
+    int sparse;                /* compute with impl->sparse (B read in place) */
 } gemm_job;
 
 static void then_block(const gemm_job *g, size_t i0, size_t i1, size_t j0, size_t j1) {
@@ -438,6 +460,21 @@ static void compute_task(gemm_job *g, int half, size_t i0, size_t i1, size_t c0,
     size_t mr = im->mr, nr = im->nr;
     _Alignas(64) float stack_ap[MAX_MR * MAX_KC];
     k_half kh = half_of(g, half);
+    if (g->sparse) {  /* the same K chunks */
+        const float *b = g->B + kh.k0 * g->ldb + g->j0 + c0;
+        float *c = kh.out + i0 * kh.ld + g->j0 + c0;
+        if (!g->ta) {
+            im->sparse(i1 - i0, c1 - c0, kh.k1 - kh.k0, g->kc, g->A + i0 * g->lda + kh.k0, g->lda, b, g->ldb,
+                       c, kh.ld, g->alpha, kh.beta);
+            return;
+        }
+        float *work = thread_scratch(mc_gemm_sparse_t_work(i1 - i0, c1 - c0));
+        if (work) {
+            im->sparse_t(i1 - i0, c1 - c0, kh.k1 - kh.k0, g->kc, g->A + kh.k0 * g->lda + i0, g->lda, b, g->ldb,
+                         c, kh.ld, g->alpha, kh.beta, work);
+            return;
+        }  /* no memory for the running sums: the dense kernels, the same bits */
+    }
     wait_packed(g);
     if (g->kc * (c1 - c0) * sizeof(float) <= DIRECT_B_BYTES) {
         for (size_t pc = kh.k0; pc < kh.k1; pc += g->kc) {
@@ -570,6 +607,21 @@ static void plan_k(gemm_job *g) {
     }
 }
 
+/* Whether the zero-skipping path fits this product: a kernel for it, B not transposed, A (a sample
+ * of its rows as stored) mostly exact zeros, and positions in range of the kernels' int32 lists. */
+static int take_sparse(const gemm_job *g) {
+    if ((g->ta ? !g->impl->sparse_t : !g->impl->sparse) || g->tb || g->small ||
+        g->M > (size_t)INT32_MAX - 16 || !atomic_load_explicit(&sparse_on, memory_order_relaxed))
+        return 0;
+    size_t n_rows = g->ta ? g->K : g->M, len = g->ta ? g->M : g->K;
+    size_t rows = min_sz(n_rows, SPARSE_SAMPLE_ROWS), zeros = 0;
+    for (size_t s = 0; s < rows; s++) {
+        const float *a = g->A + s * n_rows / rows * g->lda;
+        for (size_t k = 0; k < len; k++) zeros += a[k] == 0.0f;
+    }
+    return (double)zeros >= SPARSE_MIN_ZEROS * (double)(rows * len);
+}
+
 int mc_gemm_threads(size_t M, size_t N, size_t K) {
     double flops = 2.0 * (double)M * (double)N * (double)K;
     int nt = mc_get_num_threads();
@@ -632,7 +684,9 @@ static void gemm_run(const mc_gemm_impl *impl, int trans_a, int trans_b, size_t 
         return;
     }
     size_t nr = impl->nr;
-    g.b_in_place = !g.tb && N % nr == 0;
+    g.sparse = take_sparse(&g);
+    /* the forward's sparse kernel reads B in place; the transposed one may fall back to micro */
+    g.b_in_place = !g.tb && (N % nr == 0 || (g.sparse && !g.ta));
     if (g.b_in_place) {  /* one N block, nothing to pack */
         g.j0 = 0;
         g.ncur = g.ncpad = N;

@@ -50,7 +50,12 @@ void mc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K, float al
  * transposed take a direct path: one chain over all of K per element, no chunks. Products with
  * K >= 512 and M*N <= 65536 (a wide layer's forward on a batch) take an even number of chunks and
  * sum them as two halves, C = (first half) + (second half), so that two threads can each take
- * one half of B. avx512 runs N <= 16 on a 16x16 tile with the same per-element instructions. */
+ * one half of B. avx512 runs N <= 16 on a 16x16 tile with the same per-element instructions.
+ * Mostly-zero inputs (avx512, A and B not transposed, >= 70% exact zeros in a sample of A's rows,
+ * as an image's background gives the first layer): each element's chains run over the k where its
+ * row of A is nonzero only, in the same chunks and order. Leaving out a term x*b with x == 0 and b
+ * finite leaves the sum as it was, so the bits are the dense path's but for the sign of a zero sum
+ * that products underflowing to -0 can make; a chunk of B with NaN or infinities runs in full. */
 typedef enum { MC_KERNEL_PORTABLE = 0, MC_KERNEL_AVX2 = 1, MC_KERNEL_AVX512 = 2 } mc_kernel;
 #define MC_KERNEL_COUNT 3
 
@@ -61,6 +66,11 @@ int mc_kernel_supported(mc_kernel k);
 /* The variant mc_gemm uses, and the MNISTC_KERNEL string read at first use (NULL if unset). */
 mc_kernel mc_kernel_active(void);
 const char *mc_kernel_requested(void);
+
+/* Whether mc_gemm may take the zero-skipping path above: on unless env MNISTC_SPARSE=0 at first
+ * use; mc_gemm_set_sparse switches it for the whole process and returns the previous setting. */
+int mc_gemm_sparse(void);
+int mc_gemm_set_sparse(int on);
 
 /* mc_gemm with variant k; an unsupported k runs mc_kernel_active() instead. */
 void mc_gemm_variant(mc_kernel k, int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,

@@ -165,7 +165,7 @@ TGT static void small_avx2(int trans_a, size_t M, size_t N, size_t K, float alph
 }
 
 const mc_gemm_impl mc_gemm_impl_avx2 = {
-    "avx2", MR, NR, 256, 144, 1024, 9, micro_6x16, small_avx2, NULL,
+    "avx2", MR, NR, 256, 144, 1024, 9, micro_6x16, small_avx2, NULL, NULL, NULL,
 };
 
 static double now_s8(void) {
@@ -215,7 +215,7 @@ TGT double mc_fma_probe_avx2(double seconds) {
 
 #else
 
-const mc_gemm_impl mc_gemm_impl_avx2 = {"avx2", 6, 16, 256, 144, 1024, 0, NULL, NULL, NULL};
+const mc_gemm_impl mc_gemm_impl_avx2 = {"avx2", 6, 16, 256, 144, 1024, 0, NULL, NULL, NULL, NULL, NULL};
 double mc_fma_probe_avx2(double seconds) {
     (void)seconds;
     return 0.0;

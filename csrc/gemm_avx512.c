@@ -1,11 +1,15 @@
 /* AVX-512F GEMM kernels: a 12x32 register tile (24 zmm accumulators, 2 B loads and 12 broadcasts
  * of op(A) per k, op(A) packed or in place), a 16x16 tile for N <= 16, a direct path for a few
- * rows with masked loads, and the FMA peak probe. Per-function target attributes; gemm.c calls them only when the CPU has AVX-512F.
+ * rows with masked loads, the kernels that skip the zeros of mostly-zero inputs, and the FMA peak
+ * probe. Per-function target attributes; gemm.c calls them only when the CPU has AVX-512F.
  * Rounding as in the AVX2 variant (one FMA per k); K is chunked by 128 instead of 256, which
  * keeps a 128x32 B panel (16 KiB) in L1 but rounds differently from AVX2 for K > 128.
  * The test build (MC_AVX512_SHIM) compiles this file against portable stand-ins for the few
  * intrinsics used, so its logic is checked on machines without AVX-512. */
 #include "gemm_impl.h"
+
+#include <stdint.h>
+#include <string.h>
 
 #if defined(MC_AVX512_SHIM)
 #include "avx512_shim.h"
@@ -164,12 +168,216 @@ TGT static void small_avx512(int trans_a, size_t M, size_t N, size_t K, float al
     }
 }
 
+/* --- rows of A that are mostly zeros (mc_gemm_sparse_fn) --- */
+
+/* Rows listed at a time, each chunk of B then read once for all of them (8 to 64 measured alike). */
+#define SP_ROWS 32
+#define SP_KC 128   /* this variant's K chunk bound */
+#define SP_CAP (SP_KC + 16)
+
+/* 1 when B[0:k, 0:n] holds no NaN or infinity (b - b is 0 exactly for finite b). */
+TGT static int block_finite(const float *B, size_t ldb, size_t k, size_t n) {
+    __mmask16 bad = 0;
+    for (size_t r = 0; r < k; r++)
+        for (size_t j = 0; j < n; j += 16) {
+            __m512 b = _mm512_maskz_loadu_ps(lane_mask16(n - j, 0), B + r * ldb + j);
+            bad |= _mm512_cmp_ps_mask(_mm512_sub_ps(b, b), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        }
+    return bad == 0;
+}
+
+/* The k < kc where a[k] != 0, or every k when all_k, into `ks`; returns the count. Writes up to 15
+ * entries past it (ks has kc + 16 room). Asks for the same piece of the row `ahead` (NULL:
+ * none) to be brought to L2 meanwhile: from rows spread over memory in chunks the hardware
+ * prefetchers fetched too little (the first product's loads of A stalled 30% of the time). */
+TGT INLINE size_t list_row(const float *a, const float *ahead, size_t kc, int all_k, int32_t *ks) {
+    if (ahead)
+        for (size_t k = 0; k < kc; k += 16) _mm_prefetch((const char *)(ahead + k), _MM_HINT_T1);
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    size_t n = 0;
+    for (size_t k = 0; k < kc; k += 16) {
+        __mmask16 in = lane_mask16(kc - k, 0);
+        __mmask16 keep = all_k ? in : _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(in, a + k), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        _mm512_storeu_si512(ks + n, _mm512_maskz_compress_epi32(keep, _mm512_add_epi32(_mm512_set1_epi32((int)k), lanes)));
+        n += (size_t)__builtin_popcount(keep);
+    }
+    return n;
+}
+
+/* acc[v] (v < nv) += a[k] * B[k*ldb + 16v]: one step of a row's chains; columns masked by mk, or
+ * all 16*nv of them (full) with plain loads, which fold into the FMAs. */
+#define SP_STEP(acc, a, k)                                                                       \
+    do {                                                                                         \
+        __m512 x_ = _mm512_set1_ps((a)[k]);                                                      \
+        const float *b_ = B + (size_t)(k) * ldb;                                                 \
+        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++)                                     \
+            acc[v] = _mm512_fmadd_ps(x_, full ? _mm512_loadu_ps(b_ + 16 * v)                     \
+                                              : _mm512_maskz_loadu_ps(mk[v], b_ + 16 * v), acc[v]); \
+    } while (0)
+
+/* c[0:16nv] = the epilogue of put16 on the lanes of mk (the others neither read nor written). */
+TGT INLINE void put_row(const int nv, float *c, const __m512 *acc, const __mmask16 *mk, float alpha,
+                        float beta) {
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++) {
+        __m512 r = beta != 0.0f ? _mm512_fmadd_ps(va, acc[v], _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(mk[v], c + 16 * v)))
+                                : _mm512_mul_ps(va, acc[v]);
+        _mm512_mask_storeu_ps(c + 16 * v, mk[v], r);
+    }
+}
+
+/* Rows [0, m) of A, listed in ks/cnt, times columns [0, 16nv) of B. With nv <= 4 two rows go
+ * together (2*nv independent chains); 8 vectors make enough chains from one row and read only one
+ * k and one value per 8 FMAs (two rows of 8 measured slower). */
+TGT INLINE void sparse_cols(const int nv, const int full, size_t m, const float *A, size_t lda, const int32_t *ks,
+                            const size_t *cnt, const float *B, size_t ldb, float *C, size_t ldc, const __mmask16 *mk,
+                            float alpha, float beta) {
+    size_t r = 0;
+    if (nv <= 4)
+        for (; r + 2 <= m; r += 2) {
+            __m512 a0[4], a1[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) a0[v] = a1[v] = _mm512_setzero_ps();
+            const int32_t *k0 = ks + r * SP_CAP, *k1 = k0 + SP_CAP;
+            const float *x0 = A + r * lda, *x1 = x0 + lda;
+            size_t n0 = cnt[r], n1 = cnt[r + 1], both = n0 < n1 ? n0 : n1, p = 0;
+            for (; p < both; p++) {
+                SP_STEP(a0, x0, k0[p]);
+                SP_STEP(a1, x1, k1[p]);
+            }
+            for (size_t q = p; q < n0; q++) SP_STEP(a0, x0, k0[q]);
+            for (size_t q = p; q < n1; q++) SP_STEP(a1, x1, k1[q]);
+            put_row(nv, C + r * ldc, a0, mk, alpha, beta);
+            put_row(nv, C + (r + 1) * ldc, a1, mk, alpha, beta);
+        }
+    for (; r < m; r++) {
+        __m512 a0[8];
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) a0[v] = _mm512_setzero_ps();
+        const int32_t *k0 = ks + r * SP_CAP;
+        const float *x0 = A + r * lda;
+        for (size_t q = 0; q < cnt[r]; q++) SP_STEP(a0, x0, k0[q]);
+        put_row(nv, C + r * ldc, a0, mk, alpha, beta);
+    }
+}
+
+TGT static void sparse_avx512(size_t m, size_t n, size_t k_len, size_t kc, const float *A, size_t lda,
+                              const float *B, size_t ldb, float *C, size_t ldc, float alpha, float beta) {
+    _Alignas(64) int32_t ks[SP_ROWS * SP_CAP];
+    size_t cnt[SP_ROWS];
+    const __mmask16 all[8] = {0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF};
+    int all_k = !block_finite(B, ldb, k_len, n);  /* 0*b is NaN there: no term may be left out */
+    /* row blocks outside: each row of A is read once, front to back, as the prefetchers like */
+    for (size_t i0 = 0; i0 < m; i0 += SP_ROWS) {
+        size_t rows = m - i0 < SP_ROWS ? m - i0 : SP_ROWS;
+        for (size_t p = 0; p < k_len; p += kc) {
+            size_t kcur = k_len - p < kc ? k_len - p : kc;
+            float b = p == 0 ? beta : 1.0f;  /* later chunks add to the first */
+            const float *a = A + i0 * lda + p;
+            for (size_t r = 0; r < rows; r++) {
+                const float *ahead = i0 + r + SP_ROWS < m ? a + (r + SP_ROWS) * lda : NULL;  /* the next block */
+                cnt[r] = list_row(a + r * lda, ahead, kcur, all_k, ks + r * SP_CAP);
+            }
+            const float *bp = B + p * ldb;
+            float *c = C + i0 * ldc;
+            size_t j = 0;
+            for (; j + 128 <= n; j += 128)
+                sparse_cols(8, 1, rows, a, lda, ks, cnt, bp + j, ldb, c + j, ldc, all, alpha, b);
+            for (; j < n; j += 64) {
+                size_t nn = n - j < 64 ? n - j : 64;
+                __mmask16 mk[4] = {lane_mask16(nn, 0), lane_mask16(nn, 1), lane_mask16(nn, 2), lane_mask16(nn, 3)};
+                switch ((nn + 15) / 16) {  /* as many vectors as there are columns */
+                case 1: sparse_cols(1, 0, rows, a, lda, ks, cnt, bp + j, ldb, c + j, ldc, mk, alpha, b); break;
+                case 2: sparse_cols(2, 0, rows, a, lda, ks, cnt, bp + j, ldb, c + j, ldc, mk, alpha, b); break;
+                case 3: sparse_cols(3, 0, rows, a, lda, ks, cnt, bp + j, ldb, c + j, ldc, mk, alpha, b); break;
+                default:
+                    if (nn == 64) sparse_cols(4, 1, rows, a, lda, ks, cnt, bp + j, ldb, c + j, ldc, mk, alpha, b);
+                    else sparse_cols(4, 0, rows, a, lda, ks, cnt, bp + j, ldb, c + j, ldc, mk, alpha, b);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/* --- the same for op(A) = A^T (a weight gradient: A is the layer's input, K the batch) --- */
+
+/* Row k of B, 16*nv columns masked by mk, scattered into the running sums of the m rows of C:
+ * acc[r] += A_k[r] * B_k for each r where A_k[r] != 0 (every r when all_k). A row first touched in
+ * this chunk (seen[r] == 0) starts from fma(x, b, 0), as the dense chain does. */
+TGT INLINE void scatter_row(const int nv, const float *a_k, size_t m, int all_k, const float *b_k, const __mmask16 *mk,
+                            float *acc, size_t acc_ld, unsigned char *seen, int32_t *rs) {
+    __m512 b[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++) b[v] = _mm512_maskz_loadu_ps(mk[v], b_k + 16 * v);
+    size_t n = list_row(a_k, NULL, m, all_k, rs);
+    for (size_t q = 0; q < n; q++) {
+        size_t r = (size_t)rs[q];
+        __m512 x = _mm512_set1_ps(a_k[r]);
+        float *t = acc + r * acc_ld;
+        if (seen[r]) {
+#pragma GCC unroll 8
+            for (int v = 0; v < nv; v++) _mm512_storeu_ps(t + 16 * v, _mm512_fmadd_ps(x, b[v], _mm512_loadu_ps(t + 16 * v)));
+        } else {
+            seen[r] = 1;
+#pragma GCC unroll 8
+            for (int v = 0; v < nv; v++) _mm512_storeu_ps(t + 16 * v, _mm512_fmadd_ps(x, b[v], _mm512_setzero_ps()));
+        }
+    }
+}
+
+/* C[0:m, 0:n] for op(A) = A^T, (r, k) at A[k*lda + r]: K chunks as in sparse_avx512, each a pass over
+ * its k (rows of A) in order that adds row k of B to the sums of the rows r where A[k*lda + r] != 0,
+ * so every element's chain has the dense chain's terms and order minus the zero ones. The sums live
+ * in work (mc_gemm_sparse_t_work floats: positions, sums, flags). */
+TGT static void sparse_t_avx512(size_t m, size_t n, size_t k_len, size_t kc, const float *A, size_t lda,
+                                const float *B, size_t ldb, float *C, size_t ldc, float alpha, float beta,
+                                float *work) {
+    int all_k = !block_finite(B, ldb, k_len, n);
+    int32_t *rs = (int32_t *)work;  /* one row of A's nonzero positions: m + 16 entries */
+    for (size_t j = 0; j < n; j += 128) {
+        size_t nn = n - j < 128 ? n - j : 128, nv = (nn + 15) / 16, acc_ld = 16 * nv;
+        float *acc = work + ((m + 31) & ~(size_t)15);
+        unsigned char *seen = (unsigned char *)(acc + m * acc_ld);
+        __mmask16 mk[8];
+        for (int v = 0; v < 8; v++) mk[v] = lane_mask16(nn, v);
+        for (size_t p = 0; p < k_len; p += kc) {
+            size_t kcur = k_len - p < kc ? k_len - p : kc;
+            memset(seen, 0, m);
+            for (size_t k = p; k < p + kcur; k++) {
+                const float *a_k = A + k * lda, *b_k = B + k * ldb + j;
+                switch (nv) {
+                case 8: scatter_row(8, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
+                case 7: scatter_row(7, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
+                case 6: scatter_row(6, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
+                case 5: scatter_row(5, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
+                case 4: scatter_row(4, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
+                case 3: scatter_row(3, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
+                case 2: scatter_row(2, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
+                default: scatter_row(1, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
+                }
+            }
+            float b = p == 0 ? beta : 1.0f;
+            for (size_t r = 0; r < m; r++) {
+                __m512 t[8];
+                for (size_t v = 0; v < nv; v++)
+                    t[v] = seen[r] ? _mm512_loadu_ps(acc + r * acc_ld + 16 * v) : _mm512_setzero_ps();
+                put_row((int)nv, C + r * ldc + j, t, mk, alpha, b);
+            }
+        }
+    }
+}
+
+#undef SP_STEP
+
 static const mc_gemm_impl impl_avx512_narrow = {
-    "avx512", 16, 16, 128, 144, 1024, 4, micro_16x16, small_avx512, NULL,
+    "avx512", 16, 16, SP_KC, 144, 1024, 4, micro_16x16, small_avx512, NULL, sparse_avx512, sparse_t_avx512,
 };
 
 const mc_gemm_impl mc_gemm_impl_avx512 = {
-    "avx512", MR, NR, 128, 144, 1024, 4, micro_12x32, small_avx512, &impl_avx512_narrow,
+    "avx512", MR, NR, SP_KC, 144, 1024, 4, micro_12x32, small_avx512, &impl_avx512_narrow, sparse_avx512,
+    sparse_t_avx512,
 };
 
 static double now_s16(void) {
@@ -208,12 +416,15 @@ TGT double mc_fma_probe_avx512(double seconds) {
 
 #undef MR
 #undef NR
+#undef SP_ROWS
+#undef SP_KC
+#undef SP_CAP
 #undef TGT
 #undef INLINE
 
 #else
 
-const mc_gemm_impl mc_gemm_impl_avx512 = {"avx512", 12, 32, 128, 144, 1024, 0, NULL, NULL, NULL};
+const mc_gemm_impl mc_gemm_impl_avx512 = {"avx512", 12, 32, 128, 144, 1024, 0, NULL, NULL, NULL, NULL, NULL};
 double mc_fma_probe_avx512(double seconds) {
     (void)seconds;
     return 0.0;

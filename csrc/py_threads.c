@@ -48,13 +48,14 @@ static PyObject *py_kernel_info(PyObject *self, PyObject *noargs) {
         Py_DECREF(name);
     }
     const char *req = mc_kernel_requested();
-    ret = Py_BuildValue("{s:s, s:O, s:z, s:i, s:i, s:s}",
+    ret = Py_BuildValue("{s:s, s:O, s:z, s:i, s:i, s:s, s:O}",
                         "variant", mc_kernel_name(mc_kernel_active()),
                         "supported", supported,
                         "requested", req,
                         "threads", mc_get_num_threads(),
                         "default_threads", mc_threads_default(),
-                        "threads_source", mc_threads_source());
+                        "threads_source", mc_threads_source(),
+                        "sparse", mc_gemm_sparse() ? Py_True : Py_False);
 done:
     Py_XDECREF(supported);
     return ret;
@@ -175,6 +176,13 @@ static PyObject *py_gemm_variant(PyObject *self, PyObject *args, PyObject *kwarg
     Py_RETURN_NONE;
 }
 
+static PyObject *py_set_sparse(PyObject *self, PyObject *arg) {
+    (void)self;
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    return PyBool_FromLong(mc_gemm_set_sparse(on));
+}
+
 static PyObject *py_fma_probe(PyObject *self, PyObject *arg) {
     (void)self;
     double seconds = PyFloat_AsDouble(arg);
@@ -197,11 +205,16 @@ PyMethodDef mc_py_threads_methods[] = {
      "get_num_threads() -> int: threads the C core may use."},
     {"kernel_info", py_kernel_info, METH_NOARGS,
      "kernel_info() -> dict: GEMM variant in use, variants this CPU supports, the MNISTC_KERNEL "
-     "request (or None), threads, default threads and where the count came from."},
+     "request (or None), threads, default threads and where the count came from, and whether "
+     "mostly-zero inputs skip their zeros (sparse)."},
     {"gemm_variant", (PyCFunction)(void (*)(void))py_gemm_variant, METH_VARARGS | METH_KEYWORDS,
      "gemm_variant(trans_a, trans_b, alpha, A, B, beta, C, variant=None): C = alpha*op(A)@op(B) "
      "+ beta*C in place on float32 matrices, with the named kernel variant ('portable', 'avx2', "
      "'avx512'), or with mc_gemm's own choice when variant is None."},
+    {"set_sparse", py_set_sparse, METH_O,
+     "set_sparse(on) -> bool: whether products may skip the exact zeros of mostly-zero inputs "
+     "from now on (the same results; default on, MNISTC_SPARSE=0 turns it off); returns the "
+     "previous setting."},
     {"fma_probe", py_fma_probe, METH_O,
      "fma_probe(seconds) -> float: measured peak single-core GFLOP/s (independent FMA chains, "
      "widest vector unit the CPU supports)."},

@@ -367,6 +367,63 @@ static void check_then(const mc_gemm_impl *im) {
     }
 }
 
+/* The zero-skipping path against the dense one, bit for bit: A mostly zeros (+0 and -0, with
+ * NaN and infinities in some rows), A in place and transposed, tails of every tile and column
+ * block, one and several K chunks and the K halves, alpha/beta, and B with and without an
+ * infinity and a NaN (where the path must keep every term). Also that the path is taken. */
+static void check_sparse_case(const mc_gemm_impl *im, int ta, size_t M, size_t N, size_t K, float alpha,
+                              float beta, int special) {
+    size_t ar = ta ? K : M, ac = ta ? M : K, lda = ac + 1, ldb = N + 3, ldc = N + 2;
+    float *A = calloc(ar * lda + 1, sizeof(float)), *B = malloc((K * ldb + 1) * sizeof(float));
+    float *C1 = malloc((M * ldc + 1) * sizeof(float)), *C2 = malloc((M * ldc + 1) * sizeof(float));
+    for (size_t i = 0; i < ar * lda; i++) {
+        float r = frand();
+        A[i] = r > 0.35f ? r : r < -0.45f ? -0.0f : 0.0f;  /* ~15% nonzero, some negative zeros */
+    }
+    if (special & 1) {
+        A[lda + 2] = NAN;
+        A[(ar - 1) * lda] = INFINITY;
+    }
+    for (size_t i = 0; i < K * ldb; i++) B[i] = frand();
+    if (special & 2) {
+        B[(K / 2) * ldb + N / 2] = INFINITY;
+        B[(K - 1) * ldb] = NAN;
+    }
+    for (size_t i = 0; i < M * ldc; i++) C1[i] = C2[i] = frand();
+    gemm_job g = {.impl = im->narrow && N <= im->narrow->nr ? im->narrow : im, .ta = ta, .M = M, .N = N,
+                  .K = K, .A = A, .lda = lda, .ldb = ldb};
+    g.small = g.impl->small && M <= g.impl->small_m_max;
+    plan_k(&g);
+    int taken = take_sparse(&g);
+    mc_gemm_set_sparse(0);
+    gemm_run(im, ta, 0, M, N, K, alpha, A, lda, B, ldb, beta, C1, ldc, NULL);
+    mc_gemm_set_sparse(1);
+    gemm_run(im, ta, 0, M, N, K, alpha, A, lda, B, ldb, beta, C2, ldc, NULL);
+    if (ac >= 98)  /* a sample of >= 8 x 98 elements: far from the 70% line at ~85% zeros */
+        CHECK(taken == !g.small, "%s ta=%d %zux%zux%zu: sparse path taken=%d", im->name, ta, M, N, K, taken);
+    CHECK(memcmp(C1, C2, M * ldc * sizeof(float)) == 0, "%s ta=%d M=%zu N=%zu K=%zu alpha=%g beta=%g special=%d: "
+          "the sparse path differs from the dense one", im->name, ta, M, N, K, alpha, beta, special);
+    free(A);
+    free(B);
+    free(C1);
+    free(C2);
+}
+
+static void check_sparse(const mc_gemm_impl *im) {
+    static const size_t Ms[] = {5, 33, 97, 130}, Ns[] = {1, 10, 17, 64, 100, 128, 130, 200};
+    static const size_t Ks[] = {7, 98, 300, 784};
+    int n = 0;
+    for (int ta = 0; ta < 2; ta++)
+        for (size_t a = 0; a < sizeof Ms / sizeof Ms[0]; a++)
+            for (size_t b = 0; b < sizeof Ns / sizeof Ns[0]; b++)
+                for (size_t c = 0; c < sizeof Ks / sizeof Ks[0]; c++, n++)
+                    check_sparse_case(im, ta, Ms[a], Ns[b], Ks[c], n % 2 ? 1.0f : -0.75f,
+                                      n % 3 == 0 ? 0.0f : n % 3 == 1 ? 1.0f : 0.5f, n % 4);
+    check_sparse_case(im, 0, 128, 128, 784, 1.0f, 0.0f, 0);  /* the first layer's forward: K halves */
+    check_sparse_case(im, 1, 784, 128, 128, 1.0f, 0.0f, 0);  /* and its weight gradient */
+    check_sparse_case(im, 0, 1000, 128, 784, 1.0f, 0.0f, 3);
+}
+
 int main(int argc, char **argv) {
     int threads_only = argc > 1 && strcmp(argv[1], "threads") == 0;
     mc_error err = {0};
@@ -399,6 +456,7 @@ int main(int argc, char **argv) {
             check_stack_path(&mc_gemm_impl_avx512, 0, 0);
             check_stack_path(&mc_gemm_impl_avx512, 1, 1);
             check_thread_invariance(&mc_gemm_impl_avx512);
+            check_sparse(&mc_gemm_impl_avx512);
         }
         printf("avx512 kernels %s\n", run512 ? "checked" : "skipped (no AVX-512F, no shim)");
     }
