@@ -11,7 +11,6 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -463,17 +462,13 @@ static void compute_task(gemm_job *g, int half, size_t i0, size_t i1, size_t c0,
     if (g->sparse) {  /* the same K chunks */
         const float *b = g->B + kh.k0 * g->ldb + g->j0 + c0;
         float *c = kh.out + i0 * kh.ld + g->j0 + c0;
-        if (!g->ta) {
+        if (g->ta)
+            im->sparse_t(i1 - i0, c1 - c0, kh.k1 - kh.k0, g->kc, g->A + kh.k0 * g->lda + i0, g->lda, b, g->ldb,
+                         c, kh.ld, g->alpha, kh.beta);
+        else
             im->sparse(i1 - i0, c1 - c0, kh.k1 - kh.k0, g->kc, g->A + i0 * g->lda + kh.k0, g->lda, b, g->ldb,
                        c, kh.ld, g->alpha, kh.beta);
-            return;
-        }
-        float *work = thread_scratch(mc_gemm_sparse_t_work(i1 - i0, c1 - c0));
-        if (work) {
-            im->sparse_t(i1 - i0, c1 - c0, kh.k1 - kh.k0, g->kc, g->A + kh.k0 * g->lda + i0, g->lda, b, g->ldb,
-                         c, kh.ld, g->alpha, kh.beta, work);
-            return;
-        }  /* no memory for the running sums: the dense kernels, the same bits */
+        return;
     }
     wait_packed(g);
     if (g->kc * (c1 - c0) * sizeof(float) <= DIRECT_B_BYTES) {
@@ -607,11 +602,11 @@ static void plan_k(gemm_job *g) {
     }
 }
 
-/* Whether the zero-skipping path fits this product: a kernel for it, B not transposed, A (a sample
- * of its rows as stored) mostly exact zeros, and positions in range of the kernels' int32 lists. */
+/* Whether the zero-skipping path fits this product: a kernel for it, B not transposed and A (a
+ * sample of its rows as stored) mostly exact zeros. */
 static int take_sparse(const gemm_job *g) {
     if ((g->ta ? !g->impl->sparse_t : !g->impl->sparse) || g->tb || g->small ||
-        g->M > (size_t)INT32_MAX - 16 || !atomic_load_explicit(&sparse_on, memory_order_relaxed))
+        !atomic_load_explicit(&sparse_on, memory_order_relaxed))
         return 0;
     size_t n_rows = g->ta ? g->K : g->M, len = g->ta ? g->M : g->K;
     size_t rows = min_sz(n_rows, SPARSE_SAMPLE_ROWS), zeros = 0;
@@ -685,8 +680,7 @@ static void gemm_run(const mc_gemm_impl *impl, int trans_a, int trans_b, size_t 
     }
     size_t nr = impl->nr;
     g.sparse = take_sparse(&g);
-    /* the forward's sparse kernel reads B in place; the transposed one may fall back to micro */
-    g.b_in_place = !g.tb && (N % nr == 0 || (g.sparse && !g.ta));
+    g.b_in_place = !g.tb && (N % nr == 0 || g.sparse);  /* the sparse kernels read B in place */
     if (g.b_in_place) {  /* one N block, nothing to pack */
         g.j0 = 0;
         g.ncur = g.ncpad = N;

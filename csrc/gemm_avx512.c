@@ -204,11 +204,11 @@ TGT INLINE size_t list_row(const float *a, const float *ahead, size_t kc, int al
     return n;
 }
 
-/* acc[v] (v < nv) += a[k] * B[k*ldb + 16v]: one step of a row's chains; columns masked by mk, or
- * all 16*nv of them (full) with plain loads, which fold into the FMAs. */
+/* acc[v] (v < nv) += a[k*a_ks] * B[k*ldb + 16v]: one step of a row's chains; columns masked by mk,
+ * or all 16*nv of them (full) with plain loads, which fold into the FMAs. */
 #define SP_STEP(acc, a, k)                                                                       \
     do {                                                                                         \
-        __m512 x_ = _mm512_set1_ps((a)[k]);                                                      \
+        __m512 x_ = _mm512_set1_ps((a)[(size_t)(k) * a_ks]);                                     \
         const float *b_ = B + (size_t)(k) * ldb;                                                 \
         _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++)                                     \
             acc[v] = _mm512_fmadd_ps(x_, full ? _mm512_loadu_ps(b_ + 16 * v)                     \
@@ -227,12 +227,12 @@ TGT INLINE void put_row(const int nv, float *c, const __m512 *acc, const __mmask
     }
 }
 
-/* Rows [0, m) of A, listed in ks/cnt, times columns [0, 16nv) of B. With nv <= 4 two rows go
- * together (2*nv independent chains); 8 vectors make enough chains from one row and read only one
- * k and one value per 8 FMAs (two rows of 8 measured slower). */
-TGT INLINE void sparse_cols(const int nv, const int full, size_t m, const float *A, size_t lda, const int32_t *ks,
-                            const size_t *cnt, const float *B, size_t ldb, float *C, size_t ldc, const __mmask16 *mk,
-                            float alpha, float beta) {
+/* Rows [0, m) of op(A) ((r, k) at A[r*a_rs + k*a_ks]), listed in ks/cnt, times columns [0, 16nv)
+ * of B. With nv <= 4 two rows go together (2*nv independent chains); 8 vectors make enough chains
+ * from one row and read only one k and one value per 8 FMAs (two rows of 8 measured slower). */
+TGT INLINE void sparse_cols(const int nv, const int full, size_t m, const float *A, size_t a_rs, size_t a_ks,
+                            const int32_t *ks, const size_t *cnt, const float *B, size_t ldb, float *C, size_t ldc,
+                            const __mmask16 *mk, float alpha, float beta) {
     size_t r = 0;
     if (nv <= 4)
         for (; r + 2 <= m; r += 2) {
@@ -240,7 +240,7 @@ TGT INLINE void sparse_cols(const int nv, const int full, size_t m, const float 
 #pragma GCC unroll 4
             for (int v = 0; v < 4; v++) a0[v] = a1[v] = _mm512_setzero_ps();
             const int32_t *k0 = ks + r * SP_CAP, *k1 = k0 + SP_CAP;
-            const float *x0 = A + r * lda, *x1 = x0 + lda;
+            const float *x0 = A + r * a_rs, *x1 = x0 + a_rs;
             size_t n0 = cnt[r], n1 = cnt[r + 1], both = n0 < n1 ? n0 : n1, p = 0;
             for (; p < both; p++) {
                 SP_STEP(a0, x0, k0[p]);
@@ -256,9 +256,35 @@ TGT INLINE void sparse_cols(const int nv, const int full, size_t m, const float 
 #pragma GCC unroll 8
         for (int v = 0; v < 8; v++) a0[v] = _mm512_setzero_ps();
         const int32_t *k0 = ks + r * SP_CAP;
-        const float *x0 = A + r * lda;
+        const float *x0 = A + r * a_rs;
         for (size_t q = 0; q < cnt[r]; q++) SP_STEP(a0, x0, k0[q]);
         put_row(nv, C + r * ldc, a0, mk, alpha, beta);
+    }
+}
+
+/* C[0:rows, 0:n] from listed rows of op(A): column blocks of 128 (8 vectors), then of 64 with a
+ * masked tail. */
+TGT INLINE void sparse_block(size_t rows, size_t n, const float *A, size_t a_rs, size_t a_ks, const int32_t *ks,
+                             const size_t *cnt, const float *B, size_t ldb, float *C, size_t ldc, float alpha,
+                             float beta) {
+    const __mmask16 all[8] = {0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF};
+    size_t j = 0;
+    for (; j + 128 <= n; j += 128)
+        sparse_cols(8, 1, rows, A, a_rs, a_ks, ks, cnt, B + j, ldb, C + j, ldc, all, alpha, beta);
+    for (; j < n; j += 64) {
+        size_t nn = n - j < 64 ? n - j : 64;
+        __mmask16 mk[4] = {lane_mask16(nn, 0), lane_mask16(nn, 1), lane_mask16(nn, 2), lane_mask16(nn, 3)};
+        const float *b = B + j;
+        float *c = C + j;
+        switch ((nn + 15) / 16) {  /* as many vectors as there are columns */
+        case 1: sparse_cols(1, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta); break;
+        case 2: sparse_cols(2, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta); break;
+        case 3: sparse_cols(3, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta); break;
+        default:
+            if (nn == 64) sparse_cols(4, 1, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta);
+            else sparse_cols(4, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta);
+            break;
+        }
     }
 }
 
@@ -266,105 +292,71 @@ TGT static void sparse_avx512(size_t m, size_t n, size_t k_len, size_t kc, const
                               const float *B, size_t ldb, float *C, size_t ldc, float alpha, float beta) {
     _Alignas(64) int32_t ks[SP_ROWS * SP_CAP];
     size_t cnt[SP_ROWS];
-    const __mmask16 all[8] = {0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF};
     int all_k = !block_finite(B, ldb, k_len, n);  /* 0*b is NaN there: no term may be left out */
     /* row blocks outside: each row of A is read once, front to back, as the prefetchers like */
     for (size_t i0 = 0; i0 < m; i0 += SP_ROWS) {
         size_t rows = m - i0 < SP_ROWS ? m - i0 : SP_ROWS;
         for (size_t p = 0; p < k_len; p += kc) {
             size_t kcur = k_len - p < kc ? k_len - p : kc;
-            float b = p == 0 ? beta : 1.0f;  /* later chunks add to the first */
             const float *a = A + i0 * lda + p;
             for (size_t r = 0; r < rows; r++) {
                 const float *ahead = i0 + r + SP_ROWS < m ? a + (r + SP_ROWS) * lda : NULL;  /* the next block */
                 cnt[r] = list_row(a + r * lda, ahead, kcur, all_k, ks + r * SP_CAP);
             }
-            const float *bp = B + p * ldb;
-            float *c = C + i0 * ldc;
-            size_t j = 0;
-            for (; j + 128 <= n; j += 128)
-                sparse_cols(8, 1, rows, a, lda, ks, cnt, bp + j, ldb, c + j, ldc, all, alpha, b);
-            for (; j < n; j += 64) {
-                size_t nn = n - j < 64 ? n - j : 64;
-                __mmask16 mk[4] = {lane_mask16(nn, 0), lane_mask16(nn, 1), lane_mask16(nn, 2), lane_mask16(nn, 3)};
-                switch ((nn + 15) / 16) {  /* as many vectors as there are columns */
-                case 1: sparse_cols(1, 0, rows, a, lda, ks, cnt, bp + j, ldb, c + j, ldc, mk, alpha, b); break;
-                case 2: sparse_cols(2, 0, rows, a, lda, ks, cnt, bp + j, ldb, c + j, ldc, mk, alpha, b); break;
-                case 3: sparse_cols(3, 0, rows, a, lda, ks, cnt, bp + j, ldb, c + j, ldc, mk, alpha, b); break;
-                default:
-                    if (nn == 64) sparse_cols(4, 1, rows, a, lda, ks, cnt, bp + j, ldb, c + j, ldc, mk, alpha, b);
-                    else sparse_cols(4, 0, rows, a, lda, ks, cnt, bp + j, ldb, c + j, ldc, mk, alpha, b);
-                    break;
-                }
-            }
+            sparse_block(rows, n, a, lda, 1, ks, cnt, B + p * ldb, ldb, C + i0 * ldc, ldc, alpha,
+                         p == 0 ? beta : 1.0f);  /* later chunks add to the first */
         }
     }
 }
 
-/* --- the same for op(A) = A^T (a weight gradient: A is the layer's input, K the batch) --- */
+/* --- the same for op(A) = A^T (a weight gradient: A is the layer's input, r a pixel, k a batch row) --- */
 
-/* Row k of B, 16*nv columns masked by mk, scattered into the running sums of the m rows of C:
- * acc[r] += A_k[r] * B_k for each r where A_k[r] != 0 (every r when all_k). A row first touched in
- * this chunk (seen[r] == 0) starts from fma(x, b, 0), as the dense chain does. */
-TGT INLINE void scatter_row(const int nv, const float *a_k, size_t m, int all_k, const float *b_k, const __mmask16 *mk,
-                            float *acc, size_t acc_ld, unsigned char *seen, int32_t *rs) {
-    __m512 b[8];
-#pragma GCC unroll 8
-    for (int v = 0; v < nv; v++) b[v] = _mm512_maskz_loadu_ps(mk[v], b_k + 16 * v);
-    size_t n = list_row(a_k, NULL, m, all_k, rs);
-    for (size_t q = 0; q < n; q++) {
-        size_t r = (size_t)rs[q];
-        __m512 x = _mm512_set1_ps(a_k[r]);
-        float *t = acc + r * acc_ld;
-        if (seen[r]) {
-#pragma GCC unroll 8
-            for (int v = 0; v < nv; v++) _mm512_storeu_ps(t + 16 * v, _mm512_fmadd_ps(x, b[v], _mm512_loadu_ps(t + 16 * v)));
-        } else {
-            seen[r] = 1;
-#pragma GCC unroll 8
-            for (int v = 0; v < nv; v++) _mm512_storeu_ps(t + 16 * v, _mm512_fmadd_ps(x, b[v], _mm512_setzero_ps()));
+/* For each r < rows: the k < kc where a[k*lda + r] != 0 (every k when all_k), in order, into
+ * ks + r*SP_CAP, and their number into cnt[r]. Each row of A is read once, 16 pixels at a time, and
+ * the k scattered to the lists of the pixels where it is nonzero. */
+TGT INLINE void list_cols(const float *a, size_t lda, size_t rows, size_t kc, int all_k, int32_t *ks,
+                          size_t *cnt) {
+    const __m512i lanes = _mm512_setr_epi32(0, SP_CAP, 2 * SP_CAP, 3 * SP_CAP, 4 * SP_CAP, 5 * SP_CAP, 6 * SP_CAP,
+                                            7 * SP_CAP, 8 * SP_CAP, 9 * SP_CAP, 10 * SP_CAP, 11 * SP_CAP,
+                                            12 * SP_CAP, 13 * SP_CAP, 14 * SP_CAP, 15 * SP_CAP);
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512i pos[SP_ROWS / 16];  /* per pixel: where its next k goes */
+    for (int v = 0; v < SP_ROWS / 16; v++) pos[v] = _mm512_add_epi32(lanes, _mm512_set1_epi32(16 * v * SP_CAP));
+    for (size_t k = 0; k < kc; k++) {
+        const float *ak = a + k * lda;
+        __m512i kv = _mm512_set1_epi32((int)k);
+#pragma GCC unroll 2
+        for (int v = 0; v < SP_ROWS / 16; v++) {
+            if ((size_t)(16 * v) >= rows) break;
+            __mmask16 in = lane_mask16(rows, v);
+            __mmask16 keep = all_k ? in : _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(in, ak + 16 * v), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            _mm512_mask_i32scatter_epi32(ks, keep, pos[v], kv, 4);
+            pos[v] = _mm512_mask_add_epi32(pos[v], keep, pos[v], one);
         }
+    }
+    for (int v = 0; v < SP_ROWS / 16; v++) {
+        _Alignas(64) int32_t end[16];
+        _mm512_store_si512(end, pos[v]);
+        for (int l = 0; l < 16 && (size_t)(16 * v + l) < rows; l++)
+            cnt[16 * v + l] = (size_t)(end[l] - (16 * v + l) * SP_CAP);
     }
 }
 
-/* C[0:m, 0:n] for op(A) = A^T, (r, k) at A[k*lda + r]: K chunks as in sparse_avx512, each a pass over
- * its k (rows of A) in order that adds row k of B to the sums of the rows r where A[k*lda + r] != 0,
- * so every element's chain has the dense chain's terms and order minus the zero ones. The sums live
- * in work (mc_gemm_sparse_t_work floats: positions, sums, flags). */
+/* C[0:m, 0:n] for op(A) = A^T, (r, k) at A[k*lda + r]: per block of pixels and K chunk, each
+ * pixel's list of batch rows, then its chains as in sparse_avx512 (the same chunks, order and
+ * epilogue, the zero terms left out). */
 TGT static void sparse_t_avx512(size_t m, size_t n, size_t k_len, size_t kc, const float *A, size_t lda,
-                                const float *B, size_t ldb, float *C, size_t ldc, float alpha, float beta,
-                                float *work) {
+                                const float *B, size_t ldb, float *C, size_t ldc, float alpha, float beta) {
+    _Alignas(64) int32_t ks[SP_ROWS * SP_CAP];
+    size_t cnt[SP_ROWS];
     int all_k = !block_finite(B, ldb, k_len, n);
-    int32_t *rs = (int32_t *)work;  /* one row of A's nonzero positions: m + 16 entries */
-    for (size_t j = 0; j < n; j += 128) {
-        size_t nn = n - j < 128 ? n - j : 128, nv = (nn + 15) / 16, acc_ld = 16 * nv;
-        float *acc = work + ((m + 31) & ~(size_t)15);
-        unsigned char *seen = (unsigned char *)(acc + m * acc_ld);
-        __mmask16 mk[8];
-        for (int v = 0; v < 8; v++) mk[v] = lane_mask16(nn, v);
+    for (size_t i0 = 0; i0 < m; i0 += SP_ROWS) {
+        size_t rows = m - i0 < SP_ROWS ? m - i0 : SP_ROWS;
         for (size_t p = 0; p < k_len; p += kc) {
             size_t kcur = k_len - p < kc ? k_len - p : kc;
-            memset(seen, 0, m);
-            for (size_t k = p; k < p + kcur; k++) {
-                const float *a_k = A + k * lda, *b_k = B + k * ldb + j;
-                switch (nv) {
-                case 8: scatter_row(8, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
-                case 7: scatter_row(7, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
-                case 6: scatter_row(6, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
-                case 5: scatter_row(5, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
-                case 4: scatter_row(4, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
-                case 3: scatter_row(3, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
-                case 2: scatter_row(2, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
-                default: scatter_row(1, a_k, m, all_k, b_k, mk, acc, acc_ld, seen, rs); break;
-                }
-            }
-            float b = p == 0 ? beta : 1.0f;
-            for (size_t r = 0; r < m; r++) {
-                __m512 t[8];
-                for (size_t v = 0; v < nv; v++)
-                    t[v] = seen[r] ? _mm512_loadu_ps(acc + r * acc_ld + 16 * v) : _mm512_setzero_ps();
-                put_row((int)nv, C + r * ldc + j, t, mk, alpha, b);
-            }
+            const float *a = A + p * lda + i0;
+            list_cols(a, lda, rows, kcur, all_k, ks, cnt);
+            sparse_block(rows, n, a, 1, lda, ks, cnt, B + p * ldb, ldb, C + i0 * ldc, ldc, alpha, p == 0 ? beta : 1.0f);
         }
     }
 }

@@ -35,17 +35,9 @@ typedef void (*mc_gemm_sparse_fn)(size_t m, size_t n, size_t k_len, size_t kc, c
                                   size_t lda, const float *B, size_t ldb, float *C, size_t ldc,
                                   float alpha, float beta);
 
-/* The same for op(A) = A^T ((r, k) at A[k*lda + r]: a layer's input in its weight gradient), the
- * same chunks and bits. The running sums live in `work`, mc_gemm_sparse_t_work(m, n) floats;
- * m < 2^31 - 16 (positions are listed as int32). */
-typedef void (*mc_gemm_sparse_t_fn)(size_t m, size_t n, size_t k_len, size_t kc, const float *A,
-                                    size_t lda, const float *B, size_t ldb, float *C, size_t ldc,
-                                    float alpha, float beta, float *work);
-
-static inline size_t mc_gemm_sparse_t_work(size_t m, size_t n) {
-    size_t w = ((n < 128 ? n : 128) + 15) / 16 * 16;
-    return ((m + 31) & ~(size_t)15) + m * w + (m + 3) / 4 + 1;  /* positions, sums, flags */
-}
+/* The same for op(A) = A^T, (r, k) at A[k*lda + r] (a layer's input in its weight gradient): the
+ * same chunks and bits. */
+typedef mc_gemm_sparse_fn mc_gemm_sparse_t_fn;
 
 typedef struct mc_gemm_impl {
     const char *name;

@@ -99,6 +99,19 @@ static __attribute__((noinline)) void shim_storeu_si512(void *p, shim_m512i a) {
     for (int i = 0; i < 16; i++) ((int *)p)[i] = a.i[i];
 }
 
+/* base[idx[i] * scale bytes] = a[i] for the lanes of k */
+static __attribute__((noinline)) void shim_mask_i32scatter_epi32(void *base, shim_mask16 k, shim_m512i idx,
+                                                                shim_m512i a, int scale) {
+    for (int i = 0; i < 16; i++)
+        if ((k >> i) & 1) *(int *)((char *)base + (long)idx.i[i] * scale) = a.i[i];
+}
+static __attribute__((noinline)) shim_m512i shim_mask_add_epi32(shim_m512i src, shim_mask16 k, shim_m512i a,
+                                                               shim_m512i b) {
+    for (int i = 0; i < 16; i++)
+        if ((k >> i) & 1) src.i[i] = a.i[i] + b.i[i];
+    return src;
+}
+
 #define __m512 shim_m512
 #define __mmask16 shim_mask16
 #define _mm512_setzero_ps shim_setzero
@@ -119,6 +132,9 @@ static __attribute__((noinline)) void shim_storeu_si512(void *p, shim_m512i a) {
 #define _mm512_add_epi32 shim_add_epi32
 #define _mm512_maskz_compress_epi32 shim_maskz_compress_epi32
 #define _mm512_storeu_si512 shim_storeu_si512
+#define _mm512_store_si512 shim_storeu_si512
+#define _mm512_mask_i32scatter_epi32 shim_mask_i32scatter_epi32
+#define _mm512_mask_add_epi32 shim_mask_add_epi32
 #define _mm_prefetch(p, hint) ((void)(p))
 #undef _CMP_NEQ_UQ
 #define _CMP_NEQ_UQ 4
