@@ -42,8 +42,9 @@
 
 /* Products skip the exact zeros of op(A) (impl->sparse, impl->sparse_t) when at least this share
  * of a sample of A's rows is zeros. MNIST's pixels are 81% zeros. Measured on 2 Sapphire Rapids
- * cores, 128x784 inputs (random, uniform density) times 784x128, forward / weight gradient: 80%
- * zeros 69 / 59 us against the dense 97 / 82 us; 70% zeros 86 / 74 us against 95 / 83 us. */
+ * cores, a 128x784 input of random zeros times 784x128 (forward) and its transpose times 128x128
+ * (weight gradient), best of 4: 80% zeros 67 and 53 us against the dense 93 and 77 us; 70% zeros
+ * 85 and 69 us against 88 and 77 us; 65% zeros 94 us against 91 us forward. */
 #define SPARSE_MIN_ZEROS 0.7
 #define SPARSE_SAMPLE_ROWS 8
 
@@ -303,7 +304,7 @@ typedef struct {
     size_t k_mid, n_compute;
     float *P;
     const mc_gemm_then *then;  /* NULL, or run on each block once final */
-    int sparse;                /* compute with impl->sparse (B read in place) */
+    int sparse;                /* compute with impl->sparse or sparse_t (B read in place) */
 } gemm_job;
 
 static void then_block(const gemm_job *g, size_t i0, size_t i1, size_t j0, size_t j1) {
