@@ -25,7 +25,8 @@ typedef void (*mc_gemm_small_fn)(int trans_a, size_t M, size_t N, size_t K, floa
                                  float *C, size_t ldc);
 
 /* Products whose op(A) is mostly exact zeros, as an image's background makes it: C[0:m, 0:n] (row
- * strides lda, ldb, ldc) summed over k < k_len in chunks of kc <= 128 steps (the last one shorter),
+ * strides lda, ldb, ldc) summed over k < k_len in chunks of kc steps, kc at most the variant's
+ * own (the last chunk shorter),
  * the first chunk with beta and the others with 1, as micro would on each chunk. Each element's
  * chain runs over the k where its row of op(A) is not zero (NaN and infinities count as not zero),
  * in order: micro's chain minus terms x*b with x == 0, each of which would add a zero. So for

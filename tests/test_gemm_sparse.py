@@ -1,8 +1,8 @@
 """The products' zero-skipping path (gemm.h): on mostly-zero inputs such as MNIST's images, the
 first layer's forward product (X @ W) and its weight gradient (X^T @ dY) run over the nonzero
-pixels only. It must give the dense kernels' bits, for any thread count, keep NaN and infinities
-where the dense path has them, and leave training bit-for-bit unchanged; MNISTC_SPARSE=0 or
-_C.set_sparse(False) turn it off."""
+pixels only. It must give the dense kernels' bits, on each variant that has it (avx512, avx2) and
+for any thread count, keep NaN and infinities where the dense path has them, and leave training
+bit-for-bit unchanged; MNISTC_SPARSE=0 or _C.set_sparse(False) turn it off."""
 import json
 import os
 import subprocess
@@ -14,8 +14,11 @@ import pytest
 import mnistc
 from mnistc import _C
 
-pytestmark = pytest.mark.skipif(_C.kernel_info()["variant"] != "avx512",
-                                reason="the zero-skipping path is an AVX-512 kernel (not in use here)")
+# the variants with zero-skipping kernels that this CPU runs
+VARIANTS = [v for v in ("avx512", "avx2") if v in _C.kernel_info()["supported"]]
+pytestmark = pytest.mark.skipif(not VARIANTS, reason="the zero skipping needs AVX2 or AVX-512")
+in_use = pytest.mark.skipif(_C.kernel_info()["variant"] not in VARIANTS,
+                            reason="the kernel variant in use has no zero skipping")
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +34,12 @@ def sparse_on():
     _C.set_sparse(previous)
 
 
-def product(ta, alpha, A, B, beta, C0, sparse):
-    """C = alpha*op(A)@B + beta*C0 with mc_gemm (the engine's entry point), zero skipping on or off."""
+def product(ta, alpha, A, B, beta, C0, sparse, variant):
+    """C = alpha*op(A)@B + beta*C0 with a kernel variant, zero skipping on or off."""
     previous = _C.set_sparse(sparse)
     try:
         C = C0.copy()
-        _C.gemm_variant(ta, False, alpha, A, B, beta, C)
+        _C.gemm_variant(ta, False, alpha, A, B, beta, C, variant)
         return C
     finally:
         _C.set_sparse(previous)
@@ -46,37 +49,40 @@ def same_bits(a, b):
     return a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("rows", [5, 96, 128, 1000])
 @pytest.mark.parametrize("units", [10, 128, 130])
-def test_a_layers_forward_on_images_has_the_dense_bits(images, sparse_on, rows, units):
+def test_a_layers_forward_on_images_has_the_dense_bits(images, sparse_on, rows, units, variant):
     rng = np.random.default_rng(rows * 1000 + units)
     X = images[rng.permutation(len(images))[:rows]]
     W = (rng.standard_normal((784, units)) * 0.05).astype(np.float32)
     C0 = rng.standard_normal((rows, units)).astype(np.float32)
     assert (X == 0).mean() > 0.7
     for alpha, beta in ((1.0, 0.0), (0.5, 1.0), (-1.25, 0.75)):
-        dense = product(False, alpha, X, W, beta, C0, sparse=False)
-        assert same_bits(product(False, alpha, X, W, beta, C0, sparse=True), dense)
+        dense = product(False, alpha, X, W, beta, C0, False, variant)
+        assert same_bits(product(False, alpha, X, W, beta, C0, True, variant), dense)
         ref = alpha * (X.astype(np.float64) @ W.astype(np.float64)) + beta * C0
         np.testing.assert_allclose(dense, ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("batch", [5, 96, 128, 300])
 @pytest.mark.parametrize("units", [10, 128, 200])
-def test_a_layers_weight_gradient_on_images_has_the_dense_bits(images, sparse_on, batch, units):
+def test_a_layers_weight_gradient_on_images_has_the_dense_bits(images, sparse_on, batch, units, variant):
     rng = np.random.default_rng(batch * 1000 + units)
     X = images[rng.permutation(len(images))[:batch]]
     dY = (rng.standard_normal((batch, units)) * 0.01).astype(np.float32)
     C0 = rng.standard_normal((784, units)).astype(np.float32)
     for alpha, beta in ((1.0, 0.0), (1.0, 1.0), (0.5, -2.0)):
-        dense = product(True, alpha, X, dY, beta, C0, sparse=False)
-        assert same_bits(product(True, alpha, X, dY, beta, C0, sparse=True), dense)
+        dense = product(True, alpha, X, dY, beta, C0, False, variant)
+        assert same_bits(product(True, alpha, X, dY, beta, C0, True, variant), dense)
         ref = alpha * (X.T.astype(np.float64) @ dY.astype(np.float64)) + beta * C0
         np.testing.assert_allclose(dense, ref, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("ta", [False, True])
-def test_nan_and_infinities_land_where_the_dense_path_puts_them(images, sparse_on, ta):
+def test_nan_and_infinities_land_where_the_dense_path_puts_them(images, sparse_on, ta, variant):
     """0 * inf is NaN: a weight that overflowed must poison the outputs even where the pixel is 0,
     so a chunk of B holding one runs every term; NaN and inf in the input are never skipped."""
     rng = np.random.default_rng(7)
@@ -86,22 +92,24 @@ def test_nan_and_infinities_land_where_the_dense_path_puts_them(images, sparse_o
     B = (rng.standard_normal((128 if ta else 784, units)) * 0.05).astype(np.float32)
     B[10, 3], B[100, 64] = np.inf, np.nan
     C0 = np.zeros((784 if ta else 128, units), np.float32)
-    dense = product(ta, 1.0, X, B, 0.0, C0, sparse=False)
-    sparse = product(ta, 1.0, X, B, 0.0, C0, sparse=True)
+    dense = product(ta, 1.0, X, B, 0.0, C0, False, variant)
+    sparse = product(ta, 1.0, X, B, 0.0, C0, True, variant)
     assert same_bits(sparse, dense)
     assert np.isnan(dense).sum() > units  # the infinity in B reached rows whose input was 0 there
 
 
-def test_negative_zeros_in_the_input_are_skipped_like_zeros(images, sparse_on):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_negative_zeros_in_the_input_are_skipped_like_zeros(images, sparse_on, variant):
     X = images[:200].copy()
     X[X == 0] = -0.0
     W = (np.random.default_rng(3).standard_normal((784, 128)) * 0.05).astype(np.float32)
     C0 = np.zeros((200, 128), np.float32)
-    assert same_bits(product(False, 1.0, X, W, 0.0, C0, sparse=True),
-                     product(False, 1.0, X, W, 0.0, C0, sparse=False))
+    assert same_bits(product(False, 1.0, X, W, 0.0, C0, True, variant),
+                     product(False, 1.0, X, W, 0.0, C0, False, variant))
 
 
-def test_the_thread_count_does_not_change_the_bits(images, sparse_on):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_thread_count_does_not_change_the_bits(images, sparse_on, variant):
     rng = np.random.default_rng(11)
     W = (rng.standard_normal((784, 128)) * 0.05).astype(np.float32)
     dY = (rng.standard_normal((128, 128)) * 0.01).astype(np.float32)
@@ -111,8 +119,8 @@ def test_the_thread_count_does_not_change_the_bits(images, sparse_on):
         outs = []
         for t in (1, 2, 3):
             mnistc.set_num_threads(t)
-            outs.append((product(False, 1.0, X, W, 0.0, np.zeros((1000, 128), np.float32), True),
-                         product(True, 1.0, X[:128], dY, 0.0, np.zeros((784, 128), np.float32), True)))
+            outs.append((product(False, 1.0, X, W, 0.0, np.zeros((1000, 128), np.float32), True, variant),
+                         product(True, 1.0, X[:128], dY, 0.0, np.zeros((784, 128), np.float32), True, variant)))
     finally:
         mnistc.set_num_threads(before)
     for fwd, grad in outs[1:]:
@@ -128,6 +136,7 @@ def train_weights(x, y):
     return model.get_weights(), history.history["loss"], model.predict(x[:500], verbose=0)
 
 
+@in_use
 def test_training_and_predict_are_bit_for_bit_the_same_without_it(mnist_dir):
     (x, y), _ = mnistc.datasets.mnist.load_data(mnist_dir)
     x = (x[:4096].reshape(-1, 784) / np.float32(255)).astype(np.float32)

@@ -444,6 +444,7 @@ int main(int argc, char **argv) {
             check_stack_path(&mc_gemm_impl_avx2, 0, 1);
             check_stack_path(&mc_gemm_impl_avx2, 1, 0);
             check_thread_invariance(&mc_gemm_impl_avx2);
+            check_sparse(&mc_gemm_impl_avx2);
         }
 #ifdef MC_AVX512_SHIM
         int run512 = 1;
