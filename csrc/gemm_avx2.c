@@ -16,6 +16,7 @@
 
 #define MR 6
 #define NR 16
+#define KC 256 /* K chunk bound */
 
 /* c[0:8] = alpha*acc + beta*c, or alpha*acc when beta == 0 (c not read). */
 TGT INLINE void put8(float *c, __m256 acc, __m256 va, __m256 vb, int use_beta) {
@@ -167,16 +168,27 @@ TGT static void small_avx2(int trans_a, size_t M, size_t N, size_t K, float alph
     }
 }
 
-/* --- products whose op(A) is mostly zeros (mc_gemm_sparse_fn), as in gemm_avx512.c with 8 lanes:
- * lists built lane by lane without branches (AVX2 has no compress or scatter), 8 vectors of B per
- * step (64 columns: the 16 ymm registers hold the 8 chains, the broadcast and a spare) --- */
+/* --- products whose op(A) is mostly zeros (mc_gemm_sparse_fn): gemm_sparse_impl.h on 8 lanes,
+ * lists built lane by lane without branches (AVX2 has no compress or scatter) --- */
 
+#define SP_(name) name##_avx2
+#define SP_V __m256
+#define SP_MASK __m256i
+#define SP_LANES 8
+#define SP_LOADU(p) _mm256_loadu_ps(p)
+#define SP_MLOAD(mk, p) _mm256_maskload_ps(p, mk)
+#define SP_MSTORE(p, mk, v) _mm256_maskstore_ps(p, mk, v)
+#define SP_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define SP_MUL(a, b) _mm256_mul_ps(a, b)
+#define SP_SET1(x) _mm256_set1_ps(x)
+#define SP_BCAST(p) _mm256_broadcast_ss(p)
+#define SP_ZERO() _mm256_setzero_ps()
+#define SP_LANE_MASK(nn, v) lane_mask8(nn, v)
 #define SP_ROWS 32
-#define SP_KC 256   /* this variant's K chunk bound */
-#define SP_CAP (SP_KC + 8)
+#define SP_KC KC
+#define SP_CAP (SP_KC + 16)
 
-/* 1 when B[0:k, 0:n] holds no NaN or infinity (b - b is 0 exactly for finite b). */
-TGT static int block_finite8(const float *B, size_t ldb, size_t k, size_t n) {
+TGT static int block_finite_avx2(const float *B, size_t ldb, size_t k, size_t n) {
     int bad = 0;
     for (size_t r = 0; r < k; r++)
         for (size_t j = 0; j < n; j += 8) {
@@ -186,7 +198,7 @@ TGT static int block_finite8(const float *B, size_t ldb, size_t k, size_t n) {
     return bad == 0;
 }
 
-/* Lanes of a[0:8] (those below nn) that are not zero (NaN and infinities included), as bits. */
+/* Lanes of a[0:8] below nn that are not zero (NaN and infinities included), as bits. */
 TGT INLINE unsigned nonzero8(const float *a, size_t nn) {
     __m256i in = lane_mask8(nn, 0);
     __m256 x = _mm256_maskload_ps(a, in);
@@ -194,10 +206,11 @@ TGT INLINE unsigned nonzero8(const float *a, size_t nn) {
                                                       _mm256_castsi256_ps(in)));
 }
 
-/* The k < kc where a[k] != 0 (every k when all_k), in order, into ks; returns the count. Each lane
- * writes its k and the count moves on by its bit, so the list needs no branch; one entry past the
- * count may be written (ks has kc + 8 room). */
-TGT INLINE size_t list_row8(const float *a, size_t kc, int all_k, int32_t *ks) {
+/* Each lane writes its k and the count moves on by the lane's bit: no branch; one entry past the
+ * count may be written. */
+TGT INLINE size_t list_row_avx2(const float *a, const float *ahead, size_t kc, int all_k, int32_t *ks) {
+    if (ahead)
+        for (size_t k = 0; k < kc; k += 16) _mm_prefetch((const char *)(ahead + k), _MM_HINT_T1);
     size_t n = 0;
     for (size_t k = 0; k < kc; k += 8) {
         size_t nn = kc - k < 8 ? kc - k : 8;
@@ -211,10 +224,8 @@ TGT INLINE size_t list_row8(const float *a, size_t kc, int all_k, int32_t *ks) {
     return n;
 }
 
-/* For each r < rows: the k < kc where a[k*lda + r] != 0 (every k when all_k), in order, into
- * ks + r*SP_CAP, and their number into cnt[r]. */
-TGT INLINE void list_cols8(const float *a, size_t lda, size_t rows, size_t kc, int all_k, int32_t *ks,
-                           size_t *cnt) {
+TGT INLINE void list_cols_avx2(const float *a, size_t lda, size_t rows, size_t kc, int all_k, int32_t *ks,
+                               size_t *cnt) {
     for (size_t r = 0; r < rows; r++) cnt[r] = 0;
     for (size_t k = 0; k < kc; k++) {
         const float *ak = a + k * lda;
@@ -231,131 +242,13 @@ TGT INLINE void list_cols8(const float *a, size_t lda, size_t rows, size_t kc, i
     }
 }
 
-/* acc[v] (v < nv) += a[k*a_ks] * B[k*ldb + 8v]: one step of a row's chains; columns masked by mk,
- * or all 8*nv of them (full) with plain loads, which fold into the FMAs. */
-#define SP_STEP8(acc, a, k)                                                                      \
-    do {                                                                                         \
-        __m256 x_ = _mm256_broadcast_ss((a) + (size_t)(k) * a_ks);                               \
-        const float *b_ = B + (size_t)(k) * ldb;                                                 \
-        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++)                                     \
-            acc[v] = _mm256_fmadd_ps(x_, full ? _mm256_loadu_ps(b_ + 8 * v)                      \
-                                              : _mm256_maskload_ps(b_ + 8 * v, mk[v]), acc[v]);  \
-    } while (0)
+#include "gemm_sparse_impl.h"
 
-/* c[0:8nv] = the epilogue of put8 on the lanes of mk (the others neither read nor written). */
-TGT INLINE void put_row8(const int nv, float *c, const __m256 *acc, const __m256i *mk, float alpha, float beta) {
-    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-#pragma GCC unroll 8
-    for (int v = 0; v < nv; v++) {
-        __m256 r = beta != 0.0f ? _mm256_fmadd_ps(va, acc[v], _mm256_mul_ps(vb, _mm256_maskload_ps(c + 8 * v, mk[v])))
-                                : _mm256_mul_ps(va, acc[v]);
-        _mm256_maskstore_ps(c + 8 * v, mk[v], r);
-    }
-}
-
-/* Rows [0, m) of op(A) ((r, k) at A[r*a_rs + k*a_ks]), listed in ks/cnt, times columns [0, 8nv)
- * of B: one row's 8 chains, or two rows together when nv <= 4. */
-TGT INLINE void sparse_cols8(const int nv, const int full, size_t m, const float *A, size_t a_rs, size_t a_ks,
-                             const int32_t *ks, const size_t *cnt, const float *B, size_t ldb, float *C, size_t ldc,
-                             const __m256i *mk, float alpha, float beta) {
-    size_t r = 0;
-    if (nv <= 4)
-        for (; r + 2 <= m; r += 2) {
-            __m256 a0[4], a1[4];
-#pragma GCC unroll 4
-            for (int v = 0; v < 4; v++) a0[v] = a1[v] = _mm256_setzero_ps();
-            const int32_t *k0 = ks + r * SP_CAP, *k1 = k0 + SP_CAP;
-            const float *x0 = A + r * a_rs, *x1 = x0 + a_rs;
-            size_t n0 = cnt[r], n1 = cnt[r + 1], both = n0 < n1 ? n0 : n1, p = 0;
-            for (; p < both; p++) {
-                SP_STEP8(a0, x0, k0[p]);
-                SP_STEP8(a1, x1, k1[p]);
-            }
-            for (size_t q = p; q < n0; q++) SP_STEP8(a0, x0, k0[q]);
-            for (size_t q = p; q < n1; q++) SP_STEP8(a1, x1, k1[q]);
-            put_row8(nv, C + r * ldc, a0, mk, alpha, beta);
-            put_row8(nv, C + (r + 1) * ldc, a1, mk, alpha, beta);
-        }
-    for (; r < m; r++) {
-        __m256 a0[8];
-#pragma GCC unroll 8
-        for (int v = 0; v < 8; v++) a0[v] = _mm256_setzero_ps();
-        const int32_t *k0 = ks + r * SP_CAP;
-        const float *x0 = A + r * a_rs;
-        for (size_t q = 0; q < cnt[r]; q++) SP_STEP8(a0, x0, k0[q]);
-        put_row8(nv, C + r * ldc, a0, mk, alpha, beta);
-    }
-}
-
-/* C[0:rows, 0:n] from listed rows of op(A), 64 columns at a time, the last ones masked. */
-TGT INLINE void sparse_block8(size_t rows, size_t n, const float *A, size_t a_rs, size_t a_ks, const int32_t *ks,
-                              const size_t *cnt, const float *B, size_t ldb, float *C, size_t ldc, float alpha,
-                              float beta) {
-    for (size_t j = 0; j < n; j += 64) {
-        size_t nn = n - j < 64 ? n - j : 64;
-        __m256i mk[8];
-        for (int v = 0; v < 8; v++) mk[v] = lane_mask8(nn, v);
-        const float *b = B + j;
-        float *c = C + j;
-        if (nn == 64) {
-            sparse_cols8(8, 1, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta);
-            continue;
-        }
-        switch ((nn + 7) / 8) {  /* as many vectors as there are columns */
-        case 1: sparse_cols8(1, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta); break;
-        case 2: sparse_cols8(2, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta); break;
-        case 3: sparse_cols8(3, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta); break;
-        case 4: sparse_cols8(4, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta); break;
-        case 5: sparse_cols8(5, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta); break;
-        case 6: sparse_cols8(6, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta); break;
-        case 7: sparse_cols8(7, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta); break;
-        default: sparse_cols8(8, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta); break;
-        }
-    }
-}
-
-TGT static void sparse_avx2(size_t m, size_t n, size_t k_len, size_t kc, const float *A, size_t lda,
-                            const float *B, size_t ldb, float *C, size_t ldc, float alpha, float beta) {
-    int32_t ks[SP_ROWS * SP_CAP];
-    size_t cnt[SP_ROWS];
-    int all_k = !block_finite8(B, ldb, k_len, n);  /* 0*b is NaN there: no term may be left out */
-    for (size_t i0 = 0; i0 < m; i0 += SP_ROWS) {
-        size_t rows = m - i0 < SP_ROWS ? m - i0 : SP_ROWS;
-        for (size_t p = 0; p < k_len; p += kc) {
-            size_t kcur = k_len - p < kc ? k_len - p : kc;
-            const float *a = A + i0 * lda + p;
-            for (size_t r = 0; r < rows; r++) cnt[r] = list_row8(a + r * lda, kcur, all_k, ks + r * SP_CAP);
-            sparse_block8(rows, n, a, lda, 1, ks, cnt, B + p * ldb, ldb, C + i0 * ldc, ldc, alpha,
-                          p == 0 ? beta : 1.0f);  /* later chunks add to the first */
-        }
-    }
-}
-
-TGT static void sparse_t_avx2(size_t m, size_t n, size_t k_len, size_t kc, const float *A, size_t lda,
-                              const float *B, size_t ldb, float *C, size_t ldc, float alpha, float beta) {
-    int32_t ks[SP_ROWS * SP_CAP];
-    size_t cnt[SP_ROWS];
-    int all_k = !block_finite8(B, ldb, k_len, n);
-    for (size_t i0 = 0; i0 < m; i0 += SP_ROWS) {
-        size_t rows = m - i0 < SP_ROWS ? m - i0 : SP_ROWS;
-        for (size_t p = 0; p < k_len; p += kc) {
-            size_t kcur = k_len - p < kc ? k_len - p : kc;
-            const float *a = A + p * lda + i0;
-            list_cols8(a, lda, rows, kcur, all_k, ks, cnt);
-            sparse_block8(rows, n, a, 1, lda, ks, cnt, B + p * ldb, ldb, C + i0 * ldc, ldc, alpha, p == 0 ? beta : 1.0f);
-        }
-    }
-}
-
-#undef SP_STEP8
 
 const mc_gemm_impl mc_gemm_impl_avx2 = {
-    "avx2", MR, NR, SP_KC, 144, 1024, 9, micro_6x16, small_avx2, NULL, sparse_avx2, sparse_t_avx2,
+    "avx2", MR, NR, KC, 144, 1024, 9, micro_6x16, small_avx2, NULL, sparse_avx2, sparse_t_avx2,
 };
 
-#undef SP_ROWS
-#undef SP_KC
-#undef SP_CAP
 
 static double now_s8(void) {
     struct timespec ts;
@@ -399,6 +292,7 @@ TGT double mc_fma_probe_avx2(double seconds) {
 
 #undef MR
 #undef NR
+#undef KC
 #undef TGT
 #undef INLINE
 

@@ -27,6 +27,7 @@
 #define INLINE static inline __attribute__((always_inline))
 #define MR 12
 #define NR 32
+#define KC 128 /* K chunk bound */
 
 /* c[0:16] = alpha*acc + beta*c, or alpha*acc when beta == 0 (c not read). */
 TGT INLINE void put16(float *c, __m512 acc, __m512 va, __m512 vb, int use_beta) {
@@ -168,29 +169,40 @@ TGT static void small_avx512(int trans_a, size_t M, size_t N, size_t K, float al
     }
 }
 
-/* --- rows of A that are mostly zeros (mc_gemm_sparse_fn) --- */
+/* --- products whose op(A) is mostly zeros (mc_gemm_sparse_fn): gemm_sparse_impl.h on 16 lanes,
+ * lists made with compress and scatter --- */
 
-/* Rows listed at a time, each chunk of B then read once for all of them (8 to 64 measured alike). */
+#define SP_(name) name##_avx512
+#define SP_V __m512
+#define SP_MASK __mmask16
+#define SP_LANES 16
+#define SP_LOADU(p) _mm512_loadu_ps(p)
+#define SP_MLOAD(mk, p) _mm512_maskz_loadu_ps(mk, p)
+#define SP_MSTORE(p, mk, v) _mm512_mask_storeu_ps(p, mk, v)
+#define SP_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define SP_MUL(a, b) _mm512_mul_ps(a, b)
+#define SP_SET1(x) _mm512_set1_ps(x)
+#define SP_BCAST(p) _mm512_set1_ps(*(p))
+#define SP_ZERO() _mm512_setzero_ps()
+#define SP_LANE_MASK(nn, v) lane_mask16(nn, v)
 #define SP_ROWS 32
-#define SP_KC 128   /* this variant's K chunk bound */
+#define SP_KC KC
 #define SP_CAP (SP_KC + 16)
 
-/* 1 when B[0:k, 0:n] holds no NaN or infinity (b - b is 0 exactly for finite b). */
-TGT static int block_finite(const float *B, size_t ldb, size_t k, size_t n) {
+TGT static int block_finite_avx512(const float *B, size_t ldb, size_t k, size_t n) {
     __mmask16 bad = 0;
     for (size_t r = 0; r < k; r++)
         for (size_t j = 0; j < n; j += 16) {
             __m512 b = _mm512_maskz_loadu_ps(lane_mask16(n - j, 0), B + r * ldb + j);
-            bad |= _mm512_cmp_ps_mask(_mm512_sub_ps(b, b), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            bad |= _mm512_cmp_ps_mask(_mm512_sub_ps(b, b), _mm512_setzero_ps(), _CMP_NEQ_UQ);  /* b - b: 0 or NaN */
         }
     return bad == 0;
 }
 
-/* The k < kc where a[k] != 0, or every k when all_k, into `ks`; returns the count. Writes up to 15
- * entries past it (ks has kc + 16 room). Asks for the same piece of the row `ahead` (NULL:
- * none) to be brought to L2 meanwhile: from rows spread over memory in chunks the hardware
- * prefetchers fetched too little (the first product's loads of A stalled 30% of the time). */
-TGT INLINE size_t list_row(const float *a, const float *ahead, size_t kc, int all_k, int32_t *ks) {
+/* Writes up to 15 entries past the count. The prefetch of `ahead`: from rows spread over memory
+ * in chunks the hardware prefetchers fetched too little (the first product's loads of A stalled
+ * 30% of the time). */
+TGT INLINE size_t list_row_avx512(const float *a, const float *ahead, size_t kc, int all_k, int32_t *ks) {
     if (ahead)
         for (size_t k = 0; k < kc; k += 16) _mm_prefetch((const char *)(ahead + k), _MM_HINT_T1);
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -204,118 +216,10 @@ TGT INLINE size_t list_row(const float *a, const float *ahead, size_t kc, int al
     return n;
 }
 
-/* acc[v] (v < nv) += a[k*a_ks] * B[k*ldb + 16v]: one step of a row's chains; columns masked by mk,
- * or all 16*nv of them (full) with plain loads, which fold into the FMAs. */
-#define SP_STEP(acc, a, k)                                                                       \
-    do {                                                                                         \
-        __m512 x_ = _mm512_set1_ps((a)[(size_t)(k) * a_ks]);                                     \
-        const float *b_ = B + (size_t)(k) * ldb;                                                 \
-        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++)                                     \
-            acc[v] = _mm512_fmadd_ps(x_, full ? _mm512_loadu_ps(b_ + 16 * v)                     \
-                                              : _mm512_maskz_loadu_ps(mk[v], b_ + 16 * v), acc[v]); \
-    } while (0)
-
-/* c[0:16nv] = the epilogue of put16 on the lanes of mk (the others neither read nor written). */
-TGT INLINE void put_row(const int nv, float *c, const __m512 *acc, const __mmask16 *mk, float alpha,
-                        float beta) {
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 8
-    for (int v = 0; v < nv; v++) {
-        __m512 r = beta != 0.0f ? _mm512_fmadd_ps(va, acc[v], _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(mk[v], c + 16 * v)))
-                                : _mm512_mul_ps(va, acc[v]);
-        _mm512_mask_storeu_ps(c + 16 * v, mk[v], r);
-    }
-}
-
-/* Rows [0, m) of op(A) ((r, k) at A[r*a_rs + k*a_ks]), listed in ks/cnt, times columns [0, 16nv)
- * of B. With nv <= 4 two rows go together (2*nv independent chains); 8 vectors make enough chains
- * from one row and read only one k and one value per 8 FMAs (two rows of 8 measured slower). */
-TGT INLINE void sparse_cols(const int nv, const int full, size_t m, const float *A, size_t a_rs, size_t a_ks,
-                            const int32_t *ks, const size_t *cnt, const float *B, size_t ldb, float *C, size_t ldc,
-                            const __mmask16 *mk, float alpha, float beta) {
-    size_t r = 0;
-    if (nv <= 4)
-        for (; r + 2 <= m; r += 2) {
-            __m512 a0[4], a1[4];
-#pragma GCC unroll 4
-            for (int v = 0; v < 4; v++) a0[v] = a1[v] = _mm512_setzero_ps();
-            const int32_t *k0 = ks + r * SP_CAP, *k1 = k0 + SP_CAP;
-            const float *x0 = A + r * a_rs, *x1 = x0 + a_rs;
-            size_t n0 = cnt[r], n1 = cnt[r + 1], both = n0 < n1 ? n0 : n1, p = 0;
-            for (; p < both; p++) {
-                SP_STEP(a0, x0, k0[p]);
-                SP_STEP(a1, x1, k1[p]);
-            }
-            for (size_t q = p; q < n0; q++) SP_STEP(a0, x0, k0[q]);
-            for (size_t q = p; q < n1; q++) SP_STEP(a1, x1, k1[q]);
-            put_row(nv, C + r * ldc, a0, mk, alpha, beta);
-            put_row(nv, C + (r + 1) * ldc, a1, mk, alpha, beta);
-        }
-    for (; r < m; r++) {
-        __m512 a0[8];
-#pragma GCC unroll 8
-        for (int v = 0; v < 8; v++) a0[v] = _mm512_setzero_ps();
-        const int32_t *k0 = ks + r * SP_CAP;
-        const float *x0 = A + r * a_rs;
-        for (size_t q = 0; q < cnt[r]; q++) SP_STEP(a0, x0, k0[q]);
-        put_row(nv, C + r * ldc, a0, mk, alpha, beta);
-    }
-}
-
-/* C[0:rows, 0:n] from listed rows of op(A): column blocks of 128 (8 vectors), then of 64 with a
- * masked tail. */
-TGT INLINE void sparse_block(size_t rows, size_t n, const float *A, size_t a_rs, size_t a_ks, const int32_t *ks,
-                             const size_t *cnt, const float *B, size_t ldb, float *C, size_t ldc, float alpha,
-                             float beta) {
-    const __mmask16 all[8] = {0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF};
-    size_t j = 0;
-    for (; j + 128 <= n; j += 128)
-        sparse_cols(8, 1, rows, A, a_rs, a_ks, ks, cnt, B + j, ldb, C + j, ldc, all, alpha, beta);
-    for (; j < n; j += 64) {
-        size_t nn = n - j < 64 ? n - j : 64;
-        __mmask16 mk[4] = {lane_mask16(nn, 0), lane_mask16(nn, 1), lane_mask16(nn, 2), lane_mask16(nn, 3)};
-        const float *b = B + j;
-        float *c = C + j;
-        switch ((nn + 15) / 16) {  /* as many vectors as there are columns */
-        case 1: sparse_cols(1, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta); break;
-        case 2: sparse_cols(2, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta); break;
-        case 3: sparse_cols(3, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta); break;
-        default:
-            if (nn == 64) sparse_cols(4, 1, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta);
-            else sparse_cols(4, 0, rows, A, a_rs, a_ks, ks, cnt, b, ldb, c, ldc, mk, alpha, beta);
-            break;
-        }
-    }
-}
-
-TGT static void sparse_avx512(size_t m, size_t n, size_t k_len, size_t kc, const float *A, size_t lda,
-                              const float *B, size_t ldb, float *C, size_t ldc, float alpha, float beta) {
-    _Alignas(64) int32_t ks[SP_ROWS * SP_CAP];
-    size_t cnt[SP_ROWS];
-    int all_k = !block_finite(B, ldb, k_len, n);  /* 0*b is NaN there: no term may be left out */
-    /* row blocks outside: each row of A is read once, front to back, as the prefetchers like */
-    for (size_t i0 = 0; i0 < m; i0 += SP_ROWS) {
-        size_t rows = m - i0 < SP_ROWS ? m - i0 : SP_ROWS;
-        for (size_t p = 0; p < k_len; p += kc) {
-            size_t kcur = k_len - p < kc ? k_len - p : kc;
-            const float *a = A + i0 * lda + p;
-            for (size_t r = 0; r < rows; r++) {
-                const float *ahead = i0 + r + SP_ROWS < m ? a + (r + SP_ROWS) * lda : NULL;  /* the next block */
-                cnt[r] = list_row(a + r * lda, ahead, kcur, all_k, ks + r * SP_CAP);
-            }
-            sparse_block(rows, n, a, lda, 1, ks, cnt, B + p * ldb, ldb, C + i0 * ldc, ldc, alpha,
-                         p == 0 ? beta : 1.0f);  /* later chunks add to the first */
-        }
-    }
-}
-
-/* --- the same for op(A) = A^T (a weight gradient: A is the layer's input, r a pixel, k a batch row) --- */
-
-/* For each r < rows: the k < kc where a[k*lda + r] != 0 (every k when all_k), in order, into
- * ks + r*SP_CAP, and their number into cnt[r]. Each row of A is read once, 16 pixels at a time, and
- * the k scattered to the lists of the pixels where it is nonzero. */
-TGT INLINE void list_cols(const float *a, size_t lda, size_t rows, size_t kc, int all_k, int32_t *ks,
-                          size_t *cnt) {
+/* Each row of A is read once, 16 pixels at a time, and its k scattered to the lists of the pixels
+ * where it is nonzero. */
+TGT INLINE void list_cols_avx512(const float *a, size_t lda, size_t rows, size_t kc, int all_k, int32_t *ks,
+                                 size_t *cnt) {
     const __m512i lanes = _mm512_setr_epi32(0, SP_CAP, 2 * SP_CAP, 3 * SP_CAP, 4 * SP_CAP, 5 * SP_CAP, 6 * SP_CAP,
                                             7 * SP_CAP, 8 * SP_CAP, 9 * SP_CAP, 10 * SP_CAP, 11 * SP_CAP,
                                             12 * SP_CAP, 13 * SP_CAP, 14 * SP_CAP, 15 * SP_CAP);
@@ -342,33 +246,15 @@ TGT INLINE void list_cols(const float *a, size_t lda, size_t rows, size_t kc, in
     }
 }
 
-/* C[0:m, 0:n] for op(A) = A^T, (r, k) at A[k*lda + r]: per block of pixels and K chunk, each
- * pixel's list of batch rows, then its chains as in sparse_avx512 (the same chunks, order and
- * epilogue, the zero terms left out). */
-TGT static void sparse_t_avx512(size_t m, size_t n, size_t k_len, size_t kc, const float *A, size_t lda,
-                                const float *B, size_t ldb, float *C, size_t ldc, float alpha, float beta) {
-    _Alignas(64) int32_t ks[SP_ROWS * SP_CAP];
-    size_t cnt[SP_ROWS];
-    int all_k = !block_finite(B, ldb, k_len, n);
-    for (size_t i0 = 0; i0 < m; i0 += SP_ROWS) {
-        size_t rows = m - i0 < SP_ROWS ? m - i0 : SP_ROWS;
-        for (size_t p = 0; p < k_len; p += kc) {
-            size_t kcur = k_len - p < kc ? k_len - p : kc;
-            const float *a = A + p * lda + i0;
-            list_cols(a, lda, rows, kcur, all_k, ks, cnt);
-            sparse_block(rows, n, a, 1, lda, ks, cnt, B + p * ldb, ldb, C + i0 * ldc, ldc, alpha, p == 0 ? beta : 1.0f);
-        }
-    }
-}
+#include "gemm_sparse_impl.h"
 
-#undef SP_STEP
 
 static const mc_gemm_impl impl_avx512_narrow = {
-    "avx512", 16, 16, SP_KC, 144, 1024, 4, micro_16x16, small_avx512, NULL, sparse_avx512, sparse_t_avx512,
+    "avx512", 16, 16, KC, 144, 1024, 4, micro_16x16, small_avx512, NULL, sparse_avx512, sparse_t_avx512,
 };
 
 const mc_gemm_impl mc_gemm_impl_avx512 = {
-    "avx512", MR, NR, SP_KC, 144, 1024, 4, micro_12x32, small_avx512, &impl_avx512_narrow, sparse_avx512,
+    "avx512", MR, NR, KC, 144, 1024, 4, micro_12x32, small_avx512, &impl_avx512_narrow, sparse_avx512,
     sparse_t_avx512,
 };
 
@@ -408,9 +294,7 @@ TGT double mc_fma_probe_avx512(double seconds) {
 
 #undef MR
 #undef NR
-#undef SP_ROWS
-#undef SP_KC
-#undef SP_CAP
+#undef KC
 #undef TGT
 #undef INLINE
 
