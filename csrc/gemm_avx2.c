@@ -244,7 +244,6 @@ TGT INLINE void list_cols_avx2(const float *a, size_t lda, size_t rows, size_t k
 
 #include "gemm_sparse_impl.h"
 
-
 const mc_gemm_impl mc_gemm_impl_avx2 = {
     "avx2", MR, NR, KC, 144, 1024, 9, micro_6x16, small_avx2, NULL, sparse_avx2, sparse_t_avx2,
 };

@@ -248,7 +248,6 @@ TGT INLINE void list_cols_avx512(const float *a, size_t lda, size_t rows, size_t
 
 #include "gemm_sparse_impl.h"
 
-
 static const mc_gemm_impl impl_avx512_narrow = {
     "avx512", 16, 16, KC, 144, 1024, 4, micro_16x16, small_avx512, NULL, sparse_avx512, sparse_t_avx512,
 };
