@@ -46,22 +46,37 @@ typedef struct {
     float *out;
     const float *b;
     size_t n;
+    atomic_int *nonfinite;
 } bias_act;
+
+/* 1 when C[i0:i1, j0:j1] (row stride n) holds NaN or an infinity: x - x is 0 for finite x only. */
+static int block_nonfinite(const float *C, size_t n, size_t i0, size_t i1, size_t j0, size_t j1) {
+    int bad = 0;
+    for (size_t i = i0; i < i1; i++) {
+        const float *c = C + i * n;
+        for (size_t j = j0; j < j1; j++) bad |= c[j] - c[j] != 0.0f;
+    }
+    return bad;
+}
 
 static void bias_act_block(void *ctx, float *C, size_t ldc, size_t i0, size_t i1, size_t j0, size_t j1) {
     const bias_act *e = ctx;
     (void)ldc; /* C is pre, whose row stride is n */
+    if (e->nonfinite && block_nonfinite(C, e->n, i0, i1, j0, j1))
+        atomic_store_explicit(e->nonfinite, 1, memory_order_relaxed);
     mc_bias_activation_block(e->act, e->out, C, e->b, e->n, i0, i1, j0, j1);
 }
 
 void mc_dense_forward_act(int act, float *out, float *pre, const float *inp, const float *w, const float *b,
-                          size_t B, size_t n_in, size_t n_out) {
+                          size_t B, size_t n_in, size_t n_out, atomic_int *nonfinite) {
     if (act == MC_ACT_SOFTMAX) {  /* needs whole rows: after the product */
         mc_dense_product(pre, inp, w, B, n_in, n_out);
+        if (nonfinite && block_nonfinite(pre, n_out, 0, B, 0, n_out))
+            atomic_store_explicit(nonfinite, 1, memory_order_relaxed);
         mc_bias_activation_forward(act, out, pre, b, B, n_out);
         return;
     }
-    bias_act e = {act, out, b, n_out};
+    bias_act e = {act, out, b, n_out, nonfinite};
     mc_gemm_then then = {bias_act_block, &e};
     mc_gemm_ex(0, 0, B, n_out, n_in, 1.0f, inp, n_in, w, n_out, 0.0f, pre, n_out, &then);
 }

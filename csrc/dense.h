@@ -3,6 +3,7 @@
 #ifndef MC_DENSE_H
 #define MC_DENSE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 /* out = inp @ w + b.  inp (B, n_in), w (n_in, n_out) (Keras kernel layout), b (n_out) or NULL
@@ -30,8 +31,10 @@ void mc_dense_product(float *out, const float *inp, const float *w, size_t B, si
 /* The product and mc_bias_activation_forward(act, out, pre, b, B, n_out) together, same bits: pre
  * (B, n_out) receives inp @ w + b, out = act(pre) (out may equal pre). The bias and activation run
  * in the GEMM's `then` hook, on each block of the product as it is finished, in the cache of the
- * core that computed it (softmax, which needs whole rows, after the product). */
+ * core that computed it (softmax, which needs whole rows, after the product). nonfinite (NULL: no
+ * check) is set to 1 when the product inp @ w holds NaN or an infinity, looked at before the bias
+ * and the activation (ReLU would turn NaN into 0); it is never cleared here. */
 void mc_dense_forward_act(int act, float *out, float *pre, const float *inp, const float *w, const float *b,
-                          size_t B, size_t n_in, size_t n_out);
+                          size_t B, size_t n_in, size_t n_out, atomic_int *nonfinite);
 
 #endif

@@ -276,7 +276,8 @@ void mc_model_forward_layers(const mc_model *m, mc_arena *a, const float *x, siz
             const float *w = m->params + ly->w_off;
             const float *b = ly->b_off >= 0 ? m->params + ly->b_off : NULL;
             float *z = a->pre[l] ? a->pre[l] : out;
-            mc_dense_forward_act(ly->activation, out, z, inp, w, b, B, ly->n_in, ly->n_out);
+            mc_dense_forward_act(ly->activation, out, z, inp, w, b, B, ly->n_in, ly->n_out,
+                                 l == first ? a->first_product_nonfinite : NULL);
             break;
         }
         case MC_LAYER_ACTIVATION:

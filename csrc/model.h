@@ -5,6 +5,7 @@
 #ifndef MC_MODEL_H
 #define MC_MODEL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,6 +70,9 @@ typedef struct mc_arena {
     float **mask;   /* L: DROPOUT masks (B, n_out) holding 0 or 1/(1-rate), else NULL */
     float *g0, *g1; /* gradient ping-pong buffers (B, max width) */
     void *block;
+    /* NULL, or: a forward pass whose first layer is dense sets it to 1 when that layer's product
+     * holds NaN or an infinity (mc_dense_forward_act) */
+    atomic_int *first_product_nonfinite;
 } mc_arena;
 
 /* Allocates the arena for m and B rows (B >= 1). MC_ERR_NOMEM if the allocation fails or sizes

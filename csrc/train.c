@@ -230,6 +230,15 @@ static size_t serial_layers_from(const mc_model *m, size_t first, size_t B) {
     return from;
 }
 
+/* MC_ERR_ARG naming rows [start, start + b) when those float rows of x hold NaN or infinities. */
+static mc_status check_rows(const mc_data *dt, size_t start, size_t b, mc_error *err) {
+    mc_scan_result r = mc_scan((const float *)dt->x + start * dt->d, MC_SCAN_F32, b * dt->d);
+    if (r.n_nan || r.n_inf)
+        return mc_set_error(err, MC_ERR_ARG, "x: rows %zu to %zu hold %zu NaN and %zu infinite value(s)", start,
+                            start + b - 1, r.n_nan, r.n_inf);
+    return MC_OK;
+}
+
 /* Shared loop of train / evaluate / predict (mode 0 / 1 / 2). */
 static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, size_t batch_size,
                      const mc_loss_spec *loss, int metric, const mc_optim *opt, int64_t *iterations,
@@ -257,20 +266,20 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
         goto done;
     gather_plan gp = plan_gather(m, dt);
     size_t serial_from = ahead ? serial_layers_from(m, gp.first, B) : gp.first;
+    /* predict refuses float rows holding NaN or infinities. Such a value makes every product of its
+     * row in a dense first layer NaN or infinite, so that layer checks its products (n_out values a
+     * row, still in cache) and x is scanned only when they hold one, for the error and its counts:
+     * one trip to memory over x instead of two. Other first layers get x scanned first. */
+    atomic_int product_nonfinite = 0;
+    int check_x = mode == 2 && dt->check_finite && !dt->x_u8;
+    int check_products = check_x && m->layers[gp.first].kind == MC_LAYER_DENSE;
+    if (check_products) a.first_product_nonfinite = &product_nonfinite;
     gather_job next;
     float *x_cur = bb.x, *x_next = bb.x_next;
     double last = now_seconds();
     for (size_t k = 0, start = 0; k < n_batches; k++, start += batch_size) {
         size_t b = N - start < batch_size ? N - start : batch_size;
-        if (mode == 2 && dt->check_finite && !dt->x_u8) {
-            /* scanned while the GEMM is about to read these rows: one trip to memory, not two */
-            mc_scan_result r = mc_scan((const float *)dt->x + start * dt->d, MC_SCAN_F32, b * dt->d);
-            if (r.n_nan || r.n_inf) {
-                st = mc_set_error(err, MC_ERR_ARG, "x: rows %zu to %zu hold %zu NaN and %zu infinite value(s)",
-                                  start, start + b - 1, r.n_nan, r.n_inf);
-                break;
-            }
-        }
+        if (check_x && !check_products && (st = check_rows(dt, start, b, err)) != MC_OK) break;
         const float *xb;
         if (ahead && k > 0) {  /* this batch went to x_next, partly or not at all */
             mc_parallel_end();
@@ -290,6 +299,8 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
             mc_parallel_begin(gather_tasks(nb), gather_task, &next);
         }
         mc_model_forward_layers(m, &a, xb, gp.first, serial_from, m->L, b, training, seed, step);
+        if (check_products && atomic_exchange(&product_nonfinite, 0) && (st = check_rows(dt, start, b, err)) != MC_OK)
+            break;
         const float *outp = a.out[m->L - 1];
         if (mode == 2) {
             memcpy(pred + start * n_out, outp, b * n_out * sizeof *pred);

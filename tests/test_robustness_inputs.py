@@ -265,6 +265,37 @@ def test_predict_checks_every_batch_and_reports_counts_over_all_of_x():
         model.predict(x, batch_size=8, verbose=0)
 
 
+@pytest.mark.parametrize("first", ["dense_relu", "dense_softmax", "dense_linear", "activation"])
+def test_predict_finds_nan_and_inf_in_x_whatever_the_first_layer(first):
+    """A dense first layer checks its products instead of predict scanning x first; the error is
+    the same, also where ReLU turns the NaN products into 0 and with a softmax (whole-row) first
+    layer. Another first layer gets x scanned first."""
+    mnistc.utils.set_random_seed(0)
+    head = {"dense_relu": [layers.Dense(5, activation="relu")],
+            "dense_softmax": [layers.Dense(3, activation="softmax")],
+            "dense_linear": [layers.Dense(5, use_bias=False)],
+            "activation": [layers.Activation("relu"), layers.Dense(5)]}[first]
+    model = mnistc.Sequential([mnistc.Input((8,)), *head, layers.Dense(3, activation="softmax")])
+    x, _ = make_data()
+    x[17, 2] = -np.inf  # a ReLU layer's products in this row are all -inf or NaN, its outputs 0 or NaN
+    x[33, 7] = np.nan
+    for bs in (1, 16, 40):
+        with pytest.raises(ValueError, match=r"x contains 1 NaN and 1 infinite value\(s\)"):
+            model.predict(x, batch_size=bs, verbose=0)
+
+
+def test_predict_does_not_blame_x_for_non_finite_weights():
+    """Infinite weights make the first layer's products non-finite while x is clean: predict then
+    scans x, finds nothing and returns what the model computes."""
+    model = make_model()
+    w, b = model.layers[0].get_weights()
+    w[3, 1] = np.inf
+    model.layers[0].set_weights([w, b])
+    x, _ = make_data()
+    out = model.predict(x, batch_size=16, verbose=0)
+    assert out.shape == (40, 3) and np.isnan(out).any()
+
+
 def test_non_finite_regression_targets_are_refused():
     mnistc.utils.set_random_seed(0)
     model = mnistc.Sequential([mnistc.Input((8,)), layers.Dense(2)])
