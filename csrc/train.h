@@ -39,7 +39,7 @@ typedef struct {
     size_t N, d;
     const float *y;
     const int32_t *labels;
-    int check_finite;   /* predict: refuse float rows holding NaN/Inf, each batch just before use */
+    int check_finite;   /* predict: refuse float rows holding NaN/Inf, each batch as it is used */
 } mc_data;
 
 typedef struct {

@@ -480,7 +480,8 @@ class Model:
 
     def _forward(self, x2, batch_size, hook=None):
         """Outputs for input x2 (N, d) from _adapt. Float rows are checked for NaN/Inf in C, batch by
-        batch right before use: one pass over the data instead of a scan and then the products."""
+        batch as they are used (through a dense first layer's products): one pass over the data
+        instead of a scan and then the products."""
         plan = self._get_plan()
         out = np.empty((len(x2), self._out_units), np.float32)
         if len(plan.layers) == 0:
