@@ -157,7 +157,7 @@ static void small_portable(int trans_a, size_t M, size_t N, size_t K, float alph
 }
 
 static const mc_gemm_impl impl_portable = {
-    "portable", PMR, PNR, 256, 120, 1024, 5, micro_portable, small_portable, NULL, NULL, NULL,
+    "portable", PMR, PNR, 256, 120, 1024, 5, micro_portable, small_portable, NULL, NULL, NULL, NULL,
 };
 
 /* --- variant selection (once) --- */
@@ -305,6 +305,9 @@ typedef struct {
     float *P;
     const mc_gemm_then *then;  /* NULL, or run on each block once final */
     int sparse;                /* compute with impl->sparse or sparse_t (B read in place) */
+    /* Per K half, whether its rows of B are finite, found by the first task that needs it and
+     * shared by the others: 0 not known yet, 1 finite, 2 not (every term must then run). */
+    atomic_int b_finite[2];
 } gemm_job;
 
 static void then_block(const gemm_job *g, size_t i0, size_t i1, size_t j0, size_t j1) {
@@ -461,14 +464,19 @@ static void compute_task(gemm_job *g, int half, size_t i0, size_t i1, size_t c0,
     _Alignas(64) float stack_ap[MAX_MR * MAX_KC];
     k_half kh = half_of(g, half);
     if (g->sparse) {  /* the same K chunks */
-        const float *b = g->B + kh.k0 * g->ldb + g->j0 + c0;
-        float *c = kh.out + i0 * kh.ld + g->j0 + c0;
+        int finite = atomic_load_explicit(&g->b_finite[half], memory_order_relaxed);
+        if (!finite) {  /* two threads may both look: the same answer */
+            finite = im->finite(g->B + kh.k0 * g->ldb, g->ldb, kh.k1 - kh.k0, g->N) ? 1 : 2;
+            atomic_store_explicit(&g->b_finite[half], finite, memory_order_relaxed);
+        }
+        const float *b = g->B + kh.k0 * g->ldb + c0;
+        float *c = kh.out + i0 * kh.ld + c0;
         if (g->ta)
             im->sparse_t(i1 - i0, c1 - c0, kh.k1 - kh.k0, g->kc, g->A + kh.k0 * g->lda + i0, g->lda, b, g->ldb,
-                         c, kh.ld, g->alpha, kh.beta);
+                         c, kh.ld, g->alpha, kh.beta, finite == 2);
         else
             im->sparse(i1 - i0, c1 - c0, kh.k1 - kh.k0, g->kc, g->A + i0 * g->lda + kh.k0, g->lda, b, g->ldb,
-                       c, kh.ld, g->alpha, kh.beta);
+                       c, kh.ld, g->alpha, kh.beta, finite == 2);
         return;
     }
     wait_packed(g);
@@ -682,6 +690,8 @@ static void gemm_run(const mc_gemm_impl *impl, int trans_a, int trans_b, size_t 
     size_t nr = impl->nr;
     g.sparse = take_sparse(&g);
     g.b_in_place = !g.tb && (N % nr == 0 || g.sparse);  /* the sparse kernels read B in place */
+    atomic_init(&g.b_finite[0], 0);
+    atomic_init(&g.b_finite[1], 0);
     if (g.b_in_place) {  /* one N block, nothing to pack */
         g.j0 = 0;
         g.ncur = g.ncpad = N;

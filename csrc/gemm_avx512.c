@@ -9,7 +9,6 @@
 #include "gemm_impl.h"
 
 #include <stdint.h>
-#include <string.h>
 
 #if defined(MC_AVX512_SHIM)
 #include "avx512_shim.h"
@@ -249,12 +248,12 @@ TGT INLINE void list_cols_avx512(const float *a, size_t lda, size_t rows, size_t
 #include "gemm_sparse_impl.h"
 
 static const mc_gemm_impl impl_avx512_narrow = {
-    "avx512", 16, 16, KC, 144, 1024, 4, micro_16x16, small_avx512, NULL, sparse_avx512, sparse_t_avx512,
+    "avx512", 16, 16, KC, 144, 1024, 4, micro_16x16, small_avx512, NULL, sparse_avx512, sparse_t_avx512, block_finite_avx512,
 };
 
 const mc_gemm_impl mc_gemm_impl_avx512 = {
     "avx512", MR, NR, KC, 144, 1024, 4, micro_12x32, small_avx512, &impl_avx512_narrow, sparse_avx512,
-    sparse_t_avx512,
+    sparse_t_avx512, block_finite_avx512,
 };
 
 static double now_s16(void) {
@@ -299,7 +298,7 @@ TGT double mc_fma_probe_avx512(double seconds) {
 
 #else
 
-const mc_gemm_impl mc_gemm_impl_avx512 = {"avx512", 12, 32, 128, 144, 1024, 0, NULL, NULL, NULL, NULL, NULL};
+const mc_gemm_impl mc_gemm_impl_avx512 = {"avx512", 12, 32, 128, 144, 1024, 0, NULL, NULL, NULL, NULL, NULL, NULL};
 double mc_fma_probe_avx512(double seconds) {
     (void)seconds;
     return 0.0;

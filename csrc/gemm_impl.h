@@ -26,17 +26,19 @@ typedef void (*mc_gemm_small_fn)(int trans_a, size_t M, size_t N, size_t K, floa
 
 /* Products whose op(A) is mostly exact zeros, as an image's background makes it: C[0:m, 0:n] (row
  * strides lda, ldb, ldc) summed over k < k_len in chunks of kc steps, kc at most the variant's
- * own (the last chunk shorter),
- * the first chunk with beta and the others with 1, as micro would on each chunk. Each element's
- * chain runs over the k where its row of op(A) is not zero (NaN and infinities count as not zero),
- * in order: micro's chain minus terms x*b with x == 0, each of which would add a zero. So for
- * finite B the bits are micro's but for the sign of a zero sum, which only products that underflow
- * to -0 can make; with NaN or an infinity in B (where 0*b is NaN) every k runs. `sparse` takes
- * op(A) = A ((r, k) at A[r*lda + k]), `sparse_t` op(A) = A^T ((r, k) at A[k*lda + r]: a layer's
- * input in its weight gradient). */
+ * own (the last chunk shorter), the first chunk with beta and the others with 1, as micro would on
+ * each chunk. Each element's chain runs over the k where its row of op(A) is not zero (NaN and
+ * infinities count as not zero), in order: micro's chain minus terms x*b with x == 0, each of
+ * which would add a zero. So for finite B the bits are micro's but for the sign of a zero sum,
+ * which only products that underflow to -0 can make. all_k: every k runs, as it must where B holds
+ * NaN or an infinity (0*b is NaN there). `sparse` takes op(A) = A ((r, k) at A[r*lda + k]),
+ * `sparse_t` op(A) = A^T ((r, k) at A[k*lda + r]: a layer's input in its weight gradient). */
 typedef void (*mc_gemm_sparse_fn)(size_t m, size_t n, size_t k_len, size_t kc, const float *A,
                                   size_t lda, const float *B, size_t ldb, float *C, size_t ldc,
-                                  float alpha, float beta);
+                                  float alpha, float beta, int all_k);
+
+/* 1 when B[0:k, 0:n] (row stride ldb) holds no NaN or infinity. */
+typedef int (*mc_gemm_finite_fn)(const float *B, size_t ldb, size_t k, size_t n);
 
 typedef struct mc_gemm_impl {
     const char *name;
@@ -49,6 +51,7 @@ typedef struct mc_gemm_impl {
      * same K chunks and per-element instructions, so the same bits as this one. */
     const struct mc_gemm_impl *narrow;
     mc_gemm_sparse_fn sparse, sparse_t;  /* NULL: none */
+    mc_gemm_finite_fn finite;            /* with sparse */
 } mc_gemm_impl;
 
 extern const mc_gemm_impl mc_gemm_impl_avx2;

@@ -9,7 +9,6 @@
  *   SP_LANE_MASK(nn, v)    the lanes of vector v that lie below column nn
  *   SP_ROWS, SP_KC, SP_CAP rows listed at a time, the variant's K chunk bound, list room per row
  * and the functions the lists come from:
- *   int SP_(block_finite)(B, ldb, k, n): 1 when B[0:k, 0:n] holds no NaN or infinity
  *   size_t SP_(list_row)(a, ahead, kc, all_k, ks): the k < kc where a[k] != 0 (every k when all_k;
  *       NaN and infinities count as not zero), in order, into ks (room kc + 16); the count.
  *       `ahead` (NULL: none): the same piece of a row needed later, to prefetch
@@ -110,10 +109,10 @@ TGT INLINE void SP_(block)(size_t rows, size_t n, const float *A, size_t a_rs, s
 /* op(A) = A, (r, k) at A[r*lda + k]. Row blocks outside: each row of A is read once, front to
  * back, as the prefetchers like. */
 TGT static void SP_(sparse)(size_t m, size_t n, size_t k_len, size_t kc, const float *A, size_t lda,
-                            const float *B, size_t ldb, float *C, size_t ldc, float alpha, float beta) {
+                            const float *B, size_t ldb, float *C, size_t ldc, float alpha, float beta,
+                            int all_k) {
     _Alignas(64) int32_t ks[SP_ROWS * SP_CAP];
     size_t cnt[SP_ROWS];
-    int all_k = !SP_(block_finite)(B, ldb, k_len, n);  /* 0*b is NaN there: no term may be left out */
     for (size_t i0 = 0; i0 < m; i0 += SP_ROWS) {
         size_t rows = m - i0 < SP_ROWS ? m - i0 : SP_ROWS;
         for (size_t p = 0; p < k_len; p += kc) {
@@ -132,10 +131,10 @@ TGT static void SP_(sparse)(size_t m, size_t n, size_t k_len, size_t kc, const f
 /* op(A) = A^T, (r, k) at A[k*lda + r] (a layer's input in its weight gradient: r a pixel, k a batch
  * row): per block of pixels and K chunk, each pixel's list of batch rows, then its chains. */
 TGT static void SP_(sparse_t)(size_t m, size_t n, size_t k_len, size_t kc, const float *A, size_t lda,
-                              const float *B, size_t ldb, float *C, size_t ldc, float alpha, float beta) {
+                              const float *B, size_t ldb, float *C, size_t ldc, float alpha, float beta,
+                              int all_k) {
     _Alignas(64) int32_t ks[SP_ROWS * SP_CAP];
     size_t cnt[SP_ROWS];
-    int all_k = !SP_(block_finite)(B, ldb, k_len, n);
     for (size_t i0 = 0; i0 < m; i0 += SP_ROWS) {
         size_t rows = m - i0 < SP_ROWS ? m - i0 : SP_ROWS;
         for (size_t p = 0; p < k_len; p += kc) {
