@@ -193,9 +193,14 @@ TGT static int block_finite_avx512(const float *B, size_t ldb, size_t k, size_t 
     for (size_t r = 0; r < k; r++)
         for (size_t j = 0; j < n; j += 16) {
             __m512 b = _mm512_maskz_loadu_ps(lane_mask16(n - j, 0), B + r * ldb + j);
-            bad |= _mm512_cmp_ps_mask(_mm512_sub_ps(b, b), _mm512_setzero_ps(), _CMP_NEQ_UQ);  /* b - b: 0 or NaN */
+            bad |= _mm512_cmp_ps_mask(_mm512_sub_ps(b, b), _mm512_setzero_ps(), _CMP_NEQ_UQ);  /* 0 or NaN */
         }
     return bad == 0;
+}
+
+/* Lanes of `in` where a[0:16] is not zero (NaN and infinities included). */
+TGT INLINE __mmask16 nonzero16(const float *a, __mmask16 in) {
+    return _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(in, a), _mm512_setzero_ps(), _CMP_NEQ_UQ);
 }
 
 /* Writes up to 15 entries past the count. The prefetch of `ahead`: from rows spread over memory
@@ -208,8 +213,9 @@ TGT INLINE size_t list_row_avx512(const float *a, const float *ahead, size_t kc,
     size_t n = 0;
     for (size_t k = 0; k < kc; k += 16) {
         __mmask16 in = lane_mask16(kc - k, 0);
-        __mmask16 keep = all_k ? in : _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(in, a + k), _mm512_setzero_ps(), _CMP_NEQ_UQ);
-        _mm512_storeu_si512(ks + n, _mm512_maskz_compress_epi32(keep, _mm512_add_epi32(_mm512_set1_epi32((int)k), lanes)));
+        __mmask16 keep = all_k ? in : nonzero16(a + k, in);
+        __m512i kv = _mm512_add_epi32(_mm512_set1_epi32((int)k), lanes);
+        _mm512_storeu_si512(ks + n, _mm512_maskz_compress_epi32(keep, kv));
         n += (size_t)__builtin_popcount(keep);
     }
     return n;
@@ -219,12 +225,13 @@ TGT INLINE size_t list_row_avx512(const float *a, const float *ahead, size_t kc,
  * where it is nonzero. */
 TGT INLINE void list_cols_avx512(const float *a, size_t lda, size_t rows, size_t kc, int all_k, int32_t *ks,
                                  size_t *cnt) {
-    const __m512i lanes = _mm512_setr_epi32(0, SP_CAP, 2 * SP_CAP, 3 * SP_CAP, 4 * SP_CAP, 5 * SP_CAP, 6 * SP_CAP,
-                                            7 * SP_CAP, 8 * SP_CAP, 9 * SP_CAP, 10 * SP_CAP, 11 * SP_CAP,
-                                            12 * SP_CAP, 13 * SP_CAP, 14 * SP_CAP, 15 * SP_CAP);
+    const __m512i lanes = _mm512_setr_epi32(0, SP_CAP, 2 * SP_CAP, 3 * SP_CAP, 4 * SP_CAP, 5 * SP_CAP,
+                                            6 * SP_CAP, 7 * SP_CAP, 8 * SP_CAP, 9 * SP_CAP, 10 * SP_CAP,
+                                            11 * SP_CAP, 12 * SP_CAP, 13 * SP_CAP, 14 * SP_CAP, 15 * SP_CAP);
     const __m512i one = _mm512_set1_epi32(1);
     __m512i pos[SP_ROWS / 16];  /* per pixel: where its next k goes */
-    for (int v = 0; v < SP_ROWS / 16; v++) pos[v] = _mm512_add_epi32(lanes, _mm512_set1_epi32(16 * v * SP_CAP));
+    for (int v = 0; v < SP_ROWS / 16; v++)
+        pos[v] = _mm512_add_epi32(lanes, _mm512_set1_epi32(16 * v * SP_CAP));
     for (size_t k = 0; k < kc; k++) {
         const float *ak = a + k * lda;
         __m512i kv = _mm512_set1_epi32((int)k);
@@ -232,7 +239,7 @@ TGT INLINE void list_cols_avx512(const float *a, size_t lda, size_t rows, size_t
         for (int v = 0; v < SP_ROWS / 16; v++) {
             if ((size_t)(16 * v) >= rows) break;
             __mmask16 in = lane_mask16(rows, v);
-            __mmask16 keep = all_k ? in : _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(in, ak + 16 * v), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            __mmask16 keep = all_k ? in : nonzero16(ak + 16 * v, in);
             _mm512_mask_i32scatter_epi32(ks, keep, pos[v], kv, 4);
             pos[v] = _mm512_mask_add_epi32(pos[v], keep, pos[v], one);
         }
@@ -248,7 +255,8 @@ TGT INLINE void list_cols_avx512(const float *a, size_t lda, size_t rows, size_t
 #include "gemm_sparse_impl.h"
 
 static const mc_gemm_impl impl_avx512_narrow = {
-    "avx512", 16, 16, KC, 144, 1024, 4, micro_16x16, small_avx512, NULL, sparse_avx512, sparse_t_avx512, block_finite_avx512,
+    "avx512", 16, 16, KC, 144, 1024, 4, micro_16x16, small_avx512, NULL, sparse_avx512, sparse_t_avx512,
+    block_finite_avx512,
 };
 
 const mc_gemm_impl mc_gemm_impl_avx512 = {

@@ -299,7 +299,8 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
             mc_parallel_begin(gather_tasks(nb), gather_task, &next);
         }
         mc_model_forward_layers(m, &a, xb, gp.first, serial_from, m->L, b, training, seed, step);
-        if (check_products && atomic_exchange(&product_nonfinite, 0) && (st = check_rows(dt, start, b, err)) != MC_OK)
+        if (check_products && atomic_exchange(&product_nonfinite, 0) &&
+            (st = check_rows(dt, start, b, err)) != MC_OK)
             break;
         const float *outp = a.out[m->L - 1];
         if (mode == 2) {
