@@ -27,13 +27,6 @@ def images(mnist_dir):
     return (x[:3000].reshape(-1, 784) / np.float32(255)).astype(np.float32)
 
 
-@pytest.fixture
-def sparse_on():
-    previous = _C.set_sparse(True)
-    yield
-    _C.set_sparse(previous)
-
-
 def product(ta, alpha, A, B, beta, C0, sparse, variant):
     """C = alpha*op(A)@B + beta*C0 with a kernel variant, zero skipping on or off."""
     previous = _C.set_sparse(sparse)
@@ -53,7 +46,7 @@ def same_bits(a, b):
 @pytest.mark.parametrize("ta, rows", [(False, 5), (False, 96), (False, 128), (False, 1000),
                                       (True, 5), (True, 96), (True, 128), (True, 300)])
 @pytest.mark.parametrize("units", [10, 128, 130, 200])
-def test_a_first_layers_products_on_images_have_the_dense_bits(images, sparse_on, ta, rows, units, variant):
+def test_a_first_layers_products_on_images_have_the_dense_bits(images, ta, rows, units, variant):
     """The forward product X @ W (ta False) and the weight gradient X^T @ dY (ta True) on MNIST
     rows: zero skipping on and off give the same bits under several alpha/beta, and the dense
     result is the float64 product to float32 accuracy."""
@@ -73,7 +66,7 @@ def test_a_first_layers_products_on_images_have_the_dense_bits(images, sparse_on
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("ta", [False, True])
-def test_nan_and_infinities_land_where_the_dense_path_puts_them(images, sparse_on, ta, variant):
+def test_nan_and_infinities_land_where_the_dense_path_puts_them(images, ta, variant):
     """0 * inf is NaN: a weight that overflowed must poison the outputs even where the pixel is 0,
     so a chunk of B holding one runs every term; NaN and inf in the input are never skipped."""
     rng = np.random.default_rng(7)
@@ -90,7 +83,7 @@ def test_nan_and_infinities_land_where_the_dense_path_puts_them(images, sparse_o
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_negative_zeros_in_the_input_are_skipped_like_zeros(images, sparse_on, variant):
+def test_negative_zeros_in_the_input_are_skipped_like_zeros(images, variant):
     X = images[:200].copy()
     X[X == 0] = -0.0
     W = (np.random.default_rng(3).standard_normal((784, 128)) * 0.05).astype(np.float32)
@@ -100,7 +93,7 @@ def test_negative_zeros_in_the_input_are_skipped_like_zeros(images, sparse_on, v
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_the_thread_count_does_not_change_the_bits(images, sparse_on, variant):
+def test_the_thread_count_does_not_change_the_bits(images, variant):
     rng = np.random.default_rng(11)
     W = (rng.standard_normal((784, 128)) * 0.05).astype(np.float32)
     dY = (rng.standard_normal((128, 128)) * 0.01).astype(np.float32)
