@@ -176,6 +176,7 @@ TGT static void small_avx512(int trans_a, size_t M, size_t N, size_t K, float al
 #define SP_MASK __mmask16
 #define SP_LANES 16
 #define SP_LOADU(p) _mm512_loadu_ps(p)
+#define SP_STOREU(p, v) _mm512_storeu_ps(p, v)
 #define SP_MLOAD(mk, p) _mm512_maskz_loadu_ps(mk, p)
 #define SP_MSTORE(p, mk, v) _mm512_mask_storeu_ps(p, mk, v)
 #define SP_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)

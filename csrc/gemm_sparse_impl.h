@@ -3,8 +3,8 @@
  *   TGT, INLINE            the file's target attribute and forced inlining
  *   SP_(name)              name##_<variant>: the names below, distinct per variant
  *   SP_V, SP_MASK, SP_LANES  the vector type, a lane mask type, floats per vector
- *   SP_LOADU(p), SP_MLOAD(mk, p), SP_MSTORE(p, mk, v)  loads (masked-off lanes neither read nor
- *                          faulted on, zero) and a masked store
+ *   SP_LOADU(p), SP_STOREU(p, v), SP_MLOAD(mk, p), SP_MSTORE(p, mk, v)  plain and masked loads
+ *                          and stores (masked-off lanes neither read, written nor faulted on)
  *   SP_FMA(a, b, c) = a*b + c fused, SP_MUL, SP_SET1(x), SP_BCAST(p) = SP_SET1(*p), SP_ZERO()
  *   SP_LANE_MASK(nn, v)    the lanes of vector v that lie below column nn
  *   SP_ROWS, SP_KC, SP_CAP rows listed at a time, the variant's K chunk bound, list room per row
@@ -35,15 +35,18 @@
     } while (0)
 
 /* c[0 : nv*SP_LANES] = the dense kernels' epilogue on the lanes of mk (the others neither read nor
- * written). */
-TGT INLINE void SP_(put_row)(const int nv, float *c, const SP_V *acc, const SP_MASK *mk, float alpha,
-                             float beta) {
+ * written), or on all of them (full) with plain loads and stores: AMD's AVX2 masked stores are
+ * microcoded, several times slower. */
+TGT INLINE void SP_(put_row)(const int nv, const int full, float *c, const SP_V *acc, const SP_MASK *mk,
+                             float alpha, float beta) {
     SP_V va = SP_SET1(alpha), vb = SP_SET1(beta);
 #pragma GCC unroll 8
     for (int v = 0; v < nv; v++) {
-        SP_V r = beta != 0.0f ? SP_FMA(va, acc[v], SP_MUL(vb, SP_MLOAD(mk[v], c + SP_LANES * v)))
+        float *cv = c + SP_LANES * v;
+        SP_V r = beta != 0.0f ? SP_FMA(va, acc[v], SP_MUL(vb, full ? SP_LOADU(cv) : SP_MLOAD(mk[v], cv)))
                               : SP_MUL(va, acc[v]);
-        SP_MSTORE(c + SP_LANES * v, mk[v], r);
+        if (full) SP_STOREU(cv, r);
+        else SP_MSTORE(cv, mk[v], r);
     }
 }
 
@@ -67,8 +70,8 @@ TGT INLINE void SP_(cols)(const int nv, const int full, size_t m, const float *A
             }
             for (size_t q = p; q < n0; q++) SP_STEP(a0, x0, k0[q]);
             for (size_t q = p; q < n1; q++) SP_STEP(a1, x1, k1[q]);
-            SP_(put_row)(nv, C + r * ldc, a0, mk, alpha, beta);
-            SP_(put_row)(nv, C + (r + 1) * ldc, a1, mk, alpha, beta);
+            SP_(put_row)(nv, full, C + r * ldc, a0, mk, alpha, beta);
+            SP_(put_row)(nv, full, C + (r + 1) * ldc, a1, mk, alpha, beta);
         }
     for (; r < m; r++) {
         SP_V a0[8];
@@ -77,7 +80,7 @@ TGT INLINE void SP_(cols)(const int nv, const int full, size_t m, const float *A
         const int32_t *k0 = ks + r * SP_CAP;
         const float *x0 = A + r * a_rs;
         for (size_t q = 0; q < cnt[r]; q++) SP_STEP(a0, x0, k0[q]);
-        SP_(put_row)(nv, C + r * ldc, a0, mk, alpha, beta);
+        SP_(put_row)(nv, full, C + r * ldc, a0, mk, alpha, beta);
     }
 }
 
@@ -155,6 +158,7 @@ TGT static void SP_(sparse_t)(size_t m, size_t n, size_t k_len, size_t kc, const
 #undef SP_MASK
 #undef SP_LANES
 #undef SP_LOADU
+#undef SP_STOREU
 #undef SP_MLOAD
 #undef SP_MSTORE
 #undef SP_FMA
