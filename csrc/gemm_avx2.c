@@ -151,12 +151,34 @@ TGT INLINE void small_rows8(const int rows, int trans_a, size_t K, const float *
     put_tile8(C, ldc, (size_t)rows, nn, acc, rows, 4, alpha, beta);
 }
 
+/* One row of op(A) times B[:, 0:64]: the same chains as small_rows8, but 8 of them, where one
+ * row's 4 would leave the FMA units waiting on each other's latency (a single image's forward). */
+TGT static void small_row64(size_t K, const float *a, size_t sa_k, const float *B, size_t ldb, float alpha,
+                            float beta, float *c) {
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) acc[v] = _mm256_setzero_ps();
+    for (size_t k = 0; k < K; k++) {
+        __m256 x = _mm256_broadcast_ss(a + k * sa_k);
+        const float *b = B + k * ldb;
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) acc[v] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 8 * v), acc[v]);
+    }
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) put8(c + 8 * v, acc[v], va, vb, beta != 0.0f);
+}
+
 TGT static void small_avx2(int trans_a, size_t M, size_t N, size_t K, float alpha, const float *A,
                            size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc) {
     for (size_t i = 0; i < M; i += 3) {
         size_t rows = M - i < 3 ? M - i : 3;
         const float *a = trans_a ? A + i : A + i * lda;
-        for (size_t j = 0; j < N; j += 32) {
+        size_t j = 0;
+        if (rows == 1)
+            for (; j + 64 <= N; j += 64)
+                small_row64(K, a, trans_a ? lda : 1, B + j, ldb, alpha, beta, C + i * ldc + j);
+        for (; j < N; j += 32) {
             size_t nn = N - j < 32 ? N - j : 32;
             float *c = C + i * ldc + j;
             switch (rows) {

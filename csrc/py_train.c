@@ -61,22 +61,29 @@ static void shape_str(PyArrayObject *a, char *buf, size_t n) {
     if (k < n) snprintf(buf + k, n - k, nd == 1 ? ",)" : ")");
 }
 
+/* "t1" or "t1 or t2" (t2 >= 0) into buf; buf. */
+static const char *dtypes_str(int t1, int t2, char *buf, size_t n) {
+    if (t2 >= 0) snprintf(buf, n, "%s or %s", type_name(t1), type_name(t2));
+    else snprintf(buf, n, "%s", type_name(t1));
+    return buf;
+}
+
 /* o as an ndarray of dtype t1 (or t2 when t2 >= 0) in native byte order, ndim nd (nd < 0: any),
  * C-contiguous, aligned, and writeable if `writeable`. Borrowed; NULL with TypeError (not an array,
  * wrong dtype) or ValueError (layout, writeability) set. */
 static PyArrayObject *get_array(PyObject *o, const char *name, int t1, int t2, int nd, int writeable) {
-    char want[48];
-    if (t2 >= 0) snprintf(want, sizeof want, "%s or %s", type_name(t1), type_name(t2));
-    else snprintf(want, sizeof want, "%s", type_name(t1));
+    char want[48];  /* formatted only for a message: a call's checks run on every predict */
     if (!PyArray_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "%s: expected %s array, got %.100s", name, want, Py_TYPE(o)->tp_name);
+        PyErr_Format(PyExc_TypeError, "%s: expected %s array, got %.100s", name,
+                     dtypes_str(t1, t2, want, sizeof want), Py_TYPE(o)->tp_name);
         return NULL;
     }
     PyArrayObject *a = (PyArrayObject *)o;
     int tn = PyArray_DESCR(a)->type_num;
     int ok = PyArray_EquivTypenums(tn, t1) || (t2 >= 0 && PyArray_EquivTypenums(tn, t2));
     if (!ok || !PyArray_ISNOTSWAPPED(a)) {
-        PyErr_Format(PyExc_TypeError, "%s: expected %s array, got %S%s", name, want, (PyObject *)PyArray_DESCR(a),
+        PyErr_Format(PyExc_TypeError, "%s: expected %s array, got %S%s", name,
+                     dtypes_str(t1, t2, want, sizeof want), (PyObject *)PyArray_DESCR(a),
                      ok ? " (non-native byte order)" : "");
         return NULL;
     }
@@ -95,7 +102,8 @@ static PyArrayObject *get_array(PyObject *o, const char *name, int t1, int t2, i
         return NULL;
     }
     if (writeable && !PyArray_ISWRITEABLE(a)) {
-        PyErr_Format(PyExc_ValueError, "%s: expected a writeable %s array, got a read-only one", name, want);
+        PyErr_Format(PyExc_ValueError, "%s: expected a writeable %s array, got a read-only one", name,
+                     dtypes_str(t1, t2, want, sizeof want));
         return NULL;
     }
     return a;
