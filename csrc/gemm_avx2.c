@@ -191,7 +191,7 @@ TGT static void small_avx2(int trans_a, size_t M, size_t N, size_t K, float alph
 }
 
 /* --- products whose op(A) is mostly zeros (mc_gemm_sparse_fn): gemm_sparse_impl.h on 8 lanes,
- * lists built lane by lane without branches (AVX2 has no compress or scatter) --- */
+ * lists packed from bit masks with a table (AVX2 has no compress or scatter) --- */
 
 #define SP_(name) name##_avx2
 #define SP_V __m256
@@ -237,40 +237,62 @@ static const uint32_t pack4[16] = {
 };
 static const uint8_t count4[16] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4};
 
-/* Per 8 lanes, the k of the nonzero ones packed to the front of one vector store (up to 8 entries
- * past the count may be written): no branch, and no store per lane, which made the list cost as
- * much as the products on AMD Zen 3. */
+/* out[0 : count) = k + the lanes of the set bits of the 8-bit mask keep, in order, from one vector
+ * store (up to 8 entries past the count are written); the count. No branch and no store per lane,
+ * which made the lists cost as much as the products on AMD Zen 3. */
+TGT INLINE size_t pack_lanes8(int32_t *out, unsigned keep, size_t k) {
+    unsigned lo = keep & 15u, hi = keep >> 4;
+    uint64_t lanes = pack4[lo] | (uint64_t)(pack4[hi] + 0x04040404u) << (8 * count4[lo]);
+    __m256i at = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)&lanes));
+    _mm256_storeu_si256((__m256i *)out, _mm256_add_epi32(_mm256_set1_epi32((int)k), at));
+    return count4[lo] + count4[hi];
+}
+
 TGT INLINE size_t list_row_avx2(const float *a, const float *ahead, size_t kc, int all_k, int32_t *ks) {
     if (ahead)
         for (size_t k = 0; k < kc; k += 16) _mm_prefetch((const char *)(ahead + k), _MM_HINT_T1);
     size_t n = 0;
     for (size_t k = 0; k < kc; k += 8) {
         size_t nn = kc - k < 8 ? kc - k : 8;
-        unsigned keep = all_k ? (1u << nn) - 1u : nonzero8(a + k, nn);
-        unsigned lo = keep & 15u, hi = keep >> 4;
-        uint64_t lanes = pack4[lo] | (uint64_t)(pack4[hi] + 0x04040404u) << (8 * count4[lo]);
-        __m256i at = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)&lanes));
-        _mm256_storeu_si256((__m256i *)(ks + n), _mm256_add_epi32(_mm256_set1_epi32((int)k), at));
-        n += count4[lo] + count4[hi];
+        n += pack_lanes8(ks + n, all_k ? (1u << nn) - 1u : nonzero8(a + k, nn), k);
     }
     return n;
 }
 
+/* Bytes of 0xFF where a[0:32] (lanes below rows) is not zero, NaN included, else 0; in the lane
+ * order of two saturating packs: 4-lane groups 0, 2, 4, 6, 1, 3, 5, 7. */
+TGT INLINE __m256i nonzero32(const float *a, size_t rows) {
+    __m256i f[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+        size_t nn = rows > (size_t)(8 * v) ? rows - (size_t)(8 * v) : 0;
+        __m256 x = nn >= 8 ? _mm256_loadu_ps(a + 8 * v) : _mm256_maskload_ps(a + 8 * v, lane_mask8(nn, 0));
+        f[v] = _mm256_castps_si256(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+    }
+    return _mm256_packs_epi16(_mm256_packs_epi32(f[0], f[1]), _mm256_packs_epi32(f[2], f[3]));
+}
+
+/* The flags of 8 rows of k at a time are folded into one byte per column r (bit j: row 8g+j),
+ * a bit transpose in registers, and each column's list is packed from its bytes. */
 TGT INLINE void list_cols_avx2(const float *a, size_t lda, size_t rows, size_t kc, int all_k, int32_t *ks,
                                size_t *cnt) {
-    for (size_t r = 0; r < rows; r++) cnt[r] = 0;
-    for (size_t k = 0; k < kc; k++) {
-        const float *ak = a + k * lda;
-        for (size_t r0 = 0; r0 < rows; r0 += 8) {
-            size_t nn = rows - r0 < 8 ? rows - r0 : 8;
-            unsigned keep = all_k ? (1u << nn) - 1u : nonzero8(ak + r0, nn);
-            if (!keep) continue;
-            for (size_t l = 0; l < nn; l++) {
-                size_t r = r0 + l;
-                ks[r * SP_CAP + cnt[r]] = (int32_t)k;
-                cnt[r] += (keep >> l) & 1u;
-            }
+    _Alignas(32) uint8_t bits[(SP_KC + 7) / 8][32];
+    const __m256i in_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    size_t groups = (kc + 7) / 8;
+    for (size_t g = 0; g < groups; g++) {
+        size_t kn = kc - 8 * g < 8 ? kc - 8 * g : 8;
+        __m256i byte = _mm256_setzero_si256();
+        for (size_t j = 0; j < kn; j++) {
+            __m256i f = all_k ? _mm256_set1_epi8(-1) : nonzero32(a + (8 * g + j) * lda, rows);
+            byte = _mm256_or_si256(byte, _mm256_and_si256(f, _mm256_set1_epi8((char)(1u << j))));
         }
+        _mm256_store_si256((__m256i *)bits[g], _mm256_permutevar8x32_epi32(byte, in_order));
+    }
+    for (size_t r = 0; r < rows; r++) {
+        int32_t *list = ks + r * SP_CAP;
+        size_t n = 0;
+        for (size_t g = 0; g < groups; g++) n += pack_lanes8(list + n, bits[g][r], 8 * g);
+        cnt[r] = n;
     }
 }
 
