@@ -422,6 +422,17 @@ static void check_sparse(const mc_gemm_impl *im) {
     check_sparse_case(im, 0, 128, 128, 784, 1.0f, 0.0f, 0);  /* the first layer's forward: K halves */
     check_sparse_case(im, 1, 784, 128, 128, 1.0f, 0.0f, 0);  /* and its weight gradient */
     check_sparse_case(im, 0, 1000, 128, 784, 1.0f, 0.0f, 3);
+    /* predict's larger batches: ragged column blocks, the K halves */
+    static const size_t Np[] = {10, 17, 100, 130};
+    for (int b = 0; b < 4; b++) {
+        check_sparse_case(im, 0, 256, Np[b], 784, -0.75f, 0.5f, b);
+        check_sparse_case(im, 0, 600, Np[b], 300, 1.0f, b % 2 ? 1.0f : 0.0f, 3 - b);
+    }
+    int threads = mc_get_num_threads();  /* enough tasks that they split the columns too */
+    mc_set_num_threads(16, NULL);
+    check_sparse_case(im, 0, 256, 128, 784, 1.0f, 0.0f, 0);
+    check_sparse_case(im, 0, 256, 100, 300, 0.5f, 1.0f, 1);
+    mc_set_num_threads(threads, NULL);
 }
 
 int main(int argc, char **argv) {
