@@ -210,6 +210,7 @@ TGT static void small_avx2(int trans_a, size_t M, size_t N, size_t K, float alph
 #define SP_ROWS 32
 #define SP_KC KC
 #define SP_CAP (SP_KC + 16)
+#define SP_GROUP_ROWS 3
 
 TGT static int block_finite_avx2(const float *B, size_t ldb, size_t k, size_t n) {
     int bad = 0;
@@ -248,13 +249,19 @@ TGT INLINE size_t pack_lanes8(int32_t *out, unsigned keep, size_t k) {
     return count4[lo] + count4[hi];
 }
 
-TGT INLINE size_t list_row_avx2(const float *a, const float *ahead, size_t kc, int all_k, int32_t *ks) {
-    if (ahead)
-        for (size_t k = 0; k < kc; k += 16) _mm_prefetch((const char *)(ahead + k), _MM_HINT_T1);
+TGT INLINE size_t list_union_avx2(const float *a, size_t lda, size_t g, const float *ahead, size_t g_ahead,
+                                  size_t kc, int all_k, int32_t *ks) {
+    for (size_t r = 0; r < g_ahead; r++)
+        for (size_t k = 0; k < kc; k += 16) _mm_prefetch((const char *)(ahead + r * lda + k), _MM_HINT_T1);
     size_t n = 0;
     for (size_t k = 0; k < kc; k += 8) {
         size_t nn = kc - k < 8 ? kc - k : 8;
-        n += pack_lanes8(ks + n, all_k ? (1u << nn) - 1u : nonzero8(a + k, nn), k);
+        unsigned keep = (1u << nn) - 1u;
+        if (!all_k) {
+            keep = 0;
+            for (size_t r = 0; r < g; r++) keep |= nonzero8(a + r * lda + k, nn);
+        }
+        n += pack_lanes8(ks + n, keep, k);
     }
     return n;
 }

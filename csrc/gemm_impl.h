@@ -27,9 +27,9 @@ typedef void (*mc_gemm_small_fn)(int trans_a, size_t M, size_t N, size_t K, floa
 /* Products whose op(A) is mostly exact zeros, as an image's background makes it: C[0:m, 0:n] (row
  * strides lda, ldb, ldc) summed over k < k_len in chunks of kc steps, kc at most the variant's
  * own (the last chunk shorter), the first chunk with beta and the others with 1, as micro would on
- * each chunk. Each element's chain runs over the k where its row of op(A) is not zero (NaN and
- * infinities count as not zero), in order: micro's chain minus terms x*b with x == 0, each of
- * which would add a zero. So for finite B the bits are micro's but for the sign of a zero sum,
+ * each chunk. Each element's chain runs over the k where its row of op(A) (or any of the rows
+ * taken with it) is not zero (NaN and infinities count as not zero), in order: micro's chain
+ * minus terms x*b with x == 0, each of which would add a zero. So for finite B the bits are micro's but for the sign of a zero sum,
  * which only products that underflow to -0 can make. all_k: every k runs, as it must where B holds
  * NaN or an infinity (0*b is NaN there). `sparse` takes op(A) = A ((r, k) at A[r*lda + k]),
  * `sparse_t` op(A) = A^T ((r, k) at A[k*lda + r]: a layer's input in its weight gradient). */

@@ -8,10 +8,13 @@
  *   SP_FMA(a, b, c) = a*b + c fused, SP_MUL, SP_SET1(x), SP_BCAST(p) = SP_SET1(*p), SP_ZERO()
  *   SP_LANE_MASK(nn, v)    the lanes of vector v that lie below column nn
  *   SP_ROWS, SP_KC, SP_CAP rows listed at a time, the variant's K chunk bound, list room per row
+ *   SP_GROUP_ROWS          (optional) 3: the forward runs three rows at a time over one list
  * and the functions the lists come from:
  *   size_t SP_(list_row)(a, ahead, kc, all_k, ks): the k < kc where a[k] != 0 (every k when all_k;
  *       NaN and infinities count as not zero), in order, into ks (room kc + 16); the count.
  *       `ahead` (NULL: none): the same piece of a row needed later, to prefetch
+ *   or, with SP_GROUP_ROWS, size_t SP_(list_union)(a, lda, g, ahead, g_ahead, kc, all_k, ks): the
+ *       same for the k where any of the g rows a + r*lda is not zero; `ahead`: g_ahead such rows
  *   void SP_(list_cols)(a, lda, rows, kc, all_k, ks, cnt): for r < rows, the k < kc where
  *       a[k*lda + r] != 0, in order, into ks + r*SP_CAP; their number into cnt[r]
  * It defines the variant's kernels SP_(sparse) and SP_(sparse_t), and undefines the parameters.
@@ -19,7 +22,10 @@
  * Each element's chain runs over its row's listed k, in order, in the K chunks of the dense kernels,
  * and ends in their epilogue (fma(alpha, acc, beta*c), or alpha*acc when beta == 0): the dense
  * chain minus terms x*b with x == 0. Columns go 8 vectors at a time, one row's 8 independent
- * chains; a narrower rest takes two rows together when 4 vectors or fewer cover it. */
+ * chains; a narrower rest takes two rows together when 4 vectors or fewer cover it. With
+ * SP_GROUP_ROWS the forward lists the k where any of three rows is not zero and runs their 3 x 4
+ * vectors of chains over it: a row's terms where its own x is zero add zeros, as in the dense
+ * chain, and one list and one load of B serve three rows. */
 
 #define SP_COLS (8 * SP_LANES) /* columns of a full block */
 
@@ -109,6 +115,79 @@ TGT INLINE void SP_(block)(size_t rows, size_t n, const float *A, size_t a_rs, s
     }
 }
 
+#ifdef SP_GROUP_ROWS
+_Static_assert(SP_GROUP_ROWS == 3, "the grouped forward is written for three rows");
+
+/* acc[r][v] for g rows of op(A) = A (row stride lda) over the list ks[0:cnt] (the k where any of
+ * them is not zero) and nv vectors of columns of B; then C's rows (stride ldc), as SP_(put_row). */
+TGT INLINE void SP_(group_cols)(const int g, const int nv, const int full, const float *A, size_t lda,
+                                const int32_t *ks, size_t cnt, const float *B, size_t ldb, float *C,
+                                size_t ldc, const SP_MASK *mk, float alpha, float beta) {
+    SP_V acc[SP_GROUP_ROWS][4];
+#pragma GCC unroll 3
+    for (int r = 0; r < g; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) acc[r][v] = SP_ZERO();
+    for (size_t q = 0; q < cnt; q++) {
+        const float *b = B + (size_t)ks[q] * ldb;
+        SP_V x[SP_GROUP_ROWS];
+#pragma GCC unroll 3
+        for (int r = 0; r < g; r++) x[r] = SP_BCAST(A + (size_t)r * lda + ks[q]);
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            SP_V bv = full ? SP_LOADU(b + SP_LANES * v) : SP_MLOAD(mk[v], b + SP_LANES * v);
+#pragma GCC unroll 3
+            for (int r = 0; r < g; r++) acc[r][v] = SP_FMA(x[r], bv, acc[r][v]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int r = 0; r < g; r++) SP_(put_row)(nv, full, C + (size_t)r * ldc, acc[r], mk, alpha, beta);
+}
+
+/* C[0:g, 0:n] from g listed rows: blocks of 4 vectors of columns, then the rest masked. */
+TGT INLINE void SP_(group)(const int g, const float *A, size_t lda, const int32_t *ks, size_t cnt,
+                           const float *B, size_t ldb, size_t n, float *C, size_t ldc, float alpha, float beta) {
+    SP_MASK mk[4];
+    size_t j = 0;
+    for (int v = 0; v < 4; v++) mk[v] = SP_LANE_MASK(4 * SP_LANES, v);
+    for (; j + 4 * SP_LANES <= n; j += 4 * SP_LANES)
+        SP_(group_cols)(g, 4, 1, A, lda, ks, cnt, B + j, ldb, C + j, ldc, mk, alpha, beta);
+    if (j == n) return;
+    size_t nn = n - j;
+    for (int v = 0; v < 4; v++) mk[v] = SP_LANE_MASK(nn, v);
+    switch ((nn + SP_LANES - 1) / SP_LANES) {  /* as many vectors as there are columns */
+    case 1: SP_(group_cols)(g, 1, 0, A, lda, ks, cnt, B + j, ldb, C + j, ldc, mk, alpha, beta); break;
+    case 2: SP_(group_cols)(g, 2, 0, A, lda, ks, cnt, B + j, ldb, C + j, ldc, mk, alpha, beta); break;
+    case 3: SP_(group_cols)(g, 3, 0, A, lda, ks, cnt, B + j, ldb, C + j, ldc, mk, alpha, beta); break;
+    default: SP_(group_cols)(g, 4, 0, A, lda, ks, cnt, B + j, ldb, C + j, ldc, mk, alpha, beta); break;
+    }
+}
+
+/* op(A) = A, (r, k) at A[r*lda + k], three rows at a time: per K chunk one list for the three. */
+TGT static void SP_(sparse)(size_t m, size_t n, size_t k_len, size_t kc, const float *A, size_t lda,
+                            const float *B, size_t ldb, float *C, size_t ldc, float alpha, float beta,
+                            int all_k) {
+    _Alignas(64) int32_t ks[SP_CAP];
+    for (size_t i = 0; i < m; i += SP_GROUP_ROWS) {
+        size_t g = m - i < SP_GROUP_ROWS ? m - i : SP_GROUP_ROWS;
+        size_t g_next = m - i - g < SP_GROUP_ROWS ? m - i - g : SP_GROUP_ROWS;
+        const float *a = A + i * lda;
+        for (size_t p = 0; p < k_len; p += kc) {
+            size_t kcur = k_len - p < kc ? k_len - p : kc;
+            const float *ahead = g_next ? a + g * lda + p : NULL;  /* the next rows' same chunk */
+            size_t cnt = SP_(list_union)(a + p, lda, g, ahead, g_next, kcur, all_k, ks);
+            const float *b = B + p * ldb;
+            float *c = C + i * ldc;
+            float bp = p == 0 ? beta : 1.0f;  /* later chunks add to the first */
+            if (g == 1) SP_(group)(1, a + p, lda, ks, cnt, b, ldb, n, c, ldc, alpha, bp);
+            else if (g == 2) SP_(group)(2, a + p, lda, ks, cnt, b, ldb, n, c, ldc, alpha, bp);
+            else SP_(group)(3, a + p, lda, ks, cnt, b, ldb, n, c, ldc, alpha, bp);
+        }
+    }
+}
+
+#else
+
 /* op(A) = A, (r, k) at A[r*lda + k]. Row blocks outside: each row of A is read once, front to
  * back, as the prefetchers like. */
 TGT static void SP_(sparse)(size_t m, size_t n, size_t k_len, size_t kc, const float *A, size_t lda,
@@ -130,6 +209,8 @@ TGT static void SP_(sparse)(size_t m, size_t n, size_t k_len, size_t kc, const f
         }
     }
 }
+
+#endif
 
 /* op(A) = A^T, (r, k) at A[k*lda + r] (a layer's input in its weight gradient: r a pixel, k a batch
  * row): per block of pixels and K chunk, each pixel's list of batch rows, then its chains. */
@@ -170,3 +251,4 @@ TGT static void SP_(sparse_t)(size_t m, size_t n, size_t k_len, size_t kc, const
 #undef SP_ROWS
 #undef SP_KC
 #undef SP_CAP
+#undef SP_GROUP_ROWS
