@@ -33,10 +33,17 @@ def adapt_input(x, input_shape, what="x", check_finite=True):
     Keras's rank adaptation applies: a trailing extra dim of size 1 is squeezed, and a missing
     trailing dim is added when the input's last dim is 1.
     """
+    want = tuple(input_shape)
+    if (type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 2 and x.shape[1:] == want
+            and x.shape[0] and x.flags.c_contiguous and x.flags.aligned):
+        # already what C takes (the usual (N, 784) float32 batch): skip the general path's copies
+        # and checks, a third of a one-image predict's time in Python
+        if check_finite:
+            require_finite(x, what)
+        return x
     x = _as_array(x, what)
     if x.dtype.kind == "b":
         raise TypeError(f"{what} must be a real numeric array, got dtype bool")
-    want = tuple(input_shape)
     got = x.shape[1:]
     if x.ndim == len(want) + 2 and x.shape[-1] == 1 and got[:-1] == want:
         x = x.reshape(x.shape[:-1])
