@@ -86,8 +86,12 @@ class Plan:
 
     def adopt(self):
         """Make every layer weight a view into self.params (copying current values in) if it is not."""
-        if self.params is not None and all(layer._weights[i] is view for layer, i, view in self._bound):
-            return
+        if self.params is not None:
+            for layer, i, view in self._bound:  # a loop, not all(...): this runs on every call
+                if layer._weights[i] is not view:
+                    break
+            else:
+                return
         params = aligned_zeros(self.P)  # the gaps between weights stay zero
         bound = []
         for layer, offs in zip(self.model_layers, self.offsets):

@@ -490,7 +490,7 @@ class Model:
             out[...] = x2
         else:
             try:
-                _C.predict(plan.layers, plan.lfloats, plan.params, x2, out, batch_size, hook, check_finite=True)
+                _C.predict(plan.layers, plan.lfloats, plan.params, x2, out, batch_size, hook, True)  # check_finite
             except ValueError:
                 if x2.dtype != np.uint8:
                     _data.require_finite(x2)  # the usual message, with the counts over all of x
