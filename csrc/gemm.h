@@ -53,10 +53,11 @@ void mc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K, float al
  * one half of B. avx512 runs N <= 16 on a 16x16 tile with the same per-element instructions.
  * Mostly-zero inputs (avx512 and avx2; B not transposed, >= 70% exact zeros in a sample of A's
  * rows, as an image's background gives a first layer's forward product and its weight gradient):
- * each element's chains run over the k where its row of op(A) is nonzero only, in the same chunks
- * and order. Leaving out a term x*b with x == 0 and b finite leaves the sum as it was, so the bits
- * are the dense path's but for the sign of a zero sum that products underflowing to -0 can make;
- * where B's rows of a K half hold NaN or infinities, every term of that half runs. */
+ * each element's chains run over the k where its row of op(A) is nonzero only (avx2's forward:
+ * where any of the three rows taken with it is), in the same chunks and order. Leaving out a term
+ * x*b with x == 0 and b finite leaves the sum as it was, so the bits are the dense path's but for
+ * the sign of a zero sum that products underflowing to -0 can make; where B's rows of a K half
+ * hold NaN or infinities, every term of that half runs. */
 typedef enum { MC_KERNEL_PORTABLE = 0, MC_KERNEL_AVX2 = 1, MC_KERNEL_AVX512 = 2 } mc_kernel;
 #define MC_KERNEL_COUNT 3
 
