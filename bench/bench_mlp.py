@@ -208,8 +208,9 @@ def byte_compile_mnistc():
     import compileall
     import importlib.util
     spec = importlib.util.find_spec("mnistc")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        compileall.compile_dir(folder, quiet=1)
+    if spec and spec.submodule_search_locations:
+        for folder in spec.submodule_search_locations:
+            compileall.compile_dir(folder, quiet=1)
 
 
 def fma_peak_per_core():

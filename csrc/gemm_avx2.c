@@ -222,12 +222,11 @@ TGT static int block_finite_avx2(const float *B, size_t ldb, size_t k, size_t n)
     return bad == 0;
 }
 
-/* Lanes of a[0:8] below nn that are not zero (NaN and infinities included), as bits. */
+/* Lanes of a[0:8] below nn that are not zero (NaN and infinities included), as bits (the lanes
+ * masked off load as 0). */
 TGT INLINE unsigned nonzero8(const float *a, size_t nn) {
-    __m256i in = lane_mask8(nn, 0);
-    __m256 x = nn == 8 ? _mm256_loadu_ps(a) : _mm256_maskload_ps(a, in);
-    return (unsigned)_mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ),
-                                                      _mm256_castsi256_ps(in)));
+    __m256 x = nn == 8 ? _mm256_loadu_ps(a) : _mm256_maskload_ps(a, lane_mask8(nn, 0));
+    return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ));
 }
 
 /* Byte i of pack4[m]: the lane of the i-th set bit of the 4-bit mask m (later bytes 0); count4[m]:
