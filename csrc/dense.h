@@ -6,6 +6,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include "gemm.h"
+
 /* out = inp @ w + b.  inp (B, n_in), w (n_in, n_out) (Keras kernel layout), b (n_out) or NULL
  * (use_bias=False), out (B, n_out), overwritten. Cannot fail. */
 void mc_dense_forward(float *out, const float *inp, const float *w, const float *b,
@@ -36,5 +38,12 @@ void mc_dense_product(float *out, const float *inp, const float *w, size_t B, si
  * and the activation (ReLU would turn NaN into 0); it is never cleared here. */
 void mc_dense_forward_act(int act, float *out, float *pre, const float *inp, const float *w, const float *b,
                           size_t B, size_t n_in, size_t n_out, atomic_int *nonfinite);
+
+/* mc_dense_forward_act on B rows of a batch of rows->plan_m rows (inp, out and pre at the block's
+ * first row), on the calling thread alone, with the bits those rows get in the whole batch
+ * (mc_gemm_rows). */
+void mc_dense_forward_act_rows(const mc_gemm_rows_plan *rows, int act, float *out, float *pre, const float *inp,
+                               const float *w, const float *b, size_t B, size_t n_in, size_t n_out,
+                               atomic_int *nonfinite);
 
 #endif

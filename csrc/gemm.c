@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -282,6 +283,7 @@ typedef struct {
     const mc_gemm_impl *impl;
     int ta, tb, small;
     size_t M, N, K, kc;     /* kc: length of every K chunk but the last */
+    size_t plan_m;          /* M of the whole product when this is a block of its rows (mc_gemm_rows) */
     float alpha, beta;
     const float *A, *B;
     float *C;
@@ -601,7 +603,7 @@ static void run_gemm_tasks(gemm_job *g, size_t threads) {
  * that take them) get the same share: K = 784 is 8 chunks of 98, halves of 392. */
 static void plan_k(gemm_job *g) {
     size_t K = g->K, kc = g->impl->kc;
-    if (!g->small && K >= KSPLIT_MIN_K && g->M <= KSPLIT_MAX_MN / g->N) {
+    if (!g->small && K >= KSPLIT_MIN_K && g->plan_m <= KSPLIT_MAX_MN / g->N) {
         size_t chunks = 2 * ceil_div(K, 2 * kc);
         g->kc = ceil_div(K, chunks);
         g->k_mid = chunks / 2 * g->kc;
@@ -618,10 +620,14 @@ static int take_sparse(const gemm_job *g) {
         !atomic_load_explicit(&sparse_on, memory_order_relaxed))
         return 0;
     size_t n_rows = g->ta ? g->K : g->M, len = g->ta ? g->M : g->K;
-    size_t rows = min_sz(n_rows, SPARSE_SAMPLE_ROWS), zeros = 0;
+    /* a block of a larger product (mc_gemm_rows) looks at its share of the product's sample */
+    size_t want = g->plan_m > g->M ? ceil_div(SPARSE_SAMPLE_ROWS * g->M, g->plan_m) : SPARSE_SAMPLE_ROWS;
+    size_t rows = min_sz(n_rows, want < 2 ? 2 : want), zeros = 0;
     for (size_t s = 0; s < rows; s++) {
         const float *a = g->A + s * n_rows / rows * g->lda;
-        for (size_t k = 0; k < len; k++) zeros += a[k] == 0.0f;
+        uint32_t z = 0;  /* 32-bit lanes: the compare vectorizes four or eight at a time */
+        for (size_t k = 0; k < len; k++) z += a[k] == 0.0f;
+        zeros += z;
     }
     return (double)zeros >= SPARSE_MIN_ZEROS * (double)(rows * len);
 }
@@ -657,13 +663,15 @@ static void add_second_half(gemm_job *g, size_t threads) {
     }
 }
 
+/* rows: NULL for a whole product on the pool, or a block of rows of a larger one (mc_gemm_rows). */
 static void gemm_run(const mc_gemm_impl *impl, int trans_a, int trans_b, size_t M, size_t N,
                      size_t K, float alpha, const float *A, size_t lda, const float *B, size_t ldb,
-                     float beta, float *C, size_t ldc, const mc_gemm_then *then) {
+                     float beta, float *C, size_t ldc, const mc_gemm_then *then, const mc_gemm_rows_plan *rows) {
     if (M == 0 || N == 0) return;
     if (impl->narrow && N <= impl->narrow->nr) impl = impl->narrow;
     gemm_job g = {
         .impl = impl, .ta = trans_a != 0, .tb = trans_b != 0, .M = M, .N = N, .K = K,
+        .plan_m = rows && rows->plan_m > M ? rows->plan_m : M,
         .alpha = alpha, .beta = beta, .A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc,
         .then = then,
     };
@@ -672,10 +680,10 @@ static void gemm_run(const mc_gemm_impl *impl, int trans_a, int trans_b, size_t 
         then_block(&g, 0, M, 0, N);
         return;
     }
-    g.small = impl->small && !g.tb && M <= impl->small_m_max;
+    g.small = impl->small && !g.tb && g.plan_m <= impl->small_m_max;
     plan_k(&g);
 
-    size_t threads = (size_t)mc_gemm_threads(M, N, K);
+    size_t threads = rows ? 1 : (size_t)mc_gemm_threads(M, N, K);
 
     if (g.small) {
         g.j0 = 0;
@@ -690,8 +698,9 @@ static void gemm_run(const mc_gemm_impl *impl, int trans_a, int trans_b, size_t 
     size_t nr = impl->nr;
     g.sparse = take_sparse(&g);
     g.b_in_place = !g.tb && (N % nr == 0 || g.sparse);  /* the sparse kernels read B in place */
-    atomic_init(&g.b_finite[0], 0);
-    atomic_init(&g.b_finite[1], 0);
+    int finite = rows && rows->b_finite ? 1 : 0;
+    atomic_init(&g.b_finite[0], finite);
+    atomic_init(&g.b_finite[1], finite);
     if (g.b_in_place) {  /* one N block, nothing to pack */
         g.j0 = 0;
         g.ncur = g.ncpad = N;
@@ -720,20 +729,36 @@ void mc_gemm_variant(mc_kernel k, int trans_a, int trans_b, size_t M, size_t N, 
                      float alpha, const float *A, size_t lda, const float *B, size_t ldb, float beta,
                      float *C, size_t ldc) {
     if (!mc_kernel_supported(k)) k = mc_kernel_active();
-    gemm_run(impls[k], trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+    gemm_run(impls[k], trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
 }
 
 void mc_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
              const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc) {
     gemm_run(impls[mc_kernel_active()], trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
-             ldc, NULL);
+             ldc, NULL, NULL);
 }
 
 void mc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha, const float *A,
                 size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc,
                 const mc_gemm_then *then) {
     gemm_run(impls[mc_kernel_active()], trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
-             ldc, then);
+             ldc, then, NULL);
+}
+
+void mc_gemm_rows(const mc_gemm_rows_plan *plan, int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                  float alpha, const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
+                  size_t ldc, const mc_gemm_then *then) {
+    gemm_run(impls[mc_kernel_active()], trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+             ldc, then, plan);
+}
+
+int mc_gemm_finite(const float *B, size_t ldb, size_t K, size_t N) {
+    const mc_gemm_impl *im = impls[mc_kernel_active()];
+    if (im->finite) return im->finite(B, ldb, K, N);
+    int bad = 0;  /* x - x is 0 for finite x only */
+    for (size_t k = 0; k < K; k++)
+        for (size_t j = 0; j < N; j++) bad |= B[k * ldb + j] - B[k * ldb + j] != 0.0f;
+    return !bad;
 }
 
 /* --- peak probe --- */

@@ -38,6 +38,24 @@ void mc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K, float al
                 size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc,
                 const mc_gemm_then *then);
 
+/* How mc_gemm_rows computes a block of rows of a larger product. */
+typedef struct {
+    size_t plan_m;  /* the rows of the whole product, whose shape fixes the K chunks and the path */
+    int b_finite;   /* 1: op(B) is known to hold no NaN or infinity (mc_gemm_finite); 0: not known */
+} mc_gemm_rows_plan;
+
+/* mc_gemm_ex on M rows of a product of plan->plan_m rows (M <= plan_m; A and C at the block's
+ * first row), on the calling thread alone, each row getting the bits it gets in the whole
+ * product. For callers that split a batch's rows over the pool themselves: inference runs all
+ * the layers on a block of rows per task, one parallel job per batch instead of one per product. */
+void mc_gemm_rows(const mc_gemm_rows_plan *plan, int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                  float alpha, const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
+                  size_t ldc, const mc_gemm_then *then);
+
+/* 1 when B[0:K, 0:N] (row stride ldb) holds no NaN or infinity, else 0 (mc_gemm_rows_plan.b_finite;
+ * the zero-skipping path must run every term where B is not finite, as 0*inf is NaN). */
+int mc_gemm_finite(const float *B, size_t ldb, size_t K, size_t N);
+
 /* The kernel variants. mc_gemm runs one of them, chosen once at first use: env MNISTC_KERNEL
  * (portable|avx2|avx512) when this CPU supports it, otherwise the best the CPU supports. Variants
  * differ in the last bits, each one bit-for-bit repeatable and independent of the thread count:

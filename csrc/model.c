@@ -264,24 +264,37 @@ void mc_model_forward_from(const mc_model *m, mc_arena *a, const float *x, size_
     mc_model_forward_layers(m, a, x, first, first, m->L, B, training, seed, step);
 }
 
-void mc_model_forward_layers(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t lo, size_t hi,
-                             size_t B, int training, uint64_t seed, uint64_t step) {
-    const float *inp = lo > first ? a->out[lo - 1] : x;
+/* Layers [lo, hi) on rows [r0, r0 + rows) of a batch of B rows (x and the arena's buffers at the
+ * batch's row 0). block: 0 for the whole batch (r0 = 0, rows = B) with the products on the pool;
+ * 1 for a block on this thread, each dense product planned for the B rows (w_finite: NULL, or per
+ * layer whether its weights are known finite). */
+static void forward_rows(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t lo, size_t hi,
+                         size_t B, size_t r0, size_t rows, int block, const int *w_finite, int training,
+                         uint64_t seed, uint64_t step) {
+    if (lo >= hi) return;
+    size_t n_in0 = m->layers[lo].n_in;
+    const float *inp = lo > first ? a->out[lo - 1] + r0 * n_in0 : x + r0 * n_in0;
     for (size_t l = lo; l < hi; l++) {
         const mc_layer *ly = &m->layers[l];
-        float *out = a->out[l];
-        size_t T = B * ly->n_out;
+        float *out = a->out[l] + r0 * ly->n_out;
+        size_t T = rows * ly->n_out;
         switch (ly->kind) {
         case MC_LAYER_DENSE: {
             const float *w = m->params + ly->w_off;
             const float *b = ly->b_off >= 0 ? m->params + ly->b_off : NULL;
-            float *z = a->pre[l] ? a->pre[l] : out;
-            mc_dense_forward_act(ly->activation, out, z, inp, w, b, B, ly->n_in, ly->n_out,
-                                 l == first ? a->first_product_nonfinite : NULL);
+            float *z = a->pre[l] ? a->pre[l] + r0 * ly->n_out : out;
+            atomic_int *nonfinite = l == first ? a->first_product_nonfinite : NULL;
+            if (block) {
+                mc_gemm_rows_plan plan = {B, w_finite ? w_finite[l] : 0};
+                mc_dense_forward_act_rows(&plan, ly->activation, out, z, inp, w, b, rows, ly->n_in, ly->n_out,
+                                          nonfinite);
+            } else {
+                mc_dense_forward_act(ly->activation, out, z, inp, w, b, rows, ly->n_in, ly->n_out, nonfinite);
+            }
             break;
         }
         case MC_LAYER_ACTIVATION:
-            mc_activation_forward(ly->activation, out, inp, B, ly->n_out);
+            mc_activation_forward(ly->activation, out, inp, rows, ly->n_out);
             break;
         case MC_LAYER_DROPOUT:
             if (training && ly->p0 > 0.0)
@@ -299,6 +312,16 @@ void mc_model_forward_layers(const mc_model *m, mc_arena *a, const float *x, siz
         }
         inp = out;
     }
+}
+
+void mc_model_forward_layers(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t lo, size_t hi,
+                             size_t B, int training, uint64_t seed, uint64_t step) {
+    forward_rows(m, a, x, first, lo, hi, B, 0, B, 0, NULL, training, seed, step);
+}
+
+void mc_model_infer_rows(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B, size_t r0,
+                         size_t rows, const int *w_finite) {
+    forward_rows(m, a, x, first, first, m->L, B, r0, rows, 1, w_finite, 0, 0, 0);
 }
 
 void mc_model_forward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training,

@@ -239,6 +239,64 @@ static mc_status check_rows(const mc_data *dt, size_t start, size_t b, mc_error 
     return MC_OK;
 }
 
+/* Inference splits a batch over the pool by rows, each task running every layer on its block:
+ * one parallel job per batch instead of one per product with serial parts between them (the small
+ * last layers, softmax). Blocks are whole 12-row tiles, about INFER_TASKS_PER_THREAD per thread.
+ * Measured on 2 AMD EPYC (Zen 5) cores, the seed MLP predicting the 10k test set, the two ways
+ * alternating in one process: batches of 32 1.35x faster, batches of 1000 1.05x. */
+#define INFER_TILE 12
+#define INFER_TASKS_PER_THREAD 4
+/* Layers whose weights are checked for NaN/Inf once per call rather than in every block's product. */
+#define INFER_MAX_CHECKED_LAYERS 64
+
+/* Per call: whether each dense layer's weights are finite, found when a batch is first split. */
+typedef struct {
+    int known;
+    int flags[INFER_MAX_CHECKED_LAYERS];
+} weights_finite;
+
+static const int *weights_finite_flags(const mc_model *m, weights_finite *wf) {
+    if (m->L > INFER_MAX_CHECKED_LAYERS) return NULL;
+    if (!wf->known) {
+        for (size_t l = 0; l < m->L; l++) {
+            const mc_layer *ly = &m->layers[l];
+            wf->flags[l] = ly->kind == MC_LAYER_DENSE &&
+                           mc_gemm_finite(m->params + ly->w_off, ly->n_out, ly->n_in, ly->n_out);
+        }
+        wf->known = 1;
+    }
+    return wf->flags;
+}
+
+typedef struct {
+    const mc_model *m;
+    mc_arena *a;
+    const float *x;
+    size_t first, b, rows_per;
+    const int *w_finite;
+} infer_job;
+
+static void infer_task(void *ctx, size_t t) {
+    const infer_job *j = ctx;
+    size_t r0 = t * j->rows_per, rows = j->b - r0 < j->rows_per ? j->b - r0 : j->rows_per;
+    mc_model_infer_rows(j->m, j->a, j->x, j->first, j->b, r0, rows, j->w_finite);
+}
+
+/* The forward pass of inference on a batch of b rows (layers first.. of x), split by rows when
+ * the pool has more than one thread and the batch more than one tile. */
+static void infer(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t b, weights_finite *wf) {
+    int threads = mc_get_num_threads();
+    if (threads < 2 || b < 2 * INFER_TILE) {
+        mc_model_forward_layers(m, a, x, first, first, m->L, b, 0, 0, 0);
+        return;
+    }
+    size_t tiles = (b + INFER_TILE - 1) / INFER_TILE, want = (size_t)threads * INFER_TASKS_PER_THREAD;
+    size_t tiles_per = (tiles + want - 1) / want;
+    infer_job j = {m, a, x, first, b, tiles_per * INFER_TILE, weights_finite_flags(m, wf)};
+    size_t n = (b + j.rows_per - 1) / j.rows_per;
+    mc_parallel_for_n(n, threads, infer_task, &j);
+}
+
 /* Shared loop of train / evaluate / predict (mode 0 / 1 / 2). */
 static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, size_t batch_size,
                      const mc_loss_spec *loss, int metric, const mc_optim *opt, int64_t *iterations,
@@ -274,6 +332,7 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
     int check_x = mode == 2 && dt->check_finite && !dt->x_u8;
     int check_products = check_x && m->layers[gp.first].kind == MC_LAYER_DENSE;
     if (check_products) a.first_product_nonfinite = &product_nonfinite;
+    weights_finite wf = {0};
     gather_job next;
     float *x_cur = bb.x, *x_next = bb.x_next;
     double last = now_seconds();
@@ -298,7 +357,10 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
             next = (gather_job){dt, &gp, perm, start + batch_size, nb, x_next, bb.done};
             mc_parallel_begin(gather_tasks(nb), gather_task, &next);
         }
-        mc_model_forward_layers(m, &a, xb, gp.first, serial_from, m->L, b, training, seed, step);
+        if (training)
+            mc_model_forward_layers(m, &a, xb, gp.first, serial_from, m->L, b, training, seed, step);
+        else
+            infer(m, &a, xb, gp.first, b, &wf);
         if (check_products && atomic_exchange(&product_nonfinite, 0) &&
             (st = check_rows(dt, start, b, err)) != MC_OK)
             break;

@@ -181,6 +181,68 @@ def test_epoch_is_bit_identical_for_any_thread_count(as_uint8):
         assert all(np.array_equal(s, t) for s, t in zip(slots, slots1))
 
 
+def same_bits(a, b):
+    return a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def image_like(n, d, rng, zeros=0.8):
+    """uint8 rows that are mostly exact zeros, as digit images are (the products skip zeros then)."""
+    x8 = rng.integers(1, 256, size=(n, d)).astype(np.uint8)
+    x8[rng.random((n, d)) < zeros] = 0
+    return x8
+
+
+@pytest.mark.parametrize("as_uint8", [False, True])
+@pytest.mark.parametrize("batch_size", [25, 96, 1000])
+def test_inference_is_bit_identical_for_any_thread_count(batch_size, as_uint8):
+    """Inference splits each batch's rows over the threads, every layer on one block per task, each
+    block's products planned for the whole batch. The shapes reach every planning rule: 96 rows of a
+    784-wide layer sum K as two halves (96 x 128 <= 65536) and 1000 rows do not; 25 rows on two
+    threads are blocks of 12, 12 and 1 (alone, one row would take the few-rows path); the inputs
+    are mostly zeros (the skipping path). predict and evaluate give the bits of one thread."""
+    rng = np.random.default_rng(3)
+    d, n = 784, 1000
+    x8 = image_like(n, d, rng)
+    y = rng.integers(0, 10, n).astype(np.int32)
+    spec = [("rescale", 1 / 255, 0.0), ("dense", 128, "relu"), ("dropout", 0.2), ("dense", 10, "softmax")]
+    x = x8 if as_uint8 else x8.astype(np.float32) / np.float32(255)
+    net = Net(spec if as_uint8 else spec[1:], d)
+    saved = _C.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            _C.set_num_threads(threads)
+            results.append((net.predict(x, batch_size), net.evaluate(x, y, batch_size)))
+    finally:
+        _C.set_num_threads(saved)
+    pred1, sums1 = results[0]
+    assert np.isfinite(pred1).all() and sums1[2] == n
+    for pred, sums in results[1:]:
+        assert same_bits(pred, pred1)
+        assert sums == sums1
+
+
+def test_inference_runs_every_term_of_weights_that_are_not_finite():
+    """An infinite weight meets only zero inputs: 0 * inf is NaN, so every output is NaN whether a
+    thread computes the whole batch or blocks of it (zero skipping must not leave the term out)."""
+    rng = np.random.default_rng(4)
+    d, n = 784, 200
+    x = image_like(n, d, rng).astype(np.float32) / np.float32(255)
+    x[:, 5] = 0.0
+    net = Net([("dense", 32, "linear"), ("dense", 3, "softmax")], d)
+    w_off = int(net.layers[0][5])
+    net.params[w_off + 5 * 32] = np.inf  # W[5, 0]
+    saved = _C.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2):
+            _C.set_num_threads(threads)
+            outs.append(net.predict(x, 100))
+    finally:
+        _C.set_num_threads(saved)
+    assert np.isnan(outs[0]).all() and same_bits(outs[1], outs[0])
+
+
 def test_perm_orders_the_batches_and_none_is_sequential():
     x, y = blobs(12)
     perm = np.random.default_rng(4).permutation(12)

@@ -68,7 +68,7 @@ static void check_gemm(const mc_gemm_impl *im, int ta, int tb, size_t M, size_t 
             bound[i * N + j] = 2.0 * (double)(K + 2) * ldexp(1.0, -24) *
                                (fabs(alpha) * mag + fabs(beta) * fabs(c)) + 1e-30;
         }
-    gemm_run(im, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+    gemm_run(im, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
     size_t bad = 0, pad = 0;
     double worst = 0.0;
     for (size_t i = 0; i < M; i++) {
@@ -117,7 +117,7 @@ static void check_stack_path_k(const mc_gemm_impl *im, int ta, int tb, size_t K)
     for (size_t i = 0; i < K * N; i++) B[i] = frand();
     for (size_t i = 0; i < M * N; i++) C1[i] = C2[i] = frand();
     size_t lda = ta ? M : K, ldb = tb ? K : N;
-    gemm_run(im, ta, tb, M, N, K, 1.5f, A, lda, B, ldb, 0.5f, C1, N, NULL);
+    gemm_run(im, ta, tb, M, N, K, 1.5f, A, lda, B, ldb, 0.5f, C1, N, NULL, NULL);
     gemm_job g = {.impl = im, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .alpha = 1.5f,
                   .beta = 0.5f, .A = A, .B = B, .C = C2, .lda = lda, .ldb = ldb, .ldc = N};
     plan_k(&g);
@@ -292,10 +292,10 @@ static void check_thread_invariance(const mc_gemm_impl *im) {
     for (size_t i = 0; i < M * K; i++) A[i] = frand();
     for (size_t i = 0; i < K * N; i++) B[i] = frand();
     mc_set_num_threads(1, NULL);
-    gemm_run(im, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, ref, N, NULL);
+    gemm_run(im, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, ref, N, NULL, NULL);
     for (int t = 2; t <= 5; t++) {
         mc_set_num_threads(t, NULL);
-        gemm_run(im, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, C, N, NULL);
+        gemm_run(im, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, C, N, NULL, NULL);
         CHECK(memcmp(ref, C, M * N * sizeof(float)) == 0, "%s: %d threads differ from 1", im->name, t);
     }
     mc_set_num_threads(2, NULL);
@@ -350,7 +350,7 @@ static void check_then(const mc_gemm_impl *im) {
                 plan_k(&g);
                 gemm_on_stack(&g);
             } else {
-                gemm_run(im, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.5f, C, N, &then);
+                gemm_run(im, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.5f, C, N, &then, NULL);
             }
             int once = 1;
             for (size_t i = 0; i < M * N; i++) once &= visits[i] == 1;
@@ -396,9 +396,9 @@ static void check_sparse_case(const mc_gemm_impl *im, int ta, size_t M, size_t N
     plan_k(&g);
     int taken = take_sparse(&g);
     mc_gemm_set_sparse(0);
-    gemm_run(im, ta, 0, M, N, K, alpha, A, lda, B, ldb, beta, C1, ldc, NULL);
+    gemm_run(im, ta, 0, M, N, K, alpha, A, lda, B, ldb, beta, C1, ldc, NULL, NULL);
     mc_gemm_set_sparse(1);
-    gemm_run(im, ta, 0, M, N, K, alpha, A, lda, B, ldb, beta, C2, ldc, NULL);
+    gemm_run(im, ta, 0, M, N, K, alpha, A, lda, B, ldb, beta, C2, ldc, NULL, NULL);
     if (ac >= 98)  /* a sample of >= 8 x 98 elements: far from the 70% line at ~85% zeros */
         CHECK(taken == !g.small, "%s ta=%d %zux%zux%zu: sparse path taken=%d", im->name, ta, M, N, K, taken);
     CHECK(memcmp(C1, C2, M * ldc * sizeof(float)) == 0, "%s ta=%d M=%zu N=%zu K=%zu alpha=%g beta=%g special=%d: "
@@ -435,6 +435,50 @@ static void check_sparse(const mc_gemm_impl *im) {
     mc_set_num_threads(threads, NULL);
 }
 
+/* mc_gemm_rows: a product computed block of rows by block of rows, each block planned for the
+ * whole product, gives the whole product's bits: blocks of 1 row (alone, the few-rows path), of 5
+ * and of 12, a K split into halves (M x 128 <= 65536) or not, mostly-zero and dense A, a narrow N,
+ * and B with an infinity where A is all zero, told finite or not (0 * inf must stay NaN). */
+static void check_rows_case(const mc_gemm_impl *im, size_t M, size_t N, size_t K, size_t block, int zeros,
+                            int b_inf) {
+    float *A = malloc(M * K * sizeof(float)), *B = malloc(K * N * sizeof(float));
+    float *C1 = malloc(M * N * sizeof(float)), *C2 = malloc(M * N * sizeof(float));
+    for (size_t i = 0; i < M * K; i++) {
+        float r = frand();
+        A[i] = zeros && r < 0.6f ? 0.0f : r;
+    }
+    for (size_t i = 0; i < K * N; i++) B[i] = frand();
+    if (b_inf) {
+        for (size_t i = 0; i < M; i++) A[i * K + 3] = 0.0f;
+        B[3 * N + N / 2] = INFINITY;
+    }
+    gemm_run(im, 0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C1, N, NULL, NULL);
+    mc_gemm_rows_plan plan = {M, !b_inf && mc_gemm_finite(B, N, K, N)};
+    for (size_t i = 0; i < M; i += block) {
+        size_t rows = M - i < block ? M - i : block;
+        gemm_run(im, 0, 0, rows, N, K, 1.0f, A + i * K, K, B, N, 0.0f, C2 + i * N, N, NULL, &plan);
+    }
+    CHECK(memcmp(C1, C2, M * N * sizeof(float)) == 0, "%s %zux%zux%zu blocks of %zu zeros=%d inf=%d: the rows "
+          "differ from the whole product", im->name, M, N, K, block, zeros, b_inf);
+    if (b_inf) CHECK(isnan(C2[N / 2]), "%s %zux%zux%zu: 0 * inf left out", im->name, M, N, K);
+    free(A);
+    free(B);
+    free(C1);
+    free(C2);
+}
+
+static void check_rows(const mc_gemm_impl *im) {
+    static const size_t blocks[] = {1, 5, 12, 37};
+    for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++)
+        for (int zeros = 0; zeros < 2; zeros++) {
+            check_rows_case(im, 25, 128, 784, blocks[b], zeros, 0);
+            check_rows_case(im, 96, 128, 784, blocks[b], zeros, b % 2);
+            check_rows_case(im, 600, 128, 784, blocks[b] * 10, zeros, 0);
+            check_rows_case(im, 50, 10, 128, blocks[b], zeros, b % 2);
+            check_rows_case(im, 7, 17, 64, blocks[b], zeros, 0);
+        }
+}
+
 int main(int argc, char **argv) {
     int threads_only = argc > 1 && strcmp(argv[1], "threads") == 0;
     mc_error err = {0};
@@ -449,6 +493,7 @@ int main(int argc, char **argv) {
         check_then(&impl_portable);
         check_stack_path(&impl_portable, 0, 0);
         check_stack_path(&impl_portable, 1, 1);
+        check_rows(&impl_portable);
         if (mc_kernel_supported(MC_KERNEL_AVX2)) {
             check_variant(&mc_gemm_impl_avx2);
             check_then(&mc_gemm_impl_avx2);
@@ -456,6 +501,7 @@ int main(int argc, char **argv) {
             check_stack_path(&mc_gemm_impl_avx2, 1, 0);
             check_thread_invariance(&mc_gemm_impl_avx2);
             check_sparse(&mc_gemm_impl_avx2);
+            check_rows(&mc_gemm_impl_avx2);
         }
 #ifdef MC_AVX512_SHIM
         int run512 = 1;
@@ -469,6 +515,7 @@ int main(int argc, char **argv) {
             check_stack_path(&mc_gemm_impl_avx512, 1, 1);
             check_thread_invariance(&mc_gemm_impl_avx512);
             check_sparse(&mc_gemm_impl_avx512);
+            check_rows(&mc_gemm_impl_avx512);
         }
         printf("avx512 kernels %s\n", run512 ? "checked" : "skipped (no AVX-512F, no shim)");
     }
