@@ -12,7 +12,7 @@
  * and the functions the lists come from:
  *   size_t SP_(list_row)(a, ahead, kc, all_k, ks): the k < kc where a[k] != 0 (every k when all_k;
  *       NaN and infinities count as not zero), in order, into ks (room kc + 16); the count.
- *       `ahead` (NULL: none): the same piece of a row needed later, to prefetch
+ *       `ahead` (NULL: none): kc floats of A needed later, to prefetch
  *   or, with SP_GROUP_ROWS, size_t SP_(list_union)(a, lda, g, ahead, g_ahead, kc, all_k, ks): the
  *       same for the k where any of the g rows a + r*lda is not zero; `ahead`: g_ahead such rows
  *   void SP_(list_cols)(a, lda, rows, kc, all_k, ks, cnt): for r < rows, the k < kc where
@@ -201,7 +201,9 @@ TGT static void SP_(sparse)(size_t m, size_t n, size_t k_len, size_t kc, const f
             size_t kcur = k_len - p < kc ? k_len - p : kc;
             const float *a = A + i0 * lda + p;
             for (size_t r = 0; r < rows; r++) {
-                const float *ahead = i0 + r + SP_ROWS < m ? a + (r + SP_ROWS) * lda : NULL;  /* the next block */
+                /* the row's next chunk, or after its last the next block's first */
+                const float *ahead = p + kcur < k_len ? a + r * lda + kcur
+                                     : i0 + r + SP_ROWS < m ? A + (i0 + r + SP_ROWS) * lda : NULL;
                 cnt[r] = SP_(list_row)(a + r * lda, ahead, kcur, all_k, ks + r * SP_CAP);
             }
             SP_(block)(rows, n, a, lda, 1, ks, cnt, B + p * ldb, ldb, C + i0 * ldc, ldc, alpha,
