@@ -614,15 +614,15 @@ static void plan_k(gemm_job *g) {
 }
 
 /* Whether the zero-skipping path fits this product: a kernel for it, B not transposed and A (a
- * sample of its rows as stored) mostly exact zeros. */
-static int take_sparse(const gemm_job *g) {
+ * sample of its rows as stored) mostly exact zeros; `decided` >= 0: that answer for the last part
+ * (a block of rows that the whole product's sample decided for, mc_gemm_rows_plan.sparse). */
+static int take_sparse(const gemm_job *g, int decided) {
     if ((g->ta ? !g->impl->sparse_t : !g->impl->sparse) || g->tb || g->small ||
         !atomic_load_explicit(&sparse_on, memory_order_relaxed))
         return 0;
+    if (decided >= 0) return decided != 0;
     size_t n_rows = g->ta ? g->K : g->M, len = g->ta ? g->M : g->K;
-    /* a block of a larger product (mc_gemm_rows) looks at its share of the product's sample */
-    size_t want = g->plan_m > g->M ? ceil_div(SPARSE_SAMPLE_ROWS * g->M, g->plan_m) : SPARSE_SAMPLE_ROWS;
-    size_t rows = min_sz(n_rows, want < 2 ? 2 : want), zeros = 0;
+    size_t rows = min_sz(n_rows, SPARSE_SAMPLE_ROWS), zeros = 0;
     for (size_t s = 0; s < rows; s++) {
         const float *a = g->A + s * n_rows / rows * g->lda;
         uint32_t z = 0;  /* 32-bit lanes: the compare vectorizes four or eight at a time */
@@ -696,7 +696,7 @@ static void gemm_run(const mc_gemm_impl *impl, int trans_a, int trans_b, size_t 
         return;
     }
     size_t nr = impl->nr;
-    g.sparse = take_sparse(&g);
+    g.sparse = take_sparse(&g, rows ? rows->sparse : -1);
     g.b_in_place = !g.tb && (N % nr == 0 || g.sparse);  /* the sparse kernels read B in place */
     int finite = rows && rows->b_finite ? 1 : 0;
     atomic_init(&g.b_finite[0], finite);
@@ -750,6 +750,14 @@ void mc_gemm_rows(const mc_gemm_rows_plan *plan, int trans_a, int trans_b, size_
                   size_t ldc, const mc_gemm_then *then) {
     gemm_run(impls[mc_kernel_active()], trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
              ldc, then, plan);
+}
+
+int mc_gemm_skips_zeros(size_t M, size_t N, size_t K, const float *A, size_t lda) {
+    const mc_gemm_impl *im = impls[mc_kernel_active()];
+    if (im->narrow && N <= im->narrow->nr) im = im->narrow;
+    gemm_job g = {.impl = im, .M = M, .N = N, .K = K, .plan_m = M, .A = A, .lda = lda};
+    g.small = im->small && M <= im->small_m_max;
+    return M && N && K && take_sparse(&g, -1);
 }
 
 int mc_gemm_finite(const float *B, size_t ldb, size_t K, size_t N) {

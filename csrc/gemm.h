@@ -42,6 +42,8 @@ void mc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K, float al
 typedef struct {
     size_t plan_m;  /* the rows of the whole product, whose shape fixes the K chunks and the path */
     int b_finite;   /* 1: op(B) is known to hold no NaN or infinity (mc_gemm_finite); 0: not known */
+    int sparse;     /* 0 or 1: whether to skip op(A)'s zeros (mc_gemm_skips_zeros on the whole A);
+                     * -1: decided from a sample of the block's own rows */
 } mc_gemm_rows_plan;
 
 /* mc_gemm_ex on M rows of a product of plan->plan_m rows (M <= plan_m; A and C at the block's
@@ -51,6 +53,10 @@ typedef struct {
 void mc_gemm_rows(const mc_gemm_rows_plan *plan, int trans_a, int trans_b, size_t M, size_t N, size_t K,
                   float alpha, const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
                   size_t ldc, const mc_gemm_then *then);
+
+/* Whether mc_gemm (trans_a = trans_b = 0) would skip the zeros of A (M x K, row stride lda) in a
+ * product with N columns (mc_gemm_rows_plan.sparse): looks at a sample of A's rows. */
+int mc_gemm_skips_zeros(size_t M, size_t N, size_t K, const float *A, size_t lda);
 
 /* 1 when B[0:K, 0:N] (row stride ldb) holds no NaN or infinity, else 0 (mc_gemm_rows_plan.b_finite;
  * the zero-skipping path must run every term where B is not finite, as 0*inf is NaN). */

@@ -266,10 +266,10 @@ void mc_model_forward_from(const mc_model *m, mc_arena *a, const float *x, size_
 
 /* Layers [lo, hi) on rows [r0, r0 + rows) of a batch of B rows (x and the arena's buffers at the
  * batch's row 0). block: 0 for the whole batch (r0 = 0, rows = B) with the products on the pool;
- * 1 for a block on this thread, each dense product planned for the B rows (w_finite: NULL, or per
- * layer whether its weights are known finite). */
+ * 1 for a block on this thread, each dense product planned for the B rows (and by `plan`, which
+ * may be NULL). */
 static void forward_rows(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t lo, size_t hi,
-                         size_t B, size_t r0, size_t rows, int block, const int *w_finite, int training,
+                         size_t B, size_t r0, size_t rows, int block, const mc_infer_plan *plan, int training,
                          uint64_t seed, uint64_t step) {
     if (lo >= hi) return;
     size_t n_in0 = m->layers[lo].n_in;
@@ -285,8 +285,9 @@ static void forward_rows(const mc_model *m, mc_arena *a, const float *x, size_t 
             float *z = a->pre[l] ? a->pre[l] + r0 * ly->n_out : out;
             atomic_int *nonfinite = l == first ? a->first_product_nonfinite : NULL;
             if (block) {
-                mc_gemm_rows_plan plan = {B, w_finite ? w_finite[l] : 0};
-                mc_dense_forward_act_rows(&plan, ly->activation, out, z, inp, w, b, rows, ly->n_in, ly->n_out,
+                mc_gemm_rows_plan rp = {B, plan && plan->w_finite ? plan->w_finite[l] : 0,
+                                        plan && l == first ? plan->x_sparse : -1};
+                mc_dense_forward_act_rows(&rp, ly->activation, out, z, inp, w, b, rows, ly->n_in, ly->n_out,
                                           nonfinite);
             } else {
                 mc_dense_forward_act(ly->activation, out, z, inp, w, b, rows, ly->n_in, ly->n_out, nonfinite);
@@ -320,8 +321,8 @@ void mc_model_forward_layers(const mc_model *m, mc_arena *a, const float *x, siz
 }
 
 void mc_model_infer_rows(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B, size_t r0,
-                         size_t rows, const int *w_finite) {
-    forward_rows(m, a, x, first, first, m->L, B, r0, rows, 1, w_finite, 0, 0, 0);
+                         size_t rows, const mc_infer_plan *plan) {
+    forward_rows(m, a, x, first, first, m->L, B, r0, rows, 1, plan, 0, 0, 0);
 }
 
 void mc_model_forward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training,

@@ -97,13 +97,20 @@ void mc_model_forward_from(const mc_model *m, mc_arena *a, const float *x, size_
 void mc_model_forward_layers(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t lo, size_t hi,
                              size_t B, int training, uint64_t seed, uint64_t step);
 
+/* What inference decides once for a whole batch, for each block of its rows (mc_model_infer_rows). */
+typedef struct {
+    const int *w_finite; /* NULL, or per layer: 1 when a dense layer's weights hold no NaN or infinity
+                          * (mc_gemm_finite) */
+    int x_sparse;        /* whether a dense first layer skips the zeros of x (mc_gemm_skips_zeros on the
+                          * batch), or -1: each block looks at a sample of its own rows */
+} mc_infer_plan;
+
 /* Inference (dropout off) on rows [r0, r0 + rows) of a batch of B rows: what
  * mc_model_forward_from(m, a, x, first, B, 0, ...) writes for those rows, bit for bit, computed on
  * the calling thread alone, so that a batch's rows can be split over the pool with one task per
- * block through every layer. x and a as for the whole batch (row 0). w_finite (NULL: not known):
- * per layer, 1 when a dense layer's weights hold no NaN or infinity (mc_gemm_finite). */
+ * block through every layer. x and a as for the whole batch (row 0); plan may be NULL. */
 void mc_model_infer_rows(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B, size_t r0,
-                         size_t rows, const int *w_finite);
+                         size_t rows, const mc_infer_plan *plan);
 
 /* The logits the fused loss reads after a forward pass: the input of the last layer's activation. */
 const float *mc_model_logits(const mc_model *m, const mc_arena *a, const float *x);

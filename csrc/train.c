@@ -273,13 +273,13 @@ typedef struct {
     mc_arena *a;
     const float *x;
     size_t first, b, rows_per;
-    const int *w_finite;
+    mc_infer_plan plan;
 } infer_job;
 
 static void infer_task(void *ctx, size_t t) {
     const infer_job *j = ctx;
     size_t r0 = t * j->rows_per, rows = j->b - r0 < j->rows_per ? j->b - r0 : j->rows_per;
-    mc_model_infer_rows(j->m, j->a, j->x, j->first, j->b, r0, rows, j->w_finite);
+    mc_model_infer_rows(j->m, j->a, j->x, j->first, j->b, r0, rows, &j->plan);
 }
 
 /* The forward pass of inference on a batch of b rows (layers first.. of x), split by rows when
@@ -292,7 +292,11 @@ static void infer(const mc_model *m, mc_arena *a, const float *x, size_t first, 
     }
     size_t tiles = (b + INFER_TILE - 1) / INFER_TILE, want = (size_t)threads * INFER_TASKS_PER_THREAD;
     size_t tiles_per = (tiles + want - 1) / want;
-    infer_job j = {m, a, x, first, b, tiles_per * INFER_TILE, weights_finite_flags(m, wf)};
+    /* whether the first product skips x's zeros: one sample of the batch (the rows the whole
+     * product would look at) rather than one per block, each a trip to memory */
+    const mc_layer *ly = &m->layers[first];
+    int x_sparse = ly->kind == MC_LAYER_DENSE ? mc_gemm_skips_zeros(b, ly->n_out, ly->n_in, x, ly->n_in) : -1;
+    infer_job j = {m, a, x, first, b, tiles_per * INFER_TILE, {weights_finite_flags(m, wf), x_sparse}};
     size_t n = (b + j.rows_per - 1) / j.rows_per;
     mc_parallel_for_n(n, threads, infer_task, &j);
 }

@@ -394,7 +394,7 @@ static void check_sparse_case(const mc_gemm_impl *im, int ta, size_t M, size_t N
                   .K = K, .A = A, .lda = lda, .ldb = ldb};
     g.small = g.impl->small && M <= g.impl->small_m_max;
     plan_k(&g);
-    int taken = take_sparse(&g);
+    int taken = take_sparse(&g, -1);
     mc_gemm_set_sparse(0);
     gemm_run(im, ta, 0, M, N, K, alpha, A, lda, B, ldb, beta, C1, ldc, NULL, NULL);
     mc_gemm_set_sparse(1);
@@ -453,7 +453,7 @@ static void check_rows_case(const mc_gemm_impl *im, size_t M, size_t N, size_t K
         B[3 * N + N / 2] = INFINITY;
     }
     gemm_run(im, 0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C1, N, NULL, NULL);
-    mc_gemm_rows_plan plan = {M, !b_inf && mc_gemm_finite(B, N, K, N)};
+    mc_gemm_rows_plan plan = {M, !b_inf && mc_gemm_finite(B, N, K, N), zeros ? mc_gemm_skips_zeros(M, N, K, A, K) : -1};
     for (size_t i = 0; i < M; i += block) {
         size_t rows = M - i < block ? M - i : block;
         gemm_run(im, 0, 0, rows, N, K, 1.0f, A + i * K, K, B, N, 0.0f, C2 + i * N, N, NULL, &plan);
