@@ -12,7 +12,7 @@
  * and the functions the lists come from:
  *   size_t SP_(list_row)(a, ahead, kc, all_k, ks): the k < kc where a[k] != 0 (every k when all_k;
  *       NaN and infinities count as not zero), in order, into ks (room kc + 16); the count.
- *       `ahead` (NULL: none): kc floats of A needed later, to prefetch
+ *       `ahead` (NULL: none): kc floats of A needed later, to prefetch (may lie past A's end)
  *   or, with SP_GROUP_ROWS, size_t SP_(list_union)(a, lda, g, ahead, g_ahead, kc, all_k, ks): the
  *       same for the k where any of the g rows a + r*lda is not zero; `ahead`: g_ahead such rows
  *   void SP_(list_cols)(a, lda, rows, kc, all_k, ks, cnt): for r < rows, the k < kc where
@@ -201,9 +201,11 @@ TGT static void SP_(sparse)(size_t m, size_t n, size_t k_len, size_t kc, const f
             size_t kcur = k_len - p < kc ? k_len - p : kc;
             const float *a = A + i0 * lda + p;
             for (size_t r = 0; r < rows; r++) {
-                /* the row's next chunk, or after its last the next block's first */
-                const float *ahead = p + kcur < k_len ? a + r * lda + kcur
-                                     : i0 + r + SP_ROWS < m ? A + (i0 + r + SP_ROWS) * lda : NULL;
+                /* the row's next chunk, or after its last the next block's first; past row m too,
+                 * where a caller's next rows usually follow (inference's next task): the address
+                 * is only prefetched, which never faults, and is computed on integers */
+                uintptr_t next_block = (uintptr_t)(A + i0 * lda) + (r + SP_ROWS) * lda * sizeof(float);
+                const float *ahead = p + kcur < k_len ? a + r * lda + kcur : (const float *)next_block;
                 cnt[r] = SP_(list_row)(a + r * lda, ahead, kcur, all_k, ks + r * SP_CAP);
             }
             SP_(block)(rows, n, a, lda, 1, ks, cnt, B + p * ldb, ldb, C + i0 * ldc, ldc, alpha,
