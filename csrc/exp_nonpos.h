@@ -13,8 +13,17 @@
 
 static inline float mc_exp_nonpos(float x) {
     const float lo = -87.0f;
-    /* NaN, x < lo and x > 0 are clamped so that the conversion to int below is always defined */
-    float xc = x >= lo ? (x <= 0.0f ? x : 0.0f) : lo;
+    /* x clamped to [lo, 0] on its bit pattern, so that the conversion to int below is always
+     * defined: as unsigned integers, floats <= 0 grow with their magnitude (-inf and negative NaN
+     * above lo's), and x > 0 (positive NaN included) becomes -0. Integer min/max and the masks at
+     * the end, rather than float selects, let GCC vectorise loops over it for AVX2 and AVX-512 too
+     * (a select feeding the conversion, or chosen against it, made it keep the branches). */
+    uint32_t xb, cb;
+    memcpy(&xb, &x, sizeof xb);
+    cb = xb < 0x80000000u ? 0x80000000u : xb;
+    cb = cb < 0xc2ae0000u ? cb : 0xc2ae0000u; /* -87.0f */
+    float xc;
+    memcpy(&xc, &cb, sizeof xc);
     /* xc * log2(e) - 0.5 is negative, and truncation rounds it up: n is xc * log2(e) to nearest */
     int32_t n = (int32_t)(xc * 1.44269504088896341f - 0.5f);
     float fn = (float)n;
@@ -31,7 +40,12 @@ static inline float mc_exp_nonpos(float x) {
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     float y = p * scale;
-    return x >= lo ? y : x < lo ? 0.0f : x;
+    /* y where x >= lo, +0 below lo, x itself where x is NaN */
+    uint32_t yb, keep = 0u - (uint32_t)(x >= lo), nan = 0u - (uint32_t)(x != x);
+    memcpy(&yb, &y, sizeof yb);
+    yb = (yb & keep) | (xb & nan);
+    memcpy(&y, &yb, sizeof y);
+    return y;
 }
 
 #endif

@@ -1,5 +1,5 @@
 /* mc_exp_nonpos against double exp: relative error under one float ulp on every 16th float of
- * [-87, 0], and its edges (0, below -87, -inf, NaN). */
+ * [-87, 0], and its edges (0, -87, below it, -inf, NaN of either sign, above 0). */
 #include <math.h>
 
 #include "exp_nonpos.h"
@@ -19,6 +19,10 @@ int main(void) {
     CHECK(mc_exp_nonpos(-87.5f) == 0.0f);
     CHECK(mc_exp_nonpos(-INFINITY) == 0.0f);
     CHECK(isnan(mc_exp_nonpos(NAN)));
+    CHECK(isnan(mc_exp_nonpos(-NAN)));
+    CHECK(mc_exp_nonpos(2.5f) == 1.0f);     /* above 0: clamped to 0 */
+    CHECK(mc_exp_nonpos(INFINITY) == 1.0f);
+    CHECK(mc_exp_nonpos(-87.0f) > 0.0f);    /* lo itself is computed */
     CHECK_NEAR(mc_exp_nonpos(-1.0f), exp(-1.0), 0.0, 1e-7);
     MC_TEST_EXIT();
 }
