@@ -210,12 +210,18 @@ TGT INLINE __mmask16 nonzero16(const float *a, __mmask16 in) {
 TGT INLINE size_t list_row_avx512(const float *a, const float *ahead, size_t kc, int all_k, int32_t *ks) {
     if (ahead)
         for (size_t k = 0; k < kc; k += 16) _mm_prefetch((const char *)(ahead + k), _MM_HINT_T1);
-    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    size_t n = 0;
-    for (size_t k = 0; k < kc; k += 16) {
+    const __m512i sixteen = _mm512_set1_epi32(16);
+    __m512i kv = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);  /* k of each lane */
+    size_t n = 0, k = 0;
+    if (!all_k)  /* whole vectors first: no lane mask to make, plain loads */
+        for (; k + 16 <= kc; k += 16, kv = _mm512_add_epi32(kv, sixteen)) {
+            __mmask16 keep = _mm512_cmp_ps_mask(_mm512_loadu_ps(a + k), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            _mm512_storeu_si512(ks + n, _mm512_maskz_compress_epi32(keep, kv));
+            n += (size_t)__builtin_popcount(keep);
+        }
+    for (; k < kc; k += 16, kv = _mm512_add_epi32(kv, sixteen)) {
         __mmask16 in = lane_mask16(kc - k, 0);
         __mmask16 keep = all_k ? in : nonzero16(a + k, in);
-        __m512i kv = _mm512_add_epi32(_mm512_set1_epi32((int)k), lanes);
         _mm512_storeu_si512(ks + n, _mm512_maskz_compress_epi32(keep, kv));
         n += (size_t)__builtin_popcount(keep);
     }
