@@ -37,10 +37,6 @@ void mc_dense_backward_gemms(float *dinp, float *dw, const float *dout, const fl
     if (dinp) mc_gemm(0, 1, B, n_in, n_out, 1.0f, dout, n_out, w, n_out, 0.0f, dinp, n_in);
 }
 
-void mc_dense_product(float *out, const float *inp, const float *w, size_t B, size_t n_in, size_t n_out) {
-    mc_gemm(0, 0, B, n_out, n_in, 1.0f, inp, n_in, w, n_out, 0.0f, out, n_out);
-}
-
 typedef struct {
     int act;
     float *out;

@@ -27,9 +27,6 @@ void mc_dense_backward(float *dinp, float *dw, float *db, const float *dout,
 void mc_dense_backward_gemms(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                              size_t B, size_t n_in, size_t n_out);
 
-/* out = inp @ w (no bias), overwritten: the product mc_bias_activation_forward completes. */
-void mc_dense_product(float *out, const float *inp, const float *w, size_t B, size_t n_in, size_t n_out);
-
 /* The product and mc_bias_activation_forward(act, out, pre, b, B, n_out) together, same bits: pre
  * (B, n_out) receives inp @ w + b, out = act(pre) (out may equal pre). The bias and activation run
  * in the GEMM's `then` hook, on each block of the product as it is finished, in the cache of the

@@ -614,8 +614,8 @@ static void plan_k(gemm_job *g) {
 }
 
 /* Whether the zero-skipping path fits this product: a kernel for it, B not transposed and A (a
- * sample of its rows as stored) mostly exact zeros; `decided` >= 0: that answer for the last part
- * (a block of rows that the whole product's sample decided for, mc_gemm_rows_plan.sparse). */
+ * sample of its rows as stored) mostly exact zeros. decided >= 0 answers the last question instead
+ * of a sample: a block of rows of a product whose own sample answered it (mc_gemm_rows_plan.sparse). */
 static int take_sparse(const gemm_job *g, int decided) {
     if ((g->ta ? !g->impl->sparse_t : !g->impl->sparse) || g->tb || g->small ||
         !atomic_load_explicit(&sparse_on, memory_order_relaxed))
