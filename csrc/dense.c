@@ -63,9 +63,8 @@ static void bias_act_block(void *ctx, float *C, size_t ldc, size_t i0, size_t i1
     mc_bias_activation_block(e->act, e->out, C, e->b, e->n, i0, i1, j0, j1);
 }
 
-/* rows: NULL for the whole batch on the pool, else a block of its rows on this thread. */
-static void forward_act(const mc_gemm_rows_plan *rows, int act, float *out, float *pre, const float *inp,
-                        const float *w, const float *b, size_t B, size_t n_in, size_t n_out, atomic_int *nonfinite) {
+void mc_dense_forward_act(int act, float *out, float *pre, const float *inp, const float *w, const float *b,
+                          size_t B, size_t n_in, size_t n_out, atomic_int *nonfinite, const mc_gemm_rows_plan *rows) {
     bias_act e = {act, out, b, n_out, nonfinite};
     mc_gemm_then then = {bias_act_block, &e};
     int softmax = act == MC_ACT_SOFTMAX;  /* needs whole rows: after the product */
@@ -77,15 +76,4 @@ static void forward_act(const mc_gemm_rows_plan *rows, int act, float *out, floa
     if (nonfinite && block_nonfinite(pre, n_out, 0, B, 0, n_out))
         atomic_store_explicit(nonfinite, 1, memory_order_relaxed);
     mc_bias_activation_forward(act, out, pre, b, B, n_out);
-}
-
-void mc_dense_forward_act(int act, float *out, float *pre, const float *inp, const float *w, const float *b,
-                          size_t B, size_t n_in, size_t n_out, atomic_int *nonfinite) {
-    forward_act(NULL, act, out, pre, inp, w, b, B, n_in, n_out, nonfinite);
-}
-
-void mc_dense_forward_act_rows(const mc_gemm_rows_plan *rows, int act, float *out, float *pre, const float *inp,
-                               const float *w, const float *b, size_t B, size_t n_in, size_t n_out,
-                               atomic_int *nonfinite) {
-    forward_act(rows, act, out, pre, inp, w, b, B, n_in, n_out, nonfinite);
 }

@@ -32,15 +32,11 @@ void mc_dense_backward_gemms(float *dinp, float *dw, const float *dout, const fl
  * in the GEMM's `then` hook, on each block of the product as it is finished, in the cache of the
  * core that computed it (softmax, which needs whole rows, after the product). nonfinite (NULL: no
  * check) is set to 1 when the product inp @ w holds NaN or an infinity, looked at before the bias
- * and the activation (ReLU would turn NaN into 0); it is never cleared here. */
+ * and the activation (ReLU would turn NaN into 0); it is never cleared here. rows: NULL for a whole
+ * batch, its product on the pool; else these B rows are a block of a batch of rows->plan_m rows
+ * (inp, out and pre at the block's first row), computed on the calling thread alone with the bits
+ * they get in the whole batch (mc_gemm_rows). */
 void mc_dense_forward_act(int act, float *out, float *pre, const float *inp, const float *w, const float *b,
-                          size_t B, size_t n_in, size_t n_out, atomic_int *nonfinite);
-
-/* mc_dense_forward_act on B rows of a batch of rows->plan_m rows (inp, out and pre at the block's
- * first row), on the calling thread alone, with the bits those rows get in the whole batch
- * (mc_gemm_rows). */
-void mc_dense_forward_act_rows(const mc_gemm_rows_plan *rows, int act, float *out, float *pre, const float *inp,
-                               const float *w, const float *b, size_t B, size_t n_in, size_t n_out,
-                               atomic_int *nonfinite);
+                          size_t B, size_t n_in, size_t n_out, atomic_int *nonfinite, const mc_gemm_rows_plan *rows);
 
 #endif

@@ -760,15 +760,6 @@ int mc_gemm_skips_zeros(size_t M, size_t N, size_t K, const float *A, size_t lda
     return M && N && K && take_sparse(&g, -1);
 }
 
-int mc_gemm_finite(const float *B, size_t ldb, size_t K, size_t N) {
-    const mc_gemm_impl *im = impls[mc_kernel_active()];
-    if (im->finite) return im->finite(B, ldb, K, N);
-    int bad = 0;  /* x - x is 0 for finite x only */
-    for (size_t k = 0; k < K; k++)
-        for (size_t j = 0; j < N; j++) bad |= B[k * ldb + j] - B[k * ldb + j] != 0.0f;
-    return !bad;
-}
-
 /* --- peak probe --- */
 
 #include <time.h>

@@ -41,7 +41,7 @@ void mc_gemm_ex(int trans_a, int trans_b, size_t M, size_t N, size_t K, float al
 /* How mc_gemm_rows computes a block of rows of a larger product. */
 typedef struct {
     size_t plan_m;  /* the rows of the whole product, whose shape fixes the K chunks and the path */
-    int b_finite;   /* 1: op(B) is known to hold no NaN or infinity (mc_gemm_finite); 0: not known */
+    int b_finite;   /* 1: op(B) is known to hold no NaN or infinity; 0: not known (checked here) */
     int sparse;     /* 0 or 1: whether to skip op(A)'s zeros (mc_gemm_skips_zeros on the whole A);
                      * -1: decided from a sample of the block's own rows */
 } mc_gemm_rows_plan;
@@ -57,10 +57,6 @@ void mc_gemm_rows(const mc_gemm_rows_plan *plan, int trans_a, int trans_b, size_
 /* Whether mc_gemm (trans_a = trans_b = 0) would skip the zeros of A (M x K, row stride lda) in a
  * product with N columns (mc_gemm_rows_plan.sparse): looks at a sample of A's rows. */
 int mc_gemm_skips_zeros(size_t M, size_t N, size_t K, const float *A, size_t lda);
-
-/* 1 when B[0:K, 0:N] (row stride ldb) holds no NaN or infinity, else 0 (mc_gemm_rows_plan.b_finite;
- * the zero-skipping path must run every term where B is not finite, as 0*inf is NaN). */
-int mc_gemm_finite(const float *B, size_t ldb, size_t K, size_t N);
 
 /* The kernel variants. mc_gemm runs one of them, chosen once at first use: env MNISTC_KERNEL
  * (portable|avx2|avx512) when this CPU supports it, otherwise the best the CPU supports. Variants

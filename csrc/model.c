@@ -283,15 +283,9 @@ static void forward_rows(const mc_model *m, mc_arena *a, const float *x, size_t 
             const float *w = m->params + ly->w_off;
             const float *b = ly->b_off >= 0 ? m->params + ly->b_off : NULL;
             float *z = a->pre[l] ? a->pre[l] + r0 * ly->n_out : out;
-            atomic_int *nonfinite = l == first ? a->first_product_nonfinite : NULL;
-            if (block) {
-                mc_gemm_rows_plan rp = {B, plan && plan->w_finite ? plan->w_finite[l] : 0,
-                                        plan && l == first ? plan->x_sparse : -1};
-                mc_dense_forward_act_rows(&rp, ly->activation, out, z, inp, w, b, rows, ly->n_in, ly->n_out,
-                                          nonfinite);
-            } else {
-                mc_dense_forward_act(ly->activation, out, z, inp, w, b, rows, ly->n_in, ly->n_out, nonfinite);
-            }
+            mc_gemm_rows_plan rp = {B, plan ? plan->params_finite : 0, plan && l == first ? plan->x_sparse : -1};
+            mc_dense_forward_act(ly->activation, out, z, inp, w, b, rows, ly->n_in, ly->n_out,
+                                 l == first ? a->first_product_nonfinite : NULL, block ? &rp : NULL);
             break;
         }
         case MC_LAYER_ACTIVATION:

@@ -99,10 +99,10 @@ void mc_model_forward_layers(const mc_model *m, mc_arena *a, const float *x, siz
 
 /* What inference decides once for a whole batch, for each block of its rows (mc_model_infer_rows). */
 typedef struct {
-    const int *w_finite; /* NULL, or per layer: 1 when a dense layer's weights hold no NaN or infinity
-                          * (mc_gemm_finite) */
-    int x_sparse;        /* whether a dense first layer skips the zeros of x (mc_gemm_skips_zeros on the
-                          * batch), or -1: each block looks at a sample of its own rows */
+    int params_finite; /* 1: the parameter block holds no NaN or infinity; 0: not known (each
+                        * product checks its weights) */
+    int x_sparse;      /* whether a dense first layer skips the zeros of x (mc_gemm_skips_zeros on the
+                        * batch), or -1: each block looks at a sample of its own rows */
 } mc_infer_plan;
 
 /* Inference (dropout off) on rows [r0, r0 + rows) of a batch of B rows: what

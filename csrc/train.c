@@ -246,28 +246,6 @@ static mc_status check_rows(const mc_data *dt, size_t start, size_t b, mc_error 
  * alternating in one process: batches of 32 1.35x faster, batches of 1000 1.05x. */
 #define INFER_TILE 12
 #define INFER_TASKS_PER_THREAD 4
-/* Layers whose weights are checked for NaN/Inf once per call rather than in every block's product. */
-#define INFER_MAX_CHECKED_LAYERS 64
-
-/* Per call: whether each dense layer's weights are finite, found when a batch is first split. */
-typedef struct {
-    int known;
-    int flags[INFER_MAX_CHECKED_LAYERS];
-} weights_finite;
-
-static const int *weights_finite_flags(const mc_model *m, weights_finite *wf) {
-    if (m->L > INFER_MAX_CHECKED_LAYERS) return NULL;
-    if (!wf->known) {
-        for (size_t l = 0; l < m->L; l++) {
-            const mc_layer *ly = &m->layers[l];
-            wf->flags[l] = ly->kind == MC_LAYER_DENSE &&
-                           mc_gemm_finite(m->params + ly->w_off, ly->n_out, ly->n_in, ly->n_out);
-        }
-        wf->known = 1;
-    }
-    return wf->flags;
-}
-
 typedef struct {
     const mc_model *m;
     mc_arena *a;
@@ -284,7 +262,7 @@ static void infer_task(void *ctx, size_t t) {
 
 /* The forward pass of inference on a batch of b rows (layers first.. of x), split by rows when
  * the pool has more than one thread and the batch more than one tile. */
-static void infer(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t b, weights_finite *wf) {
+static void infer(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t b, int *params_finite) {
     int threads = mc_get_num_threads();
     if (threads < 2 || b < 2 * INFER_TILE) {
         mc_model_forward_layers(m, a, x, first, first, m->L, b, 0, 0, 0);
@@ -296,7 +274,13 @@ static void infer(const mc_model *m, mc_arena *a, const float *x, size_t first, 
      * product would look at) rather than one per block, each a trip to memory */
     const mc_layer *ly = &m->layers[first];
     int x_sparse = ly->kind == MC_LAYER_DENSE ? mc_gemm_skips_zeros(b, ly->n_out, ly->n_in, x, ly->n_in) : -1;
-    infer_job j = {m, a, x, first, b, tiles_per * INFER_TILE, {weights_finite_flags(m, wf), x_sparse}};
+    /* whether the weights are finite, once per call (the zero skipping must keep 0 * inf terms):
+     * not in every block's products */
+    if (*params_finite < 0) {
+        mc_scan_result r = mc_scan(m->params, MC_SCAN_F32, m->P);
+        *params_finite = r.n_nan == 0 && r.n_inf == 0;
+    }
+    infer_job j = {m, a, x, first, b, tiles_per * INFER_TILE, {*params_finite, x_sparse}};
     size_t n = (b + j.rows_per - 1) / j.rows_per;
     mc_parallel_for_n(n, threads, infer_task, &j);
 }
@@ -336,7 +320,7 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
     int check_x = mode == 2 && dt->check_finite && !dt->x_u8;
     int check_products = check_x && m->layers[gp.first].kind == MC_LAYER_DENSE;
     if (check_products) a.first_product_nonfinite = &product_nonfinite;
-    weights_finite wf = {0};
+    int params_finite = -1;  /* not scanned yet (infer) */
     gather_job next;
     float *x_cur = bb.x, *x_next = bb.x_next;
     double last = now_seconds();
@@ -364,7 +348,7 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
         if (training)
             mc_model_forward_layers(m, &a, xb, gp.first, serial_from, m->L, b, training, seed, step);
         else
-            infer(m, &a, xb, gp.first, b, &wf);
+            infer(m, &a, xb, gp.first, b, &params_finite);
         if (check_products && atomic_exchange(&product_nonfinite, 0) &&
             (st = check_rows(dt, start, b, err)) != MC_OK)
             break;
