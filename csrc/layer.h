@@ -1,0 +1,141 @@
+/* The layer interface: the table that describes a model to C, and what every layer kind provides.
+ * Each kind lives in a file of its own (dense.c, elementwise.c, conv.c, ...) and exports one
+ * mc_layer_ops; model.c and train.c dispatch through mc_layer_ops_of(kind) only, and know no kind.
+ * Shapes are per sample, channels last: a sample of a layer's input is (in.h, in.w, in.c) floats in
+ * row-major order, a flat vector being (1, 1, n). A batch is B such samples one after the other. */
+#ifndef MC_LAYER_H
+#define MC_LAYER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+typedef enum {
+    MC_LAYER_DENSE = 0,   /* out = act(inp @ W + b) on the last axis: (h, w, n_in) -> (h, w, units) */
+    MC_LAYER_ACTIVATION,  /* out = act(inp) */
+    MC_LAYER_DROPOUT,     /* inverted dropout while training, rate in f[MC_FCOL_RATE] */
+    MC_LAYER_RESCALING,   /* out = inp * f[MC_FCOL_SCALE] + f[MC_FCOL_OFFSET] */
+    MC_LAYER_COUNT
+} mc_layer_kind;
+
+/* The columns of one row of the int64 layer table (L, MC_TABLE_COLS). Geometry a kind does not use
+ * is 0 (kernel, strides, padding); weight offsets it does not have are -1. */
+enum {
+    MC_COL_KIND = 0,       /* mc_layer_kind */
+    MC_COL_ACTIVATION,     /* mc_activation applied at the layer's end (LINEAR for kinds without) */
+    MC_COL_TRAINABLE,      /* 0 or 1: whether the optimizer trains the layer's weights */
+    MC_COL_IN_H, MC_COL_IN_W, MC_COL_IN_C,
+    MC_COL_OUT_H, MC_COL_OUT_W, MC_COL_OUT_C,
+    MC_COL_KERNEL_H, MC_COL_KERNEL_W,
+    MC_COL_STRIDE_H, MC_COL_STRIDE_W,
+    MC_COL_PAD_TOP, MC_COL_PAD_LEFT,   /* zeros added before the first row / column ("same") */
+    MC_COL_WEIGHT0,        /* offsets into params of the kind's weights, in the kind's order */
+    MC_COL_WEIGHT1, MC_COL_WEIGHT2, MC_COL_WEIGHT3,
+    MC_TABLE_COLS
+};
+#define MC_MAX_WEIGHTS 4
+
+/* The columns of the float64 constants table (L, MC_FTABLE_COLS), named per kind. */
+enum {
+    MC_FCOL_RATE = 0,      /* DROPOUT */
+    MC_FCOL_SCALE = 0,     /* RESCALING */
+    MC_FCOL_OFFSET = 1,
+    MC_FTABLE_COLS = 2
+};
+
+typedef struct {
+    size_t h, w, c;
+} mc_shape;
+
+/* One weight of a layer: params[off, off + len). `trained`: updated by the optimizer when the
+ * layer is trainable (0 for state a layer updates itself, such as moving statistics). */
+typedef struct {
+    ptrdiff_t off;
+    size_t len;
+    int trained;
+} mc_weight;
+
+typedef struct mc_layer_ops mc_layer_ops;
+
+typedef struct mc_layer {
+    const mc_layer_ops *ops;
+    int kind, activation, trainable;
+    mc_shape in, out;
+    size_t n_in, n_out;            /* floats per sample: in.h * in.w * in.c, out.h * out.w * out.c */
+    size_t kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left;
+    mc_weight w[MC_MAX_WEIGHTS];   /* the kind's weights; n_weights of them are used */
+    size_t n_weights;
+    double f[MC_FTABLE_COLS];      /* float constants, MC_FCOL_* */
+} mc_layer;
+
+/* What inference decides once for a whole batch, for each block of its rows (mc_model_infer_rows). */
+typedef struct {
+    int params_finite; /* 1: the parameter block holds no NaN or infinity; 0: not known */
+    int x_sparse;      /* whether the first layer's product skips the zeros of x, or -1: each block
+                        * decides from a sample of its own rows */
+} mc_infer_plan;
+
+/* One forward call of a layer on `rows` samples. */
+typedef struct {
+    float *out;               /* (rows, n_out) */
+    const float *inp;         /* (rows, n_in) */
+    float *scratch;           /* rows * ops->scratch(ly) floats the layer keeps for its backward */
+    float *params;            /* the whole parameter block (written only by layers that keep state) */
+    size_t rows;
+    size_t batch_rows;        /* samples in the whole batch these rows belong to */
+    size_t r0;                /* index of the first of these rows in the batch */
+    int training;
+    uint64_t key;             /* random stream of (seed, step, layer) (rng.h); elements by batch index */
+    const mc_infer_plan *plan;/* NULL: the whole batch, work split over the pool; else a block of a
+                               * batch on the calling thread alone, with the whole batch's bits */
+    int reads_x;              /* 1: inp is the model's input (plan->x_sparse applies) */
+    atomic_int *nonfinite;    /* NULL, or set to 1 when the layer's product holds NaN/Inf (predict's
+                               * check of x through the first layer, ops->checks_products) */
+} mc_fwd;
+
+/* One backward call of a layer on `rows` samples, after its forward on the same rows. */
+typedef struct {
+    float *dinp;              /* receives dL/d(inp) (rows, n_in), OVERWRITTEN; NULL when not needed.
+                               * Never aliases dout. */
+    float *dout;              /* dL/d(out) (rows, n_out); the layer may clobber it */
+    const float *inp, *out;
+    float *scratch;           /* as forward left it */
+    const float *params;
+    float *grads;             /* the gradient block: the layer OVERWRITES its trained weights' ranges;
+                               * NULL when the layer is frozen */
+    size_t rows;
+    int training;
+    int skip_act;             /* 1: dout is already dL/d(pre-activation) (a fused loss) */
+} mc_bwd;
+
+struct mc_layer_ops {
+    const char *name;
+    /* Checks the kind's part of a table row (geometry, constants, which weights are present) and
+     * fills ly->w[].len / trained / n_weights; the generic part (kind, activation, trainable, shapes
+     * >= 1, offsets, chain) is checked by model.c. MC_ERR_SHAPE / MC_ERR_ARG naming "layers[l]". */
+    mc_status (*init)(mc_layer *ly, size_t l, mc_error *err);
+    /* Floats per sample the layer keeps from forward to backward (0: none). */
+    size_t (*scratch)(const mc_layer *ly);
+    void (*forward)(const mc_layer *ly, const mc_fwd *f);
+    void (*backward)(const mc_layer *ly, const mc_bwd *b);
+    /* Optional (NULL): */
+    /* the logits a fused loss reads (the input of the final activation) after forward */
+    const float *(*logits)(const mc_layer *ly, const float *inp, const float *out, const float *scratch);
+    /* threads the forward pass of a batch of B samples runs on (1 when absent) */
+    int (*threads)(const mc_layer *ly, size_t B);
+    /* whether forward on x (B samples) skips x's zeros (mc_gemm_skips_zeros), -1 when absent */
+    int (*sparse_input)(const mc_layer *ly, const float *x, size_t B);
+    /* 1 with *scale, *offset when the layer is out = inp * scale + offset, computed as such in
+     * float32: the uint8 batch gather applies it itself */
+    int (*affine)(const mc_layer *ly, float *scale, float *offset);
+    int checks_products;      /* forward sets mc_fwd.nonfinite */
+};
+
+/* The ops of a kind, NULL for a code out of range. */
+const mc_layer_ops *mc_layer_ops_of(int kind);
+
+extern const mc_layer_ops mc_dense_ops, mc_activation_ops, mc_dropout_ops, mc_rescaling_ops;
+
+#endif
