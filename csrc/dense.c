@@ -7,6 +7,7 @@
 
 #include "activations.h"
 #include "gemm.h"
+#include "layer.h"
 
 void mc_dense_forward(float *out, const float *inp, const float *w, const float *b,
                       size_t B, size_t n_in, size_t n_out) {
@@ -77,3 +78,90 @@ void mc_dense_forward_act(int act, float *out, float *pre, const float *inp, con
         atomic_store_explicit(nonfinite, 1, memory_order_relaxed);
     mc_bias_activation_forward(act, out, pre, b, B, n_out);
 }
+
+/* --- the layer kind: Dense on the last axis, (h, w, n_in) -> (h, w, units) --- */
+
+/* rows of the product for `rows` samples: one per position of the leading axes */
+static size_t product_rows(const mc_layer *ly, size_t rows) { return rows * ly->in.h * ly->in.w; }
+
+/* relu needs no pre-activation buffer: the bias and relu are applied in place on the GEMM output and
+ * the backward mask reads out > 0, which holds exactly where pre > 0. */
+static int keeps_pre(const mc_layer *ly) {
+    return ly->activation != MC_ACT_LINEAR && ly->activation != MC_ACT_RELU;
+}
+
+static mc_status dense_init(mc_layer *ly, size_t l, mc_error *err) {
+    size_t units = ly->out.c, n = ly->in.c, wlen;
+    if (ly->out.h != ly->in.h || ly->out.w != ly->in.w)
+        return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: dense maps the last axis only, so the output's leading "
+                            "axes (%zu, %zu) must equal the input's (%zu, %zu)", l, ly->out.h, ly->out.w, ly->in.h,
+                            ly->in.w);
+    if (ly->activation == MC_ACT_SOFTMAX && (ly->in.h != 1 || ly->in.w != 1))
+        return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: softmax over a dense layer needs flat samples, got input "
+                            "(%zu, %zu, %zu)", l, ly->in.h, ly->in.w, ly->in.c);
+    if (ly->w[0].off < 0)
+        return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: dense needs a kernel (weight 0), got offset %lld", l,
+                            (long long)ly->w[0].off);
+    if (!mc_mul_size(n, units, &wlen))
+        return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: n_in * n_out overflows", l);
+    ly->w[0] = (mc_weight){ly->w[0].off, wlen, 1};
+    ly->w[1] = (mc_weight){ly->w[1].off, ly->w[1].off >= 0 ? units : 0, 1};
+    ly->n_weights = 2;
+    return MC_OK;
+}
+
+static size_t dense_scratch(const mc_layer *ly) { return keeps_pre(ly) ? ly->n_out : 0; }
+
+static const float *bias_of(const mc_layer *ly, const float *params) {
+    return ly->w[1].len ? params + ly->w[1].off : NULL;
+}
+
+static void dense_layer_forward(const mc_layer *ly, const mc_fwd *f) {
+    size_t M = product_rows(ly, f->rows);
+    float *pre = keeps_pre(ly) ? f->scratch : f->out;
+    if (f->plan) {
+        mc_gemm_rows_plan rp = {product_rows(ly, f->batch_rows), f->plan->params_finite,
+                                f->reads_x ? f->plan->x_sparse : -1};
+        mc_dense_forward_act(ly->activation, f->out, pre, f->inp, f->params + ly->w[0].off, bias_of(ly, f->params), M,
+                             ly->in.c, ly->out.c, f->nonfinite, &rp);
+    } else {
+        mc_dense_forward_act(ly->activation, f->out, pre, f->inp, f->params + ly->w[0].off, bias_of(ly, f->params), M,
+                             ly->in.c, ly->out.c, f->nonfinite, NULL);
+    }
+}
+
+static void dense_layer_backward(const mc_layer *ly, const mc_bwd *b) {
+    size_t M = product_rows(ly, b->rows);
+    float *dw = b->grads ? b->grads + ly->w[0].off : NULL;
+    float *db = b->grads && ly->w[1].len ? b->grads + ly->w[1].off : NULL;
+    /* activation derivative and bias gradient in one pass over the rows, then the two products */
+    int act = b->skip_act ? MC_ACT_LINEAR : ly->activation;
+    if (act != MC_ACT_LINEAR || db)
+        mc_activation_bias_backward(act, b->dout, db, keeps_pre(ly) ? b->scratch : NULL, b->out, M, ly->out.c);
+    mc_dense_backward_gemms(b->dinp, dw, b->dout, b->inp, b->params + ly->w[0].off, M, ly->in.c, ly->out.c);
+}
+
+static const float *dense_logits(const mc_layer *ly, const float *inp, const float *out, const float *scratch) {
+    (void)inp;
+    return keeps_pre(ly) ? scratch : out;
+}
+
+static int dense_threads(const mc_layer *ly, size_t B) {
+    return mc_gemm_threads(product_rows(ly, B), ly->out.c, ly->in.c);
+}
+
+static int dense_sparse_input(const mc_layer *ly, const float *x, size_t B) {
+    return mc_gemm_skips_zeros(product_rows(ly, B), ly->out.c, ly->in.c, x, ly->in.c);
+}
+
+const mc_layer_ops mc_dense_ops = {
+    .name = "dense",
+    .init = dense_init,
+    .scratch = dense_scratch,
+    .forward = dense_layer_forward,
+    .backward = dense_layer_backward,
+    .logits = dense_logits,
+    .threads = dense_threads,
+    .sparse_input = dense_sparse_input,
+    .checks_products = 1,
+};

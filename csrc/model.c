@@ -1,7 +1,6 @@
-/* The layer chain: table validation, the activation arena, and forward/backward with a switch over
- * the layer kind. Dense products go through dense.c (mc_gemm), each followed by one fused pass (bias +
- * activation forward; activation derivative + bias gradient backward); the rest are short element-wise
- * loops. Nothing is allocated per batch: the arena is made once per call by the caller. */
+/* The layer chain: table validation, the activation arena, and forward/backward through each layer
+ * kind's ops (layer.h); no kind is named here. Nothing is allocated per batch: the arena is made once
+ * per call by the caller. */
 #include "model.h"
 
 #include <math.h>
@@ -10,7 +9,6 @@
 #include <string.h>
 
 #include "activations.h"
-#include "dense.h"
 #include "losses.h"
 #include "rng.h"
 
@@ -24,10 +22,84 @@ static int cmp_range(const void *pa, const void *pb) {
     return a->lo < b->lo ? -1 : a->lo > b->lo ? 1 : 0;
 }
 
-static mc_status check_offset(int64_t off, size_t len, size_t P, size_t l, const char *what, mc_error *err) {
+static mc_status check_offset(ptrdiff_t off, size_t len, size_t P, size_t l, const char *what, mc_error *err) {
     if (off < 0 || (uint64_t)off > P || len > P - (size_t)off)
         return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: %s range [%lld, %lld + %zu) is outside the %zu "
                             "parameters", l, what, (long long)off, (long long)off, len, P);
+    return MC_OK;
+}
+
+/* A table column that must hold a value >= lo. */
+static mc_status column(const int64_t *r, int col, int64_t lo, size_t l, const char *what, int64_t *out,
+                        mc_error *err) {
+    if (r[col] < lo)
+        return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: %s must be >= %lld, got %lld", l, what, (long long)lo,
+                            (long long)r[col]);
+    *out = r[col];
+    return MC_OK;
+}
+
+static mc_status shape_of(const int64_t *r, int col, size_t l, const char *what, mc_shape *s, size_t *n,
+                          mc_error *err) {
+    int64_t h = 0, w = 0, c = 0;
+    mc_status st;
+    if ((st = column(r, col, 1, l, what, &h, err)) || (st = column(r, col + 1, 1, l, what, &w, err)) ||
+        (st = column(r, col + 2, 1, l, what, &c, err)))
+        return st;
+    *s = (mc_shape){(size_t)h, (size_t)w, (size_t)c};
+    if (!mc_mul_size(s->h, s->w, n) || !mc_mul_size(*n, s->c, n))
+        return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: %s (%zu, %zu, %zu) overflows", l, what, s->h, s->w, s->c);
+    return MC_OK;
+}
+
+/* The generic part of one row: codes, shapes, geometry, weight offsets; then the kind's own checks. */
+static mc_status layer_from_row(mc_layer *ly, const int64_t *r, const double *f, size_t l, size_t prev,
+                                mc_error *err) {
+    mc_status st;
+    int64_t kind = r[MC_COL_KIND], act = r[MC_COL_ACTIVATION], tr = r[MC_COL_TRAINABLE], g[6] = {0};
+    memset(ly, 0, sizeof *ly);
+    ly->ops = kind >= 0 && kind < MC_LAYER_COUNT ? mc_layer_ops_of((int)kind) : NULL;
+    if (!ly->ops)
+        return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: kind must be in [0, %d), got %lld", l, MC_LAYER_COUNT,
+                            (long long)kind);
+    if (act < 0 || act >= MC_ACT_COUNT)
+        return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: activation must be in [0, %d), got %lld", l, MC_ACT_COUNT,
+                            (long long)act);
+    if (tr != 0 && tr != 1)
+        return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: trainable must be 0 or 1, got %lld", l, (long long)tr);
+    ly->kind = (int)kind;
+    ly->activation = (int)act;
+    ly->trainable = (int)tr;
+    if ((st = shape_of(r, MC_COL_IN_H, l, "input shape", &ly->in, &ly->n_in, err)) ||
+        (st = shape_of(r, MC_COL_OUT_H, l, "output shape", &ly->out, &ly->n_out, err)))
+        return st;
+    if (ly->n_in != prev) {
+        if (l == 0)
+            return mc_set_error(err, MC_ERR_SHAPE, "layers[0]: input size %zu (%zu x %zu x %zu) does not match the input "
+                                "row width %zu", ly->n_in, ly->in.h, ly->in.w, ly->in.c, prev);
+        return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: input size %zu (%zu x %zu x %zu) does not match the "
+                            "previous layer's output size %zu", l, ly->n_in, ly->in.h, ly->in.w, ly->in.c, prev);
+    }
+    static const char *const geometry[6] = {"kernel_h", "kernel_w", "stride_h", "stride_w", "pad_top", "pad_left"};
+    for (int i = 0; i < 6; i++)
+        if ((st = column(r, MC_COL_KERNEL_H + i, 0, l, geometry[i], &g[i], err))) return st;
+    ly->kernel_h = (size_t)g[0], ly->kernel_w = (size_t)g[1], ly->stride_h = (size_t)g[2];
+    ly->stride_w = (size_t)g[3], ly->pad_top = (size_t)g[4], ly->pad_left = (size_t)g[5];
+    for (int i = 0; i < MC_MAX_WEIGHTS; i++) {
+        int64_t off = r[MC_COL_WEIGHT0 + i];
+        if (off < -1)
+            return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: weight %d's offset must be >= 0, or -1 for none, got "
+                                "%lld", l, i, (long long)off);
+        ly->w[i].off = (ptrdiff_t)off;
+    }
+    for (int i = 0; i < MC_FTABLE_COLS; i++) ly->f[i] = f[i];
+    if ((st = ly->ops->init(ly, l, err))) return st;
+    for (size_t i = 0; i < MC_MAX_WEIGHTS; i++) {
+        if (i >= ly->n_weights) ly->w[i].len = 0;
+        if (ly->w[i].len == 0 && ly->w[i].off != -1)
+            return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: %s has no weight %zu here, so its offset must be -1, got "
+                                "%lld", l, ly->ops->name, i, (long long)ly->w[i].off);
+    }
     return MC_OK;
 }
 
@@ -38,76 +110,33 @@ mc_status mc_layers_from_table(mc_layer *layers, const int64_t *rows, const doub
     prange *ranges = NULL;
     if (L == 0) return mc_set_error(err, MC_ERR_SHAPE, "layers: the table has no rows (expected at least one layer)");
     for (size_t l = 0; l < L; l++) {
-        const int64_t *r = rows + l * MC_TABLE_COLS;
-        int64_t kind = r[0], n_in = r[1], n_out = r[2], act = r[3], tr = r[4], w_off = r[5], b_off = r[6];
-        mc_layer *ly = &layers[l];
-        if (kind < 0 || kind >= MC_LAYER_COUNT)
-            return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: kind must be in [0, %d), got %lld", l,
-                                MC_LAYER_COUNT, (long long)kind);
-        if (n_in < 1 || n_out < 1)
-            return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: n_in and n_out must be >= 1, got %lld and %lld",
-                                l, (long long)n_in, (long long)n_out);
-        if (act < 0 || act >= MC_ACT_COUNT)
-            return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: activation must be in [0, %d), got %lld", l,
-                                MC_ACT_COUNT, (long long)act);
-        if (tr != 0 && tr != 1)
-            return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: trainable must be 0 or 1, got %lld", l, (long long)tr);
         size_t prev = l == 0 ? d : layers[l - 1].n_out;
-        if ((uint64_t)n_in != prev) {
-            if (l == 0)
-                return mc_set_error(err, MC_ERR_SHAPE, "layers[0]: n_in %lld does not match the input row width %zu",
-                                    (long long)n_in, d);
-            return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: n_in %lld does not match the previous layer's "
-                                "n_out %zu", l, (long long)n_in, prev);
-        }
-        if (kind != MC_LAYER_DENSE && n_in != n_out)
-            return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: kind %lld is element-wise, so n_in must equal "
-                                "n_out, got %lld and %lld", l, (long long)kind, (long long)n_in, (long long)n_out);
-        if (kind != MC_LAYER_DENSE && (w_off != -1 || b_off != -1))
-            return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: kind %lld has no weights, so w_off and b_off must be "
-                                "-1, got %lld and %lld", l, (long long)kind, (long long)w_off, (long long)b_off);
-        ly->kind = (int)kind;
-        ly->activation = (int)act;
-        ly->trainable = (int)tr;
-        ly->n_in = (size_t)n_in;
-        ly->n_out = (size_t)n_out;
-        ly->w_off = (ptrdiff_t)w_off;
-        ly->b_off = (ptrdiff_t)b_off;
-        ly->p0 = lfloats[2 * l];
-        ly->p1 = lfloats[2 * l + 1];
-        if (kind == MC_LAYER_DENSE) {
-            size_t wlen;
-            if (!mc_mul_size(ly->n_in, ly->n_out, &wlen))
-                return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: n_in * n_out overflows", l);
-            if ((st = check_offset(w_off, wlen, P, l, "kernel", err))) return st;
-            if (b_off != -1 && (st = check_offset(b_off, ly->n_out, P, l, "bias", err))) return st;
-        } else if (kind == MC_LAYER_DROPOUT) {
-            if (!(ly->p0 >= 0.0 && ly->p0 <= 1.0))
-                return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: dropout rate (lfloats[%zu, 0]) must be in [0, 1], "
-                                    "got %g", l, l, ly->p0);
-        } else if (kind == MC_LAYER_RESCALING) {
-            if (!isfinite(ly->p0) || !isfinite(ly->p1))
-                return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: rescaling scale and offset must be finite, got %g "
-                                    "and %g", l, ly->p0, ly->p1);
+        if ((st = layer_from_row(&layers[l], rows + l * MC_TABLE_COLS, lfloats + l * MC_FTABLE_COLS, l, prev, err)))
+            return st;
+        const mc_layer *ly = &layers[l];
+        for (size_t i = 0; i < ly->n_weights; i++) {
+            if (!ly->w[i].len) continue;
+            char what[32];
+            snprintf(what, sizeof what, "weight %zu", i);
+            if ((st = check_offset(ly->w[i].off, ly->w[i].len, P, l, what, err))) return st;
         }
     }
     /* no two weight ranges may overlap: gradients are overwritten per layer */
-    ranges = mc_malloc(2 * L * sizeof *ranges);
+    ranges = mc_malloc(MC_MAX_WEIGHTS * L * sizeof *ranges);
     if (!ranges) return mc_set_error(err, MC_ERR_NOMEM, "layers: out of memory checking %zu rows", L);
+    static const char *const names[MC_MAX_WEIGHTS] = {"weight 0", "weight 1", "weight 2", "weight 3"};
     for (size_t l = 0; l < L; l++) {
         const mc_layer *ly = &layers[l];
-        if (ly->kind != MC_LAYER_DENSE) continue;
-        size_t wlo = (size_t)ly->w_off;
-        ranges[n_ranges++] = (prange){wlo, wlo + ly->n_in * ly->n_out, l, "kernel"};
-        if (ly->b_off >= 0) {
-            size_t blo = (size_t)ly->b_off;
-            ranges[n_ranges++] = (prange){blo, blo + ly->n_out, l, "bias"};
+        for (size_t i = 0; i < ly->n_weights; i++) {
+            if (!ly->w[i].len) continue;
+            size_t lo = (size_t)ly->w[i].off;
+            ranges[n_ranges++] = (prange){lo, lo + ly->w[i].len, l, names[i]};
         }
     }
     qsort(ranges, n_ranges, sizeof *ranges, cmp_range);
     for (size_t i = 1; i < n_ranges; i++) {
         if (ranges[i].lo < ranges[i - 1].hi) {
-            st = mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: %s range [%zu, %zu) overlaps the %s of layers[%zu] "
+            st = mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: %s range [%zu, %zu) overlaps %s of layers[%zu] "
                               "[%zu, %zu)", ranges[i].layer, ranges[i].what, ranges[i].lo, ranges[i].hi,
                               ranges[i - 1].what, ranges[i - 1].layer, ranges[i - 1].lo, ranges[i - 1].hi);
             break;
@@ -131,14 +160,15 @@ static size_t merge_ranges(prange *r, size_t n) {
 mc_status mc_model_check_segments(const mc_model *m, const int64_t *segments, size_t S, mc_error *err) {
     mc_status st = MC_OK;
     size_t nt = 0, ns = 0;
-    prange *t = mc_malloc((2 * m->L + S + 1) * sizeof *t);
+    prange *t = mc_malloc((MC_MAX_WEIGHTS * m->L + S + 1) * sizeof *t);
     if (!t) return mc_set_error(err, MC_ERR_NOMEM, "segments: out of memory checking %zu segments", S);
     for (size_t l = 0; l < m->L; l++) {
         const mc_layer *ly = &m->layers[l];
-        if (ly->kind != MC_LAYER_DENSE || !ly->trainable) continue;
-        size_t w = (size_t)ly->w_off;
-        t[nt++] = (prange){w, w + ly->n_in * ly->n_out, l, "kernel"};
-        if (ly->b_off >= 0) t[nt++] = (prange){(size_t)ly->b_off, (size_t)ly->b_off + ly->n_out, l, "bias"};
+        for (size_t i = 0; i < ly->n_weights; i++) {
+            if (!ly->trainable || !ly->w[i].trained || !ly->w[i].len) continue;
+            size_t w = (size_t)ly->w[i].off;
+            t[nt++] = (prange){w, w + ly->w[i].len, l, "weight"};
+        }
     }
     qsort(t, nt, sizeof *t, cmp_range);
     nt = merge_ranges(t, nt);
@@ -163,7 +193,7 @@ mc_status mc_model_check_segments(const mc_model *m, const int64_t *segments, si
 int mc_model_fused(const mc_model *m, int loss_kind, int from_logits) {
     if (from_logits || m->L == 0) return 0;
     const mc_layer *ly = &m->layers[m->L - 1];
-    if (ly->kind != MC_LAYER_DENSE && ly->kind != MC_LAYER_ACTIVATION) return 0;
+    if (!ly->ops->logits) return 0;
     if (loss_kind == MC_LOSS_CCE || loss_kind == MC_LOSS_SCCE) return ly->activation == MC_ACT_SOFTMAX;
     if (loss_kind == MC_LOSS_BCE) return ly->activation == MC_ACT_SIGMOID;
     return 0;
@@ -197,24 +227,18 @@ static float *take_buf(float **cur, size_t B, size_t n) {
     return p;
 }
 
-/* relu needs no pre-activation buffer: the bias and relu are applied in place on the GEMM output and
- * the backward mask reads out > 0, which holds exactly where pre > 0. */
-static int needs_pre(const mc_layer *ly) {
-    return ly->kind == MC_LAYER_DENSE && ly->activation != MC_ACT_LINEAR && ly->activation != MC_ACT_RELU;
-}
-
 mc_status mc_arena_init(mc_arena *a, const mc_model *m, size_t B, mc_error *err) {
     memset(a, 0, sizeof *a);
     size_t L = m->L, floats = 0, maxw = mc_model_max_width(m);
     int ok = 1;
     for (size_t l = 0; l < L && ok; l++) {
         const mc_layer *ly = &m->layers[l];
+        size_t keep = ly->ops->scratch(ly);
         ok = add_buf(&floats, B, ly->n_out);
-        if (ok && needs_pre(ly)) ok = add_buf(&floats, B, ly->n_out);
-        if (ok && ly->kind == MC_LAYER_DROPOUT) ok = add_buf(&floats, B, ly->n_out);
+        if (ok && keep) ok = add_buf(&floats, B, keep);
     }
     ok = ok && add_buf(&floats, B, maxw) && add_buf(&floats, B, maxw);
-    size_t ptr_bytes = 3 * L * sizeof(float *);
+    size_t ptr_bytes = 2 * L * sizeof(float *);
     size_t ptr_pad = (ptr_bytes + 63) / 64 * 64;
     size_t bytes;
     ok = ok && mc_mul_size(floats, sizeof(float), &bytes) && bytes + ptr_pad + 64 > bytes;
@@ -227,14 +251,13 @@ mc_status mc_arena_init(mc_arena *a, const mc_model *m, size_t B, mc_error *err)
                             bytes, B);
     uintptr_t base = ((uintptr_t)a->block + 63) / 64 * 64;
     a->out = (float **)base;
-    a->pre = a->out + L;
-    a->mask = a->pre + L;
+    a->scratch = a->out + L;
     float *cur = (float *)(base + ptr_pad);
     for (size_t l = 0; l < L; l++) {
         const mc_layer *ly = &m->layers[l];
+        size_t keep = ly->ops->scratch(ly);
         a->out[l] = take_buf(&cur, B, ly->n_out);
-        a->pre[l] = needs_pre(ly) ? take_buf(&cur, B, ly->n_out) : NULL;
-        a->mask[l] = ly->kind == MC_LAYER_DROPOUT ? take_buf(&cur, B, ly->n_out) : NULL;
+        a->scratch[l] = keep ? take_buf(&cur, B, keep) : NULL;
     }
     a->g0 = take_buf(&cur, B, maxw);
     a->g1 = take_buf(&cur, B, maxw);
@@ -250,73 +273,49 @@ void mc_arena_release(mc_arena *a) {
 
 /* --- forward --- */
 
-static void dropout_forward(float *out, float *mask, const float *inp, double rate, size_t T, uint64_t key) {
-    /* keep with probability 1 - rate; kept units scaled by 1/(1-rate) (inverted dropout) */
-    float scale = rate < 1.0 ? (float)(1.0 / (1.0 - rate)) : 0.0f;
-    for (size_t i = 0; i < T; i++) {
-        mask[i] = mc_rng_uniform(key, i) >= rate ? scale : 0.0f;
-        out[i] = inp[i] * mask[i];
-    }
-}
-
 void mc_model_forward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
                            int training, uint64_t seed, uint64_t step) {
     mc_model_forward_layers(m, a, x, first, first, m->L, B, training, seed, step);
 }
 
 /* Layers [lo, hi) on rows [r0, r0 + rows) of a batch of B rows (x and the arena's buffers at the
- * batch's row 0). block: 0 for the whole batch (r0 = 0, rows = B) with the products on the pool;
- * 1 for a block on this thread, each dense product planned for the B rows (and by `plan`, which
- * may be NULL). */
+ * batch's row 0). plan: NULL for the whole batch (r0 = 0, rows = B), the layers splitting their
+ * work over the pool; else a block on this thread with the whole batch's bits. */
 static void forward_rows(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t lo, size_t hi,
-                         size_t B, size_t r0, size_t rows, int block, const mc_infer_plan *plan, int training,
+                         size_t B, size_t r0, size_t rows, const mc_infer_plan *plan, int training,
                          uint64_t seed, uint64_t step) {
     if (lo >= hi) return;
-    size_t n_in0 = m->layers[lo].n_in;
-    const float *inp = lo > first ? a->out[lo - 1] + r0 * n_in0 : x + r0 * n_in0;
+    const float *inp = lo > first ? a->out[lo - 1] + r0 * m->layers[lo].n_in : x + r0 * m->layers[lo].n_in;
     for (size_t l = lo; l < hi; l++) {
         const mc_layer *ly = &m->layers[l];
-        float *out = a->out[l] + r0 * ly->n_out;
-        size_t T = rows * ly->n_out;
-        switch (ly->kind) {
-        case MC_LAYER_DENSE: {
-            const float *w = m->params + ly->w_off;
-            const float *b = ly->b_off >= 0 ? m->params + ly->b_off : NULL;
-            float *z = a->pre[l] ? a->pre[l] + r0 * ly->n_out : out;
-            mc_gemm_rows_plan rp = {B, plan ? plan->params_finite : 0, plan && l == first ? plan->x_sparse : -1};
-            mc_dense_forward_act(ly->activation, out, z, inp, w, b, rows, ly->n_in, ly->n_out,
-                                 l == first ? a->first_product_nonfinite : NULL, block ? &rp : NULL);
-            break;
-        }
-        case MC_LAYER_ACTIVATION:
-            mc_activation_forward(ly->activation, out, inp, rows, ly->n_out);
-            break;
-        case MC_LAYER_DROPOUT:
-            if (training && ly->p0 > 0.0)
-                dropout_forward(out, a->mask[l], inp, ly->p0, T, mc_rng_key(seed, step, l));
-            else
-                memcpy(out, inp, T * sizeof *out);
-            break;
-        case MC_LAYER_RESCALING: {
-            float s = (float)ly->p0, o = (float)ly->p1;
-            for (size_t i = 0; i < T; i++) out[i] = inp[i] * s + o;
-            break;
-        }
-        default:
-            break;
-        }
-        inp = out;
+        mc_fwd f = {
+            .out = a->out[l] + r0 * ly->n_out,
+            .inp = inp,
+            .scratch = a->scratch[l] ? a->scratch[l] + r0 * ly->ops->scratch(ly) : NULL,
+            .params = m->params,
+            .rows = rows,
+            .batch_rows = B,
+            .r0 = r0,
+            .training = training,
+            .key = mc_rng_key(seed, step, l),
+            .plan = plan,
+            .reads_x = l == first,
+            .nonfinite = l == first ? a->first_product_nonfinite : NULL,
+        };
+        ly->ops->forward(ly, &f);
+        inp = f.out;
     }
 }
 
 void mc_model_forward_layers(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t lo, size_t hi,
                              size_t B, int training, uint64_t seed, uint64_t step) {
-    forward_rows(m, a, x, first, lo, hi, B, 0, B, 0, NULL, training, seed, step);
+    forward_rows(m, a, x, first, lo, hi, B, 0, B, NULL, training, seed, step);
 }
 
 void mc_model_infer_rows(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B, size_t r0,
                          size_t rows, const mc_infer_plan *plan) {
-    forward_rows(m, a, x, first, first, m->L, B, r0, rows, 1, plan, 0, 0, 0);
+    static const mc_infer_plan unknown = {0, -1};
+    forward_rows(m, a, x, first, first, m->L, B, r0, rows, plan ? plan : &unknown, 0, 0, 0);
 }
 
 void mc_model_forward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training,
@@ -326,8 +325,8 @@ void mc_model_forward(const mc_model *m, mc_arena *a, const float *x, size_t B, 
 
 const float *mc_model_logits_from(const mc_model *m, const mc_arena *a, const float *x, size_t first) {
     size_t l = m->L - 1;
-    if (m->layers[l].kind == MC_LAYER_DENSE) return a->pre[l] ? a->pre[l] : a->out[l];
-    return l > first ? a->out[l - 1] : x;
+    const mc_layer *ly = &m->layers[l];
+    return ly->ops->logits(ly, l > first ? a->out[l - 1] : x, a->out[l], a->scratch[l]);
 }
 
 const float *mc_model_logits(const mc_model *m, const mc_arena *a, const float *x) {
@@ -341,68 +340,45 @@ void mc_model_backward(const mc_model *m, mc_arena *a, const float *x, size_t B,
     mc_model_backward_from(m, a, x, 0, B, training, dlast, fused, dx);
 }
 
+/* Whether backward writes gradients of the layer's weights. */
+static int has_grads(const mc_layer *ly) {
+    if (!ly->trainable) return 0;
+    for (size_t i = 0; i < ly->n_weights; i++)
+        if (ly->w[i].trained && ly->w[i].len) return 1;
+    return 0;
+}
+
 void mc_model_backward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
                             int training, float *dlast, int fused, float *dx) {
     size_t L = m->L, stop = first;
     if (!dx) {
-        /* nothing below the lowest trainable dense layer needs a gradient */
+        /* nothing below the lowest layer with gradients to compute needs one */
         stop = L;
-        for (size_t l = first; l < L; l++) {
-            if (m->layers[l].kind == MC_LAYER_DENSE && m->layers[l].trainable) {
-                stop = l;
-                break;
-            }
-        }
+        for (size_t l = first; l < L && stop == L; l++)
+            if (has_grads(&m->layers[l])) stop = l;
         if (stop == L) return;
     }
     float *g = dlast, *other = dlast == a->g0 ? a->g1 : a->g0;
     for (size_t l = L; l-- > stop;) {
         const mc_layer *ly = &m->layers[l];
-        const float *inp = l > first ? a->out[l - 1] : x;
-        int need_dinp = dx != NULL || l > stop;
-        int skip_act = fused && l == L - 1;
-        size_t T = B * ly->n_out;
-        if (ly->kind == MC_LAYER_DENSE) {
-            float *target = need_dinp ? (l == first ? dx : other) : NULL;
-            float *dw = ly->trainable ? m->grads + ly->w_off : NULL;
-            float *db = ly->trainable && ly->b_off >= 0 ? m->grads + ly->b_off : NULL;
-            /* activation derivative and bias gradient in one pass over the rows, then the two products */
-            int act = skip_act ? MC_ACT_LINEAR : ly->activation;
-            if (act != MC_ACT_LINEAR || db)
-                mc_activation_bias_backward(act, g, db, a->pre[l], a->out[l], B, ly->n_out);
-            mc_dense_backward_gemms(target, dw, g, inp, m->params + ly->w_off, B, ly->n_in, ly->n_out);
-            if (target == other) {
-                other = g;
-                g = target;
-            }
-            continue;
+        int need_dinp = dx != NULL || l > stop, grads = has_grads(ly);
+        if (!need_dinp && !grads) continue;
+        mc_bwd b = {
+            .dinp = need_dinp ? (l == first ? dx : other) : NULL,
+            .dout = g,
+            .inp = l > first ? a->out[l - 1] : x,
+            .out = a->out[l],
+            .scratch = a->scratch[l],
+            .params = m->params,
+            .grads = grads ? m->grads : NULL,
+            .rows = B,
+            .training = training,
+            .skip_act = fused && l == L - 1,
+        };
+        ly->ops->backward(ly, &b);
+        if (b.dinp == other) {
+            other = g;
+            g = b.dinp;
         }
-        if (!need_dinp) continue;
-        float *target = l == first ? dx : g; /* element-wise kinds work in place */
-        switch (ly->kind) {
-        case MC_LAYER_ACTIVATION:
-            if (skip_act) {
-                if (target != g) memcpy(target, g, T * sizeof *g);
-            } else {
-                mc_activation_backward(ly->activation, target, g, inp, a->out[l], B, ly->n_out);
-            }
-            break;
-        case MC_LAYER_DROPOUT:
-            if (training && ly->p0 > 0.0) {
-                const float *mask = a->mask[l];
-                for (size_t i = 0; i < T; i++) target[i] = g[i] * mask[i];
-            } else if (target != g) {
-                memcpy(target, g, T * sizeof *g);
-            }
-            break;
-        case MC_LAYER_RESCALING: {
-            float s = (float)ly->p0;
-            for (size_t i = 0; i < T; i++) target[i] = g[i] * s;
-            break;
-        }
-        default:
-            break;
-        }
-        g = target;
     }
 }

@@ -1,7 +1,8 @@
-/* A model as the C core sees it: a chain of layers mapping rows (B, n_in) -> (B, n_out), described by a
- * small table whose weights are offsets into one flat float32 parameter block (grads share the layout).
- * Forward/backward over the chain use one activation arena sized for a batch. No shape inference and
- * no weight initialisation here (Python does both). */
+/* A model as the C core sees it: a chain of layers (layer.h) mapping samples of n_in floats to samples
+ * of n_out, described by a table whose weights are offsets into one flat float32 parameter block
+ * (grads share the layout). Forward/backward over the chain use one activation arena sized for a
+ * batch, and reach each layer through its kind's ops only. No shape inference and no weight
+ * initialisation here (Python does both). */
 #ifndef MC_MODEL_H
 #define MC_MODEL_H
 
@@ -10,24 +11,7 @@
 #include <stdint.h>
 
 #include "common.h"
-
-typedef enum {
-    MC_LAYER_DENSE = 0,   /* out = act(inp @ W + b) */
-    MC_LAYER_ACTIVATION,  /* out = act(inp), n_in == n_out */
-    MC_LAYER_DROPOUT,     /* inverted dropout (training only), rate in p0, n_in == n_out */
-    MC_LAYER_RESCALING,   /* out = inp * p0 + p1, n_in == n_out */
-    MC_LAYER_COUNT
-} mc_layer_kind;
-
-typedef struct mc_layer {
-    int kind;          /* mc_layer_kind */
-    int activation;    /* mc_activation (DENSE, ACTIVATION) */
-    int trainable;     /* 0: no dW/db computed, parameters never written */
-    size_t n_in, n_out;
-    ptrdiff_t w_off;   /* DENSE: W (n_in, n_out) at params[w_off]; -1 for other kinds */
-    ptrdiff_t b_off;   /* DENSE: b (n_out) at params[b_off], -1 without bias */
-    double p0, p1;     /* DROPOUT: rate; RESCALING: scale, offset; else 0 */
-} mc_layer;
+#include "layer.h"
 
 typedef struct mc_model {
     const mc_layer *layers;
@@ -37,41 +21,38 @@ typedef struct mc_model {
     size_t P;
 } mc_model;
 
-/* Number of int64 columns of one table row: [kind, n_in, n_out, activation, trainable, w_off, b_off, 0]. */
-#define MC_TABLE_COLS 8
-
-/* Converts and validates the engine table: rows (L, 8) int64, lfloats (L, 2) float64 into layers (L).
- * Checks: codes in range, sizes >= 1, n_in == n_out for element-wise kinds, each layer's n_in equals
- * the previous n_out (and the first equals d, the input row width), DENSE weights and bias inside
- * [0, P) and not overlapping any other layer's, no weights on other kinds, dropout rate in [0, 1],
- * finite rescaling constants, trainable 0/1. MC_ERR_SHAPE / MC_ERR_ARG with a message naming
+/* Converts and validates the engine table: rows (L, MC_TABLE_COLS) int64, lfloats (L, MC_FTABLE_COLS)
+ * float64 into layers (L). Checks: codes in range, trainable 0/1, shapes >= 1, geometry >= 0, each
+ * layer's input size equal to the previous layer's output size (the first's to d, the input row
+ * width), the kind's own checks (mc_layer_ops.init), every weight inside [0, P) and not overlapping
+ * any other, absent weights at offset -1. MC_ERR_SHAPE / MC_ERR_ARG with a message naming
  * "layers[l]" and the values found. */
 mc_status mc_layers_from_table(mc_layer *layers, const int64_t *rows, const double *lfloats, size_t L,
                                size_t d, size_t P, mc_error *err);
 
 /* Checks that segments (S, 2) [offset, length] (sorted and disjoint, see mc_optim_check) cover exactly
- * the weights of the trainable DENSE layers: contiguous pieces may be split or merged freely, but no
+ * the trained weights (mc_weight.trained) of the layers with trainable = 1: contiguous pieces may be split or merged freely, but no
  * frozen or unused parameter may be inside and no trainable one outside. MC_ERR_SHAPE naming the first
  * difference, MC_ERR_NOMEM. */
 mc_status mc_model_check_segments(const mc_model *m, const int64_t *segments, size_t S, mc_error *err);
 
 /* Whether the loss should read the last layer's logits (see mc_loss_eval): loss kind CCE/SCCE with
- * a final softmax, or BCE with a final sigmoid, and from_logits == 0. */
+ * a final softmax, or BCE with a final sigmoid, in a last layer whose kind can give its logits,
+ * and from_logits == 0. */
 int mc_model_fused(const mc_model *m, int loss_kind, int from_logits);
 
-/* Largest layer width (max over n_in, n_out). */
+/* Largest sample size of a layer's input or output (max over n_in, n_out). */
 size_t mc_model_max_width(const mc_model *m);
 
 /* Scratch for one forward/backward pass over at most B rows. All pointers point into one block. */
 typedef struct mc_arena {
     size_t B;
-    float **out;    /* L: layer outputs (B, n_out) */
-    float **pre;    /* L: DENSE pre-activations (B, n_out) when the activation is not linear, else NULL */
-    float **mask;   /* L: DROPOUT masks (B, n_out) holding 0 or 1/(1-rate), else NULL */
+    float **out;     /* L: layer outputs (B, n_out) */
+    float **scratch; /* L: what each layer keeps for its backward (B, ops->scratch), NULL for none */
     float *g0, *g1; /* gradient ping-pong buffers (B, max width) */
     void *block;
-    /* NULL, or: a forward pass whose first layer is dense sets it to 1 when that layer's product
-     * holds NaN or an infinity (mc_dense_forward_act) */
+    /* NULL, or: a forward pass whose first layer checks its products (mc_layer_ops.checks_products)
+     * sets it to 1 when that layer's product holds NaN or an infinity */
     atomic_int *first_product_nonfinite;
 } mc_arena;
 
@@ -88,7 +69,7 @@ void mc_model_forward(const mc_model *m, mc_arena *a, const float *x, size_t B, 
 
 /* The same starting at layer `first` (<= L - 1): x is then the input of layer `first`, already through
  * layers [0, first) (the batch gather folds a leading Rescaling into the uint8 conversion), whose
- * outputs are not written. Dropout keys keep the true layer index. */
+ * outputs are not written. Random streams keep the true layer index. */
 void mc_model_forward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
                            int training, uint64_t seed, uint64_t step);
 
@@ -96,14 +77,6 @@ void mc_model_forward_from(const mc_model *m, mc_arena *a, const float *x, size_
  * layers [first, lo) have run on the same arena: the pass in pieces, with the same results. */
 void mc_model_forward_layers(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t lo, size_t hi,
                              size_t B, int training, uint64_t seed, uint64_t step);
-
-/* What inference decides once for a whole batch, for each block of its rows (mc_model_infer_rows). */
-typedef struct {
-    int params_finite; /* 1: the parameter block holds no NaN or infinity; 0: not known (each
-                        * product checks its weights) */
-    int x_sparse;      /* whether a dense first layer skips the zeros of x (mc_gemm_skips_zeros on the
-                        * batch), or -1: each block looks at a sample of its own rows */
-} mc_infer_plan;
 
 /* Inference (dropout off) on rows [r0, r0 + rows) of a batch of B rows: what
  * mc_model_forward_from(m, a, x, first, B, 0, ...) writes for those rows, bit for bit, computed on
@@ -119,10 +92,11 @@ const float *mc_model_logits_from(const mc_model *m, const mc_arena *a, const fl
 
 /* Backward pass after mc_model_forward with the same x, B and training flag. dlast (B, n_out of the
  * last layer) holds dL/d(output), or dL/d(logits) when fused != 0 (the last activation is skipped);
- * it must be a->g0 or a->g1 and is clobbered. For every trainable DENSE layer, grads[w_off..] and
- * grads[b_off..] are OVERWRITTEN; frozen ranges are not touched. dx (B, n_in of layer 0), if not
- * NULL, receives dL/dx; without it the pass stops at the lowest trainable DENSE layer and the
- * first layer's input gradient is never computed. Cannot fail. */
+ * it must be a->g0 or a->g1 and is clobbered. For every trainable layer, the gradients of its
+ * trained weights are OVERWRITTEN; frozen ranges are not touched. dx (B, n_in of layer 0), if not
+ * NULL, receives dL/dx; without it the pass stops at the lowest trainable layer with trained
+ * weights and the first layer's input gradient is never computed. Layers write their input's
+ * gradient into the other of g0/g1 (ping-pong), so any layer may change the width. Cannot fail. */
 void mc_model_backward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training, float *dlast,
                        int fused, float *dx);
 

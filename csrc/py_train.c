@@ -153,7 +153,7 @@ static int parse_x(call_state *s, PyObject *o, int allow_u8) {
     return 0;
 }
 
-/* layers (L, 8) int64, lfloats (L, 2) float64, params (P) float32 writeable, grads (P) (optional). */
+/* layers (L, MC_TABLE_COLS) int64, lfloats (L, MC_FTABLE_COLS) float64, params (P) float32 writeable, grads (P) (optional). */
 static int parse_model(call_state *s, PyObject *lo, PyObject *fo, PyObject *po, PyObject *go) {
     PyArrayObject *tab = get_array(lo, "layers", NPY_INT64, -1, 2, 0);
     if (!tab) return -1;
@@ -171,9 +171,9 @@ static int parse_model(call_state *s, PyObject *lo, PyObject *fo, PyObject *po, 
     PyArrayObject *lf = get_array(fo, "lfloats", NPY_FLOAT64, -1, 2, 0);
     if (!lf) return -1;
     hold(s, lf);
-    if ((size_t)PyArray_DIM(lf, 0) != L || PyArray_DIM(lf, 1) != 2) {
-        PyErr_Format(PyExc_ValueError, "lfloats: expected shape (%zu, 2) (one row per layer), got (%zd, %zd)", L,
-                     (Py_ssize_t)PyArray_DIM(lf, 0), (Py_ssize_t)PyArray_DIM(lf, 1));
+    if ((size_t)PyArray_DIM(lf, 0) != L || PyArray_DIM(lf, 1) != MC_FTABLE_COLS) {
+        PyErr_Format(PyExc_ValueError, "lfloats: expected shape (%zu, %d) (one row per layer), got (%zd, %zd)", L,
+                     MC_FTABLE_COLS, (Py_ssize_t)PyArray_DIM(lf, 0), (Py_ssize_t)PyArray_DIM(lf, 1));
         return -1;
     }
     PyArrayObject *params = get_array(po, "params", NPY_FLOAT32, -1, 1, 1);

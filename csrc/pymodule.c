@@ -3,6 +3,26 @@
 #define MC_PYMODULE_MAIN
 #include "pyutil.h"
 
+#include "layer.h"
+
+/* The codes and column indices of the layer table (layer.h), for mnistc/_plan.py and the tests. */
+static const struct {
+    const char *name;
+    long value;
+} layer_constants[] = {
+    {"LAYER_DENSE", MC_LAYER_DENSE}, {"LAYER_ACTIVATION", MC_LAYER_ACTIVATION}, {"LAYER_DROPOUT", MC_LAYER_DROPOUT},
+    {"LAYER_RESCALING", MC_LAYER_RESCALING}, {"LAYER_COUNT", MC_LAYER_COUNT},
+    {"COL_KIND", MC_COL_KIND}, {"COL_ACTIVATION", MC_COL_ACTIVATION}, {"COL_TRAINABLE", MC_COL_TRAINABLE},
+    {"COL_IN_H", MC_COL_IN_H}, {"COL_IN_W", MC_COL_IN_W}, {"COL_IN_C", MC_COL_IN_C},
+    {"COL_OUT_H", MC_COL_OUT_H}, {"COL_OUT_W", MC_COL_OUT_W}, {"COL_OUT_C", MC_COL_OUT_C},
+    {"COL_KERNEL_H", MC_COL_KERNEL_H}, {"COL_KERNEL_W", MC_COL_KERNEL_W},
+    {"COL_STRIDE_H", MC_COL_STRIDE_H}, {"COL_STRIDE_W", MC_COL_STRIDE_W},
+    {"COL_PAD_TOP", MC_COL_PAD_TOP}, {"COL_PAD_LEFT", MC_COL_PAD_LEFT},
+    {"COL_WEIGHT0", MC_COL_WEIGHT0}, {"TABLE_COLS", MC_TABLE_COLS}, {"MAX_WEIGHTS", MC_MAX_WEIGHTS},
+    {"FCOL_RATE", MC_FCOL_RATE}, {"FCOL_SCALE", MC_FCOL_SCALE}, {"FCOL_OFFSET", MC_FCOL_OFFSET},
+    {"FTABLE_COLS", MC_FTABLE_COLS},
+};
+
 static PyObject *py_fail_alloc_after(PyObject *self, PyObject *arg) {
     (void)self;
     long k = PyLong_AsLong(arg);
@@ -38,6 +58,8 @@ PyMODINIT_FUNC PyInit__C(void) {
         goto fail;
     }
     if (PyModule_AddStringConstant(m, "__version__", MC_VERSION) < 0) goto fail;
+    for (size_t i = 0; i < sizeof layer_constants / sizeof *layer_constants; i++)
+        if (PyModule_AddIntConstant(m, layer_constants[i].name, layer_constants[i].value) < 0) goto fail;
     return m;
 fail:
     Py_DECREF(m);

@@ -9,7 +9,6 @@
 #endif
 #include "train.h"
 
-#include "gemm.h"
 #include "scan.h"
 #include "threads.h"
 
@@ -70,9 +69,9 @@ static mc_status bufs_init(batch_bufs *bb, const mc_data *dt, size_t n_out, size
 
 static size_t row_of(const int64_t *perm, size_t i) { return perm ? (size_t)perm[i] : i; }
 
-/* How the batch gather treats uint8 rows: when the first C layer is a Rescaling, the gather computes
- * (float)u8 * scale + offset itself (the same two float operations the layer does, so the same bits)
- * and the forward pass starts at layer 1. */
+/* How the batch gather treats uint8 rows: when the first C layer is an affine map (a Rescaling:
+ * mc_layer_ops.affine), the gather computes (float)u8 * scale + offset itself (the same two float
+ * operations the layer does, so the same bits) and the forward pass starts at layer 1. */
 typedef struct {
     size_t first;   /* first layer the forward pass runs */
     float scale, offset;
@@ -81,10 +80,9 @@ typedef struct {
 
 static gather_plan plan_gather(const mc_model *m, const mc_data *dt) {
     gather_plan p = {0, 1.0f, 0.0f, 0};
-    if (dt->x_u8 && m->L >= 2 && m->layers[0].kind == MC_LAYER_RESCALING) {
+    const mc_layer *ly = &m->layers[0];
+    if (dt->x_u8 && m->L >= 2 && ly->ops->affine && ly->ops->affine(ly, &p.scale, &p.offset)) {
         p.first = 1;
-        p.scale = (float)m->layers[0].p0;
-        p.offset = (float)m->layers[0].p1;
         p.rescale = 1;
     }
     return p;
@@ -219,13 +217,13 @@ static int report(const mc_hook *hook, double *last, size_t batch, size_t n_batc
 }
 
 /* The first of the layers from which the forward pass runs on the calling thread alone: those
- * after the last dense layer whose product is split over threads (gemm.h). The background gather
+ * after the last layer whose forward is split over threads (mc_layer_ops.threads). The background gather
  * starts there, so that it also has the last layers' forward pass to run in. */
 static size_t serial_layers_from(const mc_model *m, size_t first, size_t B) {
     size_t from = first;
     for (size_t l = first; l < m->L; l++) {
         const mc_layer *ly = &m->layers[l];
-        if (ly->kind == MC_LAYER_DENSE && mc_gemm_threads(B, ly->n_out, ly->n_in) > 1) from = l + 1;
+        if (ly->ops->threads && ly->ops->threads(ly, B) > 1) from = l + 1;
     }
     return from;
 }
@@ -273,7 +271,7 @@ static void infer(const mc_model *m, mc_arena *a, const float *x, size_t first, 
     /* whether the first product skips x's zeros: one sample of the batch (the rows the whole
      * product would look at) rather than one per block, each a trip to memory */
     const mc_layer *ly = &m->layers[first];
-    int x_sparse = ly->kind == MC_LAYER_DENSE ? mc_gemm_skips_zeros(b, ly->n_out, ly->n_in, x, ly->n_in) : -1;
+    int x_sparse = ly->ops->sparse_input ? ly->ops->sparse_input(ly, x, b) : -1;
     /* whether the weights are finite, once per call (the zero skipping must keep 0 * inf terms):
      * not in every block's products */
     if (*params_finite < 0) {
@@ -313,12 +311,12 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
     gather_plan gp = plan_gather(m, dt);
     size_t serial_from = ahead ? serial_layers_from(m, gp.first, B) : gp.first;
     /* predict refuses float rows holding NaN or infinities. Such a value makes every product of its
-     * row in a dense first layer NaN or infinite, so that layer checks its products (n_out values a
-     * row, still in cache) and x is scanned only when they hold one, for the error and its counts:
+     * row in a first layer with a product (dense) NaN or infinite, so that layer checks its products
+     * (values still in cache) and x is scanned only when they hold one, for the error and its counts:
      * one trip to memory over x instead of two. Other first layers get x scanned first. */
     atomic_int product_nonfinite = 0;
     int check_x = mode == 2 && dt->check_finite && !dt->x_u8;
-    int check_products = check_x && m->layers[gp.first].kind == MC_LAYER_DENSE;
+    int check_products = check_x && m->layers[gp.first].ops->checks_products;
     if (check_products) a.first_product_nonfinite = &product_nonfinite;
     int params_finite = -1;  /* not scanned yet (infer) */
     gather_job next;

@@ -5,9 +5,12 @@ bias become views into it ("adoption"), so C updates them in place and `layer.ke
 the current values. A layer reused in another model is adopted by that model when it runs; its
 values travel with it.
 """
+import math
+from typing import NamedTuple
+
 import numpy as np
 
-from mnistc import activations
+from mnistc import _C
 
 # Each weight starts on a 64-byte boundary (16 floats): the kernels read weight rows with 32- and
 # 64-byte vector loads, and a load that straddles two cache lines costs two (a 784x128 kernel at a
@@ -22,10 +25,56 @@ def aligned_zeros(n):
     return buf[start:start + n]
 
 
+def hwc(shape):
+    """A per-sample shape as the C table's (h, w, c): channels last, leading axes folded into h, w."""
+    shape = tuple(shape)
+    if len(shape) == 1:
+        return (1, 1, shape[0])
+    if len(shape) == 2:
+        return (1, shape[0], shape[1])
+    return (math.prod(shape[:-2]), shape[-2], shape[-1])
+
+
+class CRow(NamedTuple):
+    """One row of the C layer table as a layer describes it (layer.h): `weights` lists, per weight
+    slot of the kind, the index into the layer's own weights or -1 for an absent one."""
+    kind: int
+    in_shape: tuple
+    out_shape: tuple
+    activation: int = 0
+    weights: tuple = ()
+    kernel: tuple = (0, 0)
+    strides: tuple = (0, 0)
+    padding: tuple = (0, 0)     # zeros added before the first row and the first column
+    floats: tuple = (0.0, 0.0)
+
+
+def table_row(row, offsets):
+    """The int64 table row and float64 constants of `row`; `offsets` are the layer's weights' offsets."""
+    r = np.zeros(_C.TABLE_COLS, np.int64)
+    r[_C.COL_KIND] = row.kind
+    r[_C.COL_ACTIVATION] = row.activation
+    r[_C.COL_TRAINABLE] = 1
+    r[_C.COL_IN_H:_C.COL_IN_H + 3] = hwc(row.in_shape)
+    r[_C.COL_OUT_H:_C.COL_OUT_H + 3] = hwc(row.out_shape)
+    r[_C.COL_KERNEL_H:_C.COL_KERNEL_H + 2] = row.kernel
+    r[_C.COL_STRIDE_H:_C.COL_STRIDE_H + 2] = row.strides
+    r[_C.COL_PAD_TOP:_C.COL_PAD_TOP + 2] = row.padding
+    w = r[_C.COL_WEIGHT0:_C.COL_WEIGHT0 + _C.MAX_WEIGHTS]
+    w[:] = -1
+    for slot, index in enumerate(row.weights):
+        if index >= 0:
+            w[slot] = offsets[index]
+    f = np.zeros(_C.FTABLE_COLS, np.float64)
+    f[:len(row.floats)] = row.floats
+    return r, f
+
+
 class Plan:
     """The C description of one model structure: the flat `params` / `grads` blocks, the layer
-    table `layers` int64 (L, 8) and `lfloats` float64 (L, 2). `tables(flags)` gives the table and the
-    trainable `segments` (int64 (S, 2) [offset, length]) for a set of per-layer trainable flags."""
+    table `layers` int64 (L, _C.TABLE_COLS) and `lfloats` float64 (L, _C.FTABLE_COLS).
+    `tables(flags)` gives the table and the trainable `segments` (int64 (S, 2) [offset, length])
+    for a set of per-layer trainable flags."""
 
     def __init__(self, model_layers):
         self.model_layers = list(model_layers)
@@ -41,14 +90,13 @@ class Plan:
         self.P = P
         rows, floats, owners = [], [], []
         for li, (layer, offs) in enumerate(zip(self.model_layers, offsets)):
-            for kind, n_in, n_out, act, wi, bi, f0, f1 in layer._c_rows():
-                w_off = offs[wi] if wi >= 0 else -1
-                b_off = offs[bi] if bi >= 0 else -1
-                rows.append((kind, n_in, n_out, act, 1, w_off, b_off, 0))
-                floats.append((f0, f1))
+            for row in layer._c_rows():
+                r, f = table_row(row, offs)
+                rows.append(r)
+                floats.append(f)
                 owners.append(li)
-        self.layers = np.array(rows, np.int64).reshape(-1, 8)
-        self.lfloats = np.array(floats, np.float64).reshape(-1, 2)
+        self.layers = np.array(rows, np.int64).reshape(-1, _C.TABLE_COLS)
+        self.lfloats = np.array(floats, np.float64).reshape(-1, _C.FTABLE_COLS)
         self._owners = np.array(owners, np.int64)
         self._tables = {}
         self.params = None
@@ -62,12 +110,14 @@ class Plan:
         if cached is None:
             table = self.layers.copy()
             if len(table):
-                table[:, 4] = np.array(flags, np.int64)[self._owners]
+                table[:, _C.COL_TRAINABLE] = np.array(flags, np.int64)[self._owners]
             segs = []
             for layer, offs, flag in zip(self.model_layers, self.offsets, flags):
                 if not flag:
                     continue
-                for off, w in zip(offs, layer._weights):
+                for off, w, trained in zip(offs, layer._weights, layer._weight_trained):
+                    if not trained:
+                        continue
                     if segs and segs[-1][0] + segs[-1][1] == off:
                         segs[-1][1] += w.size
                     else:
@@ -78,10 +128,10 @@ class Plan:
 
     @property
     def last_activation(self):
-        """Activation name of the last C layer that has one (None when the chain is empty)."""
-        for row in self.layers[::-1]:
-            if row[0] in (0, 1):
-                return activations._NAMES[int(row[3])]
+        """Activation name of the last layer that sends C rows and has an activation (None if none)."""
+        for layer in reversed(self.model_layers):
+            if hasattr(layer, "activation") and layer._c_rows():
+                return layer.activation
         return None
 
     def adopt(self):

@@ -2,7 +2,8 @@
 
 A layer knows its shapes and weights; the model lays its weights out in one flat float32 block and
 runs the chain in C. Each layer describes itself to the C core as zero or more rows of the layer
-table (`_c_rows`): Flatten, Reshape and InputLayer are free on contiguous rows and send none.
+table (`_c_rows`, a list of `_plan.CRow`): Flatten, Reshape and InputLayer are free on contiguous
+rows and send none.
 """
 import math
 import re
@@ -10,9 +11,8 @@ import warnings
 
 import numpy as np
 
-from mnistc import activations, initializers
-
-DENSE, ACTIVATION, DROPOUT, RESCALING = 0, 1, 2, 3
+from mnistc import _C, activations, initializers
+from mnistc._plan import CRow
 
 _name_counts = {}
 
@@ -79,6 +79,7 @@ class Layer:
         self.output_shape = None
         self._weights = []        # arrays owned by the layer or views into a model's block
         self._weight_names = []
+        self._weight_trained = [] # per weight: trained by the optimizer when the layer is trainable
         self._inbound = None      # KerasTensor this layer was called on (functional API)
         shape = kwargs.get("input_shape")
         if kwargs.get("batch_input_shape") is not None:
@@ -102,11 +103,15 @@ class Layer:
 
     @property
     def trainable_weights(self):
-        return list(self._weights) if self._trainable else []
+        if not self._trainable:
+            return []
+        return [w for w, t in zip(self._weights, self._weight_trained) if t]
 
     @property
     def non_trainable_weights(self):
-        return [] if self._trainable else list(self._weights)
+        if not self._trainable:
+            return list(self._weights)
+        return [w for w, t in zip(self._weights, self._weight_trained) if not t]
 
     @property
     def variables(self):
@@ -159,15 +164,15 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def _add_weight(self, name, shape, initializer):
+    def _add_weight(self, name, shape, initializer, trainable=True):
         w = np.ascontiguousarray(initializer(shape), np.float32)
         self._weights.append(w)
         self._weight_names.append(name)
+        self._weight_trained.append(bool(trainable))
         return w
 
     def _c_rows(self):
-        """Rows for the C layer table: list of (kind, n_in, n_out, activation, weight_index_w,
-        weight_index_b, f0, f1); weight indices refer to self._weights (-1 if none)."""
+        """Rows for the C layer table (a list of `_plan.CRow`); none for a layer that is free."""
         return []
 
     # --- functional API and eager calls ---
@@ -277,17 +282,17 @@ class Dense(Layer):
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
-        if len(input_shape) != 1:
+        if self.activation == "softmax" and len(input_shape) != 1:
             raise ValueError(
-                f"Dense layer '{self.name}' received input of shape {(None, *input_shape)}; mnistc's Dense "
-                f"needs flat samples (None, features). Add a Flatten() layer before it.")
-        self._add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer)
+                f"Dense layer '{self.name}' with softmax received input of shape {(None, *input_shape)}; the "
+                "losses read flat samples (None, classes). Add a Flatten() layer before it.")
+        self._add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
         if self.use_bias:
             self._add_weight("bias", (self.units,), self.bias_initializer)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
-        return (self.units,)
+        return (*tuple(input_shape)[:-1], self.units)
 
     @property
     def kernel(self):
@@ -298,8 +303,8 @@ class Dense(Layer):
         return self._weights[1] if self.built and self.use_bias else None
 
     def _c_rows(self):
-        return [(DENSE, self.input_shape[0], self.units, activations.code(self.activation),
-                 0, 1 if self.use_bias else -1, 0.0, 0.0)]
+        return [CRow(_C.LAYER_DENSE, self.input_shape, self.output_shape, activations.code(self.activation),
+                     weights=(0, 1 if self.use_bias else -1))]
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
@@ -322,8 +327,7 @@ class Activation(Layer):
         super().build(input_shape)
 
     def _c_rows(self):
-        n = math.prod(self.input_shape)
-        return [(ACTIVATION, n, n, activations.code(self.activation), -1, -1, 0.0, 0.0)]
+        return [CRow(_C.LAYER_ACTIVATION, self.input_shape, self.output_shape, activations.code(self.activation))]
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
@@ -378,8 +382,9 @@ class Dropout(Layer):
     def _c_rows(self):
         if self.rate == 0.0:
             return []
-        n = math.prod(self.input_shape)
-        return [(DROPOUT, n, n, 0, -1, -1, self.rate, 0.0)]
+        floats = [0.0] * _C.FTABLE_COLS
+        floats[_C.FCOL_RATE] = self.rate
+        return [CRow(_C.LAYER_DROPOUT, self.input_shape, self.output_shape, floats=tuple(floats))]
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
@@ -400,8 +405,9 @@ class Rescaling(Layer):
             raise ValueError(f"Rescaling: scale and offset must be finite, got {scale}, {offset}")
 
     def _c_rows(self):
-        n = math.prod(self.input_shape)
-        return [(RESCALING, n, n, 0, -1, -1, self.scale, self.offset)]
+        floats = [0.0] * _C.FTABLE_COLS
+        floats[_C.FCOL_SCALE], floats[_C.FCOL_OFFSET] = self.scale, self.offset
+        return [CRow(_C.LAYER_RESCALING, self.input_shape, self.output_shape, floats=tuple(floats))]
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale, "offset": self.offset}

@@ -290,6 +290,11 @@ class Model:
     def _prepare(self, x, y, what="x"):
         """Check and convert (x, y) for C; returns (x2d, y_c, metric_code)."""
         self._ensure_built_for(x)
+        if len(self._output_shape) > 1 and self.loss.kind in (losses.CCE, losses.SCCE):
+            raise ValueError(
+                f"The model's output has shape {(None, *self._output_shape)}, but `{self.loss.name}` reads one "
+                "distribution over the classes per sample, shape (None, classes). Add a Flatten() layer before "
+                "the last Dense layer.")
         x2 = _data.adapt_input(x, self._input_shape, what)
         y_arr = _data._as_array(y, "y" if what == "x" else what.replace("x", "y"))
         _data.check_cardinality(x2, y_arr)

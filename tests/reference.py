@@ -8,8 +8,13 @@ import math
 
 import numpy as np
 
-# --- codes of the engine table ---
-DENSE, ACTIVATION, DROPOUT, RESCALING = 0, 1, 2, 3
+from mnistc import _C
+from mnistc._plan import CRow, table_row
+
+# --- codes of the engine table (layer.h, exported by _C) ---
+DENSE, ACTIVATION, DROPOUT, RESCALING = _C.LAYER_DENSE, _C.LAYER_ACTIVATION, _C.LAYER_DROPOUT, _C.LAYER_RESCALING
+KIND, ACT_COL, TRAINABLE, IN_C, OUT_C, W0 = (_C.COL_KIND, _C.COL_ACTIVATION, _C.COL_TRAINABLE, _C.COL_IN_C,
+                                           _C.COL_OUT_C, _C.COL_WEIGHT0)
 ACTS = ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "silu", "softplus",
         "leaky_relu", "softsign", "exponential")
 ACT = {name: code for code, name in enumerate(ACTS)}
@@ -259,54 +264,66 @@ def dropout_mask(seed, step, layer, count, rate):
 # --- layer tables and whole models ---
 
 def build_table(spec, n_in, rng, trainable=None, use_bias=True):
-    """A C layer table from a short description.
+    """A C layer table from a short description, laid out by the model's own plan code (table_row).
 
     spec: list of ("dense", n_out, act_name) | ("act", act_name) | ("dropout", rate) |
     ("rescale", scale, offset). Weights drawn from rng (glorot-uniform kernels, small random biases).
-    Returns (layers int64 (L, 8), lfloats float64 (L, 2), params float32 (P,)).
+    Returns (layers int64 (L, _C.TABLE_COLS), lfloats float64 (L, _C.FTABLE_COLS), params float32 (P,)).
     """
     rows, floats, chunks, P, width = [], [], [], 0, n_in
     for i, item in enumerate(spec):
-        tr = 1 if trainable is None else int(trainable[i])
-        kind = item[0]
+        kind, offsets = item[0], []
         if kind == "dense":
             n_out, act = item[1], ACT[item[2]]
             lim = math.sqrt(6.0 / (width + n_out))
-            w = rng.uniform(-lim, lim, size=width * n_out)
-            w_off, P = P, P + w.size
-            chunks.append(w)
-            b_off = -1
+            chunks.append(rng.uniform(-lim, lim, size=width * n_out))
+            offsets.append(P)
+            P += width * n_out
             if use_bias:
-                b = rng.uniform(-0.1, 0.1, size=n_out)
-                b_off, P = P, P + n_out
-                chunks.append(b)
-            rows.append((DENSE, width, n_out, act, tr, w_off, b_off, 0))
-            floats.append((0.0, 0.0))
+                chunks.append(rng.uniform(-0.1, 0.1, size=n_out))
+                offsets.append(P)
+                P += n_out
+            row = CRow(DENSE, (width,), (n_out,), act, weights=(0, 1 if use_bias else -1))
             width = n_out
         elif kind == "act":
-            rows.append((ACTIVATION, width, width, ACT[item[1]], tr, -1, -1, 0))
-            floats.append((0.0, 0.0))
+            row = CRow(ACTIVATION, (width,), (width,), ACT[item[1]])
         elif kind == "dropout":
-            rows.append((DROPOUT, width, width, 0, tr, -1, -1, 0))
-            floats.append((float(item[1]), 0.0))
+            row = CRow(DROPOUT, (width,), (width,), floats=_floats({_C.FCOL_RATE: item[1]}))
         elif kind == "rescale":
-            rows.append((RESCALING, width, width, 0, tr, -1, -1, 0))
-            floats.append((float(item[1]), float(item[2])))
+            row = CRow(RESCALING, (width,), (width,), floats=_floats({_C.FCOL_SCALE: item[1], _C.FCOL_OFFSET: item[2]}))
         else:
             raise ValueError(kind)
+        r, f = table_row(row, offsets)
+        r[TRAINABLE] = 1 if trainable is None else int(trainable[i])
+        rows.append(r)
+        floats.append(f)
     params = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    return (np.array(rows, np.int64).reshape(-1, 8), np.array(floats, np.float64).reshape(-1, 2), params)
+    return (np.array(rows, np.int64).reshape(-1, _C.TABLE_COLS),
+            np.array(floats, np.float64).reshape(-1, _C.FTABLE_COLS), params)
+
+
+def _floats(values):
+    f = [0.0] * _C.FTABLE_COLS
+    for col, v in values.items():
+        f[col] = float(v)
+    return tuple(f)
+
+
+def _dense_weights(row):
+    """(kernel offset, n_in, n_out, bias offset or -1) of a flat dense row."""
+    return int(row[W0]), int(row[IN_C]), int(row[OUT_C]), int(row[W0 + 1])
 
 
 def segments_of(layers):
     """Trainable ranges [offset, length] of a table, merged where contiguous, in offset order."""
     ranges = []
-    for kind, n_in, n_out, _, tr, w_off, b_off, _ in layers:
-        if kind != DENSE or not tr:
+    for row in layers:
+        if row[KIND] != DENSE or not row[TRAINABLE]:
             continue
-        ranges.append([int(w_off), int(n_in * n_out)])
+        w_off, n_in, n_out, b_off = _dense_weights(row)
+        ranges.append([w_off, n_in * n_out])
         if b_off >= 0:
-            ranges.append([int(b_off), int(n_out)])
+            ranges.append([b_off, n_out])
     ranges.sort()
     merged = []
     for off, n in ranges:
@@ -320,12 +337,12 @@ def segments_of(layers):
 def is_fused(layers, spec):
     kind, from_logits, _ = spec
     last = layers[-1]
-    if from_logits or last[0] not in (DENSE, ACTIVATION):
+    if from_logits or last[KIND] not in (DENSE, ACTIVATION):
         return False
     if kind in (CCE, SCCE):
-        return ACTS[last[3]] == "softmax"
+        return ACTS[last[ACT_COL]] == "softmax"
     if kind == BCE:
-        return ACTS[last[3]] == "sigmoid"
+        return ACTS[last[ACT_COL]] == "sigmoid"
     return False
 
 
@@ -334,9 +351,11 @@ def model_forward(layers, lfloats, params, x, training=False, seed=0, step=0):
     params = np.asarray(params, np.float64)
     h = np.asarray(x, np.float64)
     cache = []
-    for l, (kind, n_in, n_out, act, _, w_off, b_off, _) in enumerate(layers):
+    for l, row in enumerate(layers):
+        kind, act = row[KIND], row[ACT_COL]
         pre, mask = None, None
         if kind == DENSE:
+            w_off, n_in, n_out, b_off = _dense_weights(row)
             w = params[w_off:w_off + n_in * n_out].reshape(n_in, n_out)
             b = params[b_off:b_off + n_out] if b_off >= 0 else None
             pre = dense_forward(h, w, b)
@@ -345,14 +364,14 @@ def model_forward(layers, lfloats, params, x, training=False, seed=0, step=0):
             pre = h
             out = act_forward(act, h)
         elif kind == DROPOUT:
-            rate = lfloats[l, 0]
+            rate = lfloats[l, _C.FCOL_RATE]
             if training and rate > 0:
                 mask = dropout_mask(seed, step, l, h.size, rate).reshape(h.shape)
                 out = h * mask
             else:
                 out = h.copy()
         elif kind == RESCALING:
-            out = h * float(np.float32(lfloats[l, 0])) + float(np.float32(lfloats[l, 1]))
+            out = h * float(np.float32(lfloats[l, _C.FCOL_SCALE])) + float(np.float32(lfloats[l, _C.FCOL_OFFSET]))
         else:
             raise ValueError(kind)
         cache.append((h, pre, out, mask))
@@ -371,15 +390,17 @@ def model_loss_and_grad(layers, lfloats, params, x, y, spec, training=False, see
     grads = np.zeros(len(params64))
     L = len(layers)
     for l in range(L - 1, -1, -1):
-        kind, n_in, n_out, act, tr, w_off, b_off, _ = layers[l]
+        row = layers[l]
+        kind, act = row[KIND], row[ACT_COL]
         inp, pre, _, mask = cache[l]
         skip_act = fused and l == L - 1
         if kind == DENSE:
             if not skip_act:
                 g = act_backward(act, pre, g)
+            w_off, n_in, n_out, b_off = _dense_weights(row)
             w = params64[w_off:w_off + n_in * n_out].reshape(n_in, n_out)
             g, dw, db = dense_backward(g, inp, w)
-            if tr:
+            if row[TRAINABLE]:
                 grads[w_off:w_off + n_in * n_out] = dw.ravel()
                 if b_off >= 0:
                     grads[b_off:b_off + n_out] = db
@@ -390,7 +411,7 @@ def model_loss_and_grad(layers, lfloats, params, x, y, spec, training=False, see
             if mask is not None:
                 g = g * mask
         elif kind == RESCALING:
-            g = g * float(np.float32(lfloats[l, 0]))
+            g = g * float(np.float32(lfloats[l, _C.FCOL_SCALE]))
     return per.mean(), grads, g, out
 
 

@@ -48,7 +48,7 @@ class Net:
         return _C.evaluate(self.layers, self.lfloats, self.params, x, y, batch_size, loss, metric, hook)
 
     def predict(self, x, batch_size=4, hook=None):
-        out = np.empty((len(x), int(self.layers[-1][2])), np.float32)
+        out = np.empty((len(x), int(self.layers[-1][R.OUT_C])), np.float32)
         _C.predict(self.layers, self.lfloats, self.params, x, out, batch_size, hook)
         return out
 
@@ -419,28 +419,41 @@ def bad_cases():
     lf_bad = net.lfloats.copy()
     drop = Net(MLP_DROPOUT, 6)
     drop_lf = drop.lfloats.copy()
-    drop_lf[1, 0] = 1.5
-    frozen_tab = table_with(net, 0, 4, 0)  # layer 0 frozen but its weights still in the segments
+    drop_lf[1, _C.FCOL_RATE] = 1.5
+    frozen_tab = table_with(net, 0, _C.COL_TRAINABLE, 0)  # layer 0 frozen but its weights still in the segments
+    act = Net([("dense", 8, "relu"), ("act", "tanh"), ("dense", 3, "softmax")], 6)
     return net, x, y, [
         (dict(x=x.astype(np.float64)), TypeError, "x: expected float32 or uint8 array, got float64"),
         (dict(x=x.tolist()), TypeError, "x: expected float32 or uint8 array, got list"),
         (dict(x=np.asfortranarray(x)), ValueError, "x: expected a C-contiguous array"),
-        (dict(x=x[:, :5].copy()), ValueError, r"layers\[0\]: n_in 6 does not match the input row width 5"),
+        (dict(x=x[:, :5].copy()), ValueError, r"layers\[0\]: input size 6 \(1 x 1 x 6\) does not match the input row width 5"),
         (dict(x=x.reshape(10, 6, 1)), ValueError, r"x: expected a 2-D array, got shape \(10, 6, 1\)"),
-        (dict(layers=table_with(net, 1, 1, 7)), ValueError,
-         r"layers\[1\]: n_in 7 does not match the previous layer's n_out 8"),
-        (dict(layers=table_with(net, 1, 5, 1000)), ValueError, r"layers\[1\]: kernel range \[1000, 1000 \+ 24\) is "
-         r"outside the 83 parameters"),
-        (dict(layers=table_with(net, 1, 5, 0)), ValueError, r"overlaps the kernel of layers\[0\]"),
-        (dict(layers=table_with(net, 1, 0, 9)), ValueError, r"layers\[1\]: kind must be in \[0, 4\), got 9"),
-        (dict(layers=table_with(net, 1, 3, 13)), ValueError, r"layers\[1\]: activation must be in \[0, 13\), got 13"),
-        (dict(layers=table_with(net, 1, 4, 2)), ValueError, r"layers\[1\]: trainable must be 0 or 1, got 2"),
-        (dict(layers=net.layers[:, :7].copy()), ValueError, r"layers: expected shape \(L, 8\), got \(2, 7\)"),
+        (dict(layers=table_with(net, 1, _C.COL_IN_C, 7)), ValueError,
+         r"layers\[1\]: input size 7 \(1 x 1 x 7\) does not match the previous layer's output size 8"),
+        (dict(layers=table_with(net, 1, _C.COL_IN_H, 0)), ValueError, r"layers\[1\]: input shape must be >= 1, got 0"),
+        (dict(layers=table_with(net, 1, _C.COL_STRIDE_W, -2)), ValueError, r"layers\[1\]: stride_w must be >= 0, got -2"),
+        (dict(layers=table_with(net, 1, _C.COL_WEIGHT0, 1000)), ValueError, r"layers\[1\]: weight 0 range \[1000, "
+         r"1000 \+ 24\) is outside the 83 parameters"),
+        (dict(layers=table_with(net, 1, _C.COL_WEIGHT0, 0)), ValueError, r"overlaps weight 0 of layers\[0\]"),
+        (dict(layers=table_with(net, 1, _C.COL_WEIGHT0 + 2, 80)), ValueError,
+         r"layers\[1\]: dense has no weight 2 here, so its offset must be -1, got 80"),
+        (dict(layers=table_with(net, 1, _C.COL_WEIGHT0, -1)), ValueError, r"layers\[1\]: dense needs a kernel"),
+        (dict(layers=table_with(act, 1, _C.COL_WEIGHT0, 70), lfloats=act.lfloats), ValueError,
+         r"layers\[1\]: activation has no weights, so weight 0's offset must be -1, got 70"),
+        (dict(layers=table_with(act, 1, _C.COL_OUT_H, 2), lfloats=act.lfloats), ValueError,
+         r"layers\[1\]: activation is element-wise, so its output shape must equal its input shape"),
+        (dict(layers=table_with(net, 1, _C.COL_KIND, 9)), ValueError,
+         rf"layers\[1\]: kind must be in \[0, {_C.LAYER_COUNT}\), got 9"),
+        (dict(layers=table_with(net, 1, _C.COL_ACTIVATION, 13)), ValueError,
+         r"layers\[1\]: activation must be in \[0, 13\), got 13"),
+        (dict(layers=table_with(net, 1, _C.COL_TRAINABLE, 2)), ValueError, r"layers\[1\]: trainable must be 0 or 1, got 2"),
+        (dict(layers=net.layers[:, :7].copy()), ValueError,
+         rf"layers: expected shape \(L, {_C.TABLE_COLS}\), got \(2, 7\)"),
         (dict(layers=net.layers.astype(np.int32)), TypeError, "layers: expected int64 array, got int32"),
         (dict(layers=net.layers[:0]), ValueError, "layers: the table has no rows"),
         (dict(lfloats=lf_bad[:1]), ValueError, r"lfloats: expected shape \(2, 2\) \(one row per layer\), got \(1, 2\)"),
         (dict(layers=drop.layers, lfloats=drop_lf, params=drop.params, grads=drop.grads), ValueError,
-         r"layers\[1\]: dropout rate \(lfloats\[1, 0\]\) must be in \[0, 1\], got 1.5"),
+         r"layers\[1\]: dropout rate must be in \[0, 1\], got 1.5"),
         (dict(y=np.array([0, 1, 5, 0, 0, 0, 0, 0, 0, 0], np.int32)), ValueError,
          r"y: label 5 at index 2 is out of range \[0, 3\)"),
         (dict(y=np.full(10, -1, np.int32)), ValueError, r"y: label -1 at index 0 is out of range"),

@@ -168,8 +168,15 @@ def test_unknown_names(make, match):
 
 
 def test_dense_on_unflattened_images_names_flatten():
+    # Dense maps the last axis (Keras): (28, 28) -> (28, 10) builds, but a classifier's loss names Flatten
     with pytest.raises(ValueError, match="Add a Flatten\\(\\) layer"):
-        mnistc.Sequential([mnistc.Input((28, 28)), layers.Dense(10)])
+        mnistc.Sequential([mnistc.Input((28, 28)), layers.Dense(10, activation="softmax")])
+    model = mnistc.Sequential([mnistc.Input((28, 28)), layers.Dense(10)])
+    assert model.output_shape == (None, 28, 10)
+    model.compile("adam", mnistc.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = np.zeros((4, 28, 28), np.float32), np.zeros(4, np.int64)
+    unchanged(model, x, y, raises(ValueError, "Add a Flatten\\(\\) layer before the last Dense layer",
+                                  lambda: model.fit(x, y, verbose=0)))
 
 
 def test_binary_crossentropy_on_multiclass_labels():

@@ -19,7 +19,7 @@ def c_loss_and_grad(layers, lfloats, params, x, y, spec, seed=0, training=False,
 
 
 def c_predict(layers, lfloats, params, x, batch_size=None):
-    out = np.empty((len(x), int(layers[-1][2])), np.float32)
+    out = np.empty((len(x), int(layers[-1][R.OUT_C])), np.float32)
     _C.predict(layers, lfloats, params, x, out, batch_size or len(x))
     return out
 

@@ -116,30 +116,44 @@ static void test_adam(void) {
     CHECK(mc_optim_check(&opt, 8, &err) == MC_ERR_SHAPE && strstr(err.msg, "segments[1]"));
 }
 
+/* one flat dense row n_in -> n_out with its kernel at w_off and bias at b_off */
+static void dense_row(int64_t *r, int64_t n_in, int64_t n_out, int act, int64_t w_off, int64_t b_off) {
+    memset(r, 0, MC_TABLE_COLS * sizeof *r);
+    r[MC_COL_KIND] = MC_LAYER_DENSE;
+    r[MC_COL_ACTIVATION] = act;
+    r[MC_COL_TRAINABLE] = 1;
+    r[MC_COL_IN_H] = r[MC_COL_IN_W] = r[MC_COL_OUT_H] = r[MC_COL_OUT_W] = 1;
+    r[MC_COL_IN_C] = n_in;
+    r[MC_COL_OUT_C] = n_out;
+    r[MC_COL_WEIGHT0] = w_off;
+    r[MC_COL_WEIGHT1] = b_off;
+    r[MC_COL_WEIGHT2] = r[MC_COL_WEIGHT3] = -1;
+}
+
 /* a 4 -> 5 (tanh) -> 3 (softmax) table with P = 20 + 5 + 15 + 3 */
 static void two_layers(int64_t rows[2 * MC_TABLE_COLS]) {
-    const int64_t t[2 * MC_TABLE_COLS] = {MC_LAYER_DENSE, 4, 5, MC_ACT_TANH, 1, 0, 20, 0,
-                                          MC_LAYER_DENSE, 5, 3, MC_ACT_SOFTMAX, 1, 25, 40, 0};
-    memcpy(rows, t, sizeof t);
+    dense_row(rows, 4, 5, MC_ACT_TANH, 0, 20);
+    dense_row(rows + MC_TABLE_COLS, 5, 3, MC_ACT_SOFTMAX, 25, 40);
 }
 
 static void test_table_validation(void) {
     int64_t rows[2 * MC_TABLE_COLS];
-    double lf[4] = {0};
+    double lf[2 * MC_FTABLE_COLS] = {0};
     mc_layer layers[2];
     mc_error err = {0};
     two_layers(rows);
     CHECK(mc_layers_from_table(layers, rows, lf, 2, 4, 43, &err) == MC_OK);
-    CHECK(layers[1].n_in == 5 && layers[1].b_off == 40 && layers[0].activation == MC_ACT_TANH);
-    rows[MC_TABLE_COLS + 1] = 6;
+    CHECK(layers[1].n_in == 5 && layers[1].w[1].off == 40 && layers[1].w[1].len == 3 &&
+          layers[0].activation == MC_ACT_TANH && layers[0].ops == &mc_dense_ops);
+    rows[MC_TABLE_COLS + MC_COL_IN_C] = 6;
     CHECK(mc_layers_from_table(layers, rows, lf, 2, 4, 43, &err) == MC_ERR_SHAPE);
-    CHECK(strstr(err.msg, "layers[1]: n_in 6 does not match the previous layer's n_out 5") != NULL);
+    CHECK(strstr(err.msg, "layers[1]: input size 6 (1 x 1 x 6) does not match the previous layer's output size 5"));
     two_layers(rows);
     CHECK(mc_layers_from_table(layers, rows, lf, 2, 7, 43, &err) == MC_ERR_SHAPE);
-    CHECK(strstr(err.msg, "layers[0]: n_in 4 does not match the input row width 7") != NULL);
+    CHECK(strstr(err.msg, "layers[0]: input size 4 (1 x 1 x 4) does not match the input row width 7") != NULL);
     CHECK(mc_layers_from_table(layers, rows, lf, 2, 4, 42, &err) == MC_ERR_SHAPE);
-    CHECK(strstr(err.msg, "layers[1]: bias range") != NULL);
-    rows[MC_TABLE_COLS + 5] = 10; /* kernel of layer 1 over layer 0's kernel */
+    CHECK(strstr(err.msg, "layers[1]: weight 1 range") != NULL);
+    rows[MC_TABLE_COLS + MC_COL_WEIGHT0] = 10; /* kernel of layer 1 over layer 0's kernel */
     CHECK(mc_layers_from_table(layers, rows, lf, 2, 4, 43, &err) == MC_ERR_SHAPE);
     CHECK(strstr(err.msg, "overlaps") != NULL);
 }
@@ -158,7 +172,7 @@ static int stop_hook(void *ctx, const mc_progress *p) {
 static void test_epoch_loop(void) {
     enum { N = 10, P = 43 };
     int64_t rows[2 * MC_TABLE_COLS];
-    double lf[4] = {0};
+    double lf[2 * MC_FTABLE_COLS] = {0};
     mc_layer layers[2];
     mc_error err = {0};
     two_layers(rows);
