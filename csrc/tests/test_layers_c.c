@@ -1,0 +1,426 @@
+/* Standalone checks of the windowed and normalising layer kinds (conv.c, pool.c, norm.c) through
+ * the layer interface, meant to run under ASan/UBSan. Each kind's forward is compared with a direct
+ * double-precision implementation written here, its backward with central differences of the loss
+ * sum(out * R) through that implementation; forward on blocks of rows (inference's plan) must give
+ * the whole batch's bits, and one thread the bits of two. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "activations.h"
+#include "common.h"
+#include "layer.h"
+#include "mc_test.h"
+#include "rng.h"
+#include "threads.h"
+
+static uint64_t counter = 0;
+
+/* uniform in [-1, 1) from the engine's own hash */
+static float frand(void) { return (float)(2.0 * mc_rng_uniform(777, counter++) - 1.0); }
+
+static float *alloc_rand(size_t n) {
+    float *a = malloc((n ? n : 1) * sizeof *a);
+    for (size_t i = 0; i < n; i++) a[i] = frand();
+    return a;
+}
+
+static float *alloc_nan(size_t n) {
+    float *a = malloc((n ? n : 1) * sizeof *a);
+    for (size_t i = 0; i < n; i++) a[i] = NAN;
+    return a;
+}
+
+/* Keras's output size and leading pad of one dimension. */
+static void window(size_t in, size_t k, size_t s, int same, size_t *out, size_t *pad) {
+    if (same) {
+        *out = (in + s - 1) / s;
+        size_t span = (*out - 1) * s + k;
+        *pad = span > in ? (span - in) / 2 : 0;
+    } else {
+        *out = (in - k) / s + 1;
+        *pad = 0;
+    }
+}
+
+static mc_layer make_layer(const mc_layer_ops *ops, int kind, int act, size_t h, size_t w, size_t c, size_t oc,
+                           size_t kh, size_t kw, size_t sh, size_t sw, int same) {
+    mc_layer ly;
+    memset(&ly, 0, sizeof ly);
+    ly.ops = ops;
+    ly.kind = kind;
+    ly.activation = act;
+    ly.trainable = 1;
+    ly.in = (mc_shape){h, w, c};
+    if (kh) {
+        window(h, kh, sh, same, &ly.out.h, &ly.pad_top);
+        window(w, kw, sw, same, &ly.out.w, &ly.pad_left);
+    } else {
+        ly.out.h = h;
+        ly.out.w = w;
+    }
+    ly.out.c = oc;
+    ly.kernel_h = kh;
+    ly.kernel_w = kw;
+    ly.stride_h = sh;
+    ly.stride_w = sw;
+    ly.n_in = h * w * c;
+    ly.n_out = ly.out.h * ly.out.w * ly.out.c;
+    for (size_t i = 0; i < MC_MAX_WEIGHTS; i++) ly.w[i].off = -1;
+    return ly;
+}
+
+/* Present weights (mask bit i) get offsets after init has told their lengths; returns P. */
+static size_t init_layer(mc_layer *ly, unsigned present) {
+    for (size_t i = 0; i < MC_MAX_WEIGHTS; i++) ly->w[i].off = present >> i & 1 ? 0 : -1;
+    mc_error err = {0};
+    mc_status st = ly->ops->init(ly, 0, &err);
+    CHECK(st == MC_OK);
+    if (st != MC_OK) fprintf(stderr, "init: %s\n", err.msg);
+    size_t P = 0;
+    for (size_t i = 0; i < ly->n_weights; i++) {
+        if (ly->w[i].off < 0) continue;
+        ly->w[i].off = (ptrdiff_t)P;
+        P += ly->w[i].len;
+    }
+    return P;
+}
+
+/* --- double-precision references: out (B, n_out) from x (B, n_in) and the parameter block p --- */
+
+typedef void (*ref_fn)(const mc_layer *ly, double *out, const double *x, const double *p, size_t B, int training);
+
+static void act_ref(int act, double *v, size_t n) {
+    if (act == MC_ACT_SOFTMAX) {
+        double m = v[0], s = 0.0;
+        for (size_t i = 1; i < n; i++) m = v[i] > m ? v[i] : m;
+        for (size_t i = 0; i < n; i++) s += v[i] = exp(v[i] - m);
+        for (size_t i = 0; i < n; i++) v[i] /= s;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double z = v[i];
+        switch (act) {
+        case MC_ACT_RELU: v[i] = z > 0.0 ? z : 0.0; break;
+        case MC_ACT_TANH: v[i] = tanh(z); break;
+        case MC_ACT_SIGMOID: v[i] = 1.0 / (1.0 + exp(-z)); break;
+        case MC_ACT_ELU: v[i] = z > 0.0 ? z : expm1(z); break;
+        default: break;
+        }
+    }
+}
+
+/* input row iy of output row oy and kernel row ky, or -1 when in the padding */
+static ptrdiff_t in_row(size_t o, size_t k, size_t s, size_t pad, size_t n) {
+    ptrdiff_t i = (ptrdiff_t)(o * s + k) - (ptrdiff_t)pad;
+    return i >= 0 && i < (ptrdiff_t)n ? i : -1;
+}
+
+static void conv_ref(const mc_layer *ly, double *out, const double *x, const double *p, size_t B, int training) {
+    (void)training;
+    size_t C = ly->in.c, OC = ly->out.c;
+    const double *w = p + ly->w[0].off, *b = ly->w[1].off >= 0 ? p + ly->w[1].off : NULL;
+    for (size_t s = 0; s < B; s++)
+        for (size_t oy = 0; oy < ly->out.h; oy++)
+            for (size_t ox = 0; ox < ly->out.w; ox++) {
+                double *o = out + s * ly->n_out + (oy * ly->out.w + ox) * OC;
+                for (size_t j = 0; j < OC; j++) o[j] = b ? b[j] : 0.0;
+                for (size_t ky = 0; ky < ly->kernel_h; ky++) {
+                    ptrdiff_t iy = in_row(oy, ky, ly->stride_h, ly->pad_top, ly->in.h);
+                    for (size_t kx = 0; kx < ly->kernel_w && iy >= 0; kx++) {
+                        ptrdiff_t ix = in_row(ox, kx, ly->stride_w, ly->pad_left, ly->in.w);
+                        if (ix < 0) continue;
+                        const double *xi = x + s * ly->n_in + ((size_t)iy * ly->in.w + (size_t)ix) * C;
+                        for (size_t c = 0; c < C; c++)
+                            for (size_t j = 0; j < OC; j++) o[j] += xi[c] * w[((ky * ly->kernel_w + kx) * C + c) * OC + j];
+                    }
+                }
+                act_ref(ly->activation, o, OC);
+            }
+}
+
+/* --- the generic check of a layer against its reference --- */
+
+static double *to_double(const float *a, size_t n) {
+    double *d = malloc((n ? n : 1) * sizeof *d);
+    for (size_t i = 0; i < n; i++) d[i] = a[i];
+    return d;
+}
+
+static double ref_loss(const mc_layer *ly, ref_fn ref, const double *x, const double *p, const float *R, size_t B,
+                       int training) {
+    double *out = malloc(B * ly->n_out * sizeof *out), s = 0.0;
+    ref(ly, out, x, p, B, training);
+    for (size_t i = 0; i < B * ly->n_out; i++) s += out[i] * R[i];
+    free(out);
+    return s;
+}
+
+static double central_diff(const mc_layer *ly, ref_fn ref, double *x, double *p, double *v, size_t i, const float *R,
+                           size_t B, int training) {
+    const double eps = 1e-4;
+    double old = v[i];
+    v[i] = old + eps;
+    double lp = ref_loss(ly, ref, x, p, R, B, training);
+    v[i] = old - eps;
+    double lm = ref_loss(ly, ref, x, p, R, B, training);
+    v[i] = old;
+    return (lp - lm) / (2.0 * eps);
+}
+
+typedef struct {
+    float *out, *dinp, *grads, *scratch, *params;
+} run_result;
+
+static void run_free(run_result *r) {
+    free(r->out);
+    free(r->dinp);
+    free(r->grads);
+    free(r->scratch);
+    free(r->params);
+}
+
+/* forward then backward (dout = R) of the whole batch, on a copy of params */
+static run_result run_layer(const mc_layer *ly, const float *x, const float *params, size_t P, const float *R,
+                            size_t B, int training, int skip_act) {
+    run_result r;
+    r.out = alloc_nan(B * ly->n_out);
+    r.dinp = alloc_nan(B * ly->n_in);
+    r.grads = alloc_nan(P);
+    r.scratch = alloc_nan(B * ly->ops->scratch(ly));
+    r.params = malloc((P ? P : 1) * sizeof *r.params);
+    memcpy(r.params, params, P * sizeof *params);
+    mc_fwd f = {r.out, x, r.scratch, r.params, B, B, 0, training, 0, NULL, 0, NULL};
+    ly->ops->forward(ly, &f);
+    float *dout = malloc(B * ly->n_out * sizeof *dout);
+    memcpy(dout, R, B * ly->n_out * sizeof *dout);
+    mc_bwd b = {r.dinp, dout, x, r.out, r.scratch, r.params, r.grads, B, training, skip_act};
+    ly->ops->backward(ly, &b);
+    free(dout);
+    return r;
+}
+
+static int same_bits(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof *a) == 0; }
+
+/* forward on blocks of rows with an inference plan gives the whole batch's bits (out and logits) */
+static void check_blocks(const mc_layer *ly, const float *x, const float *params, size_t B) {
+    size_t per = ly->ops->scratch(ly);
+    float *out = alloc_nan(B * ly->n_out), *scratch = alloc_nan(B * per);
+    float *bout = alloc_nan(B * ly->n_out), *bscratch = alloc_nan(B * per);
+    mc_infer_plan plan = {1, -1};
+    mc_fwd f = {out, x, scratch, (float *)params, B, B, 0, 0, 0, NULL, 0, NULL};
+    ly->ops->forward(ly, &f);
+    for (size_t r0 = 0, step = 1; r0 < B; r0 += step, step++) {
+        size_t rows = B - r0 < step ? B - r0 : step;
+        mc_fwd g = {bout + r0 * ly->n_out, x + r0 * ly->n_in, bscratch + r0 * per, (float *)params, rows, B, r0, 0, 0,
+                    &plan, 1, NULL};
+        ly->ops->forward(ly, &g);
+    }
+    CHECK(same_bits(out, bout, B * ly->n_out));
+    if (ly->ops->logits) {
+        const float *a = ly->ops->logits(ly, x, out, scratch), *b = ly->ops->logits(ly, x, bout, bscratch);
+        CHECK(same_bits(a, b, B * ly->n_out));
+    }
+    free(out);
+    free(scratch);
+    free(bout);
+    free(bscratch);
+}
+
+/* The whole check of one layer (init done, P parameters) on a batch of B. */
+static void check_layer(const mc_layer *ly, ref_fn ref, size_t P, size_t B, int training) {
+    float *x = alloc_rand(B * ly->n_in), *R = alloc_rand(B * ly->n_out), *params = alloc_rand(P);
+    /* moving variances must be positive */
+    if (ly->kind == MC_LAYER_BATCHNORM)
+        for (size_t i = 0; i < ly->w[3].len; i++) params[ly->w[3].off + (ptrdiff_t)i] += 1.5f;
+    double *xd = to_double(x, B * ly->n_in), *pd = to_double(params, P);
+    double *want = malloc(B * ly->n_out * sizeof *want);
+    ref(ly, want, xd, pd, B, training);
+    run_result r = run_layer(ly, x, params, P, R, B, training, 0);
+    int bad = 0;
+    for (size_t i = 0; i < B * ly->n_out; i++) bad += !(fabs(r.out[i] - want[i]) <= 1e-5 + 1e-4 * fabs(want[i]));
+    CHECK(bad == 0);
+    for (size_t i = 0; i < B * ly->n_in; i++)
+        CHECK_NEAR(r.dinp[i], central_diff(ly, ref, xd, pd, xd, i, R, B, training), 1e-4, 1e-3);
+    for (size_t k = 0; k < ly->n_weights; k++) {
+        if (ly->w[k].off < 0 || !ly->w[k].trained) continue;
+        for (size_t i = (size_t)ly->w[k].off; i < (size_t)ly->w[k].off + ly->w[k].len; i++)
+            CHECK_NEAR(r.grads[i], central_diff(ly, ref, xd, pd, pd, i, R, B, training), 1e-4, 1e-3);
+    }
+    if (!training) check_blocks(ly, x, params, B);
+    free(x);
+    free(R);
+    free(params);
+    free(xd);
+    free(pd);
+    free(want);
+    run_free(&r);
+}
+
+/* one thread and two give the same bits, forward and backward */
+static void check_threads(const mc_layer *ly, size_t P, size_t B, int training) {
+    float *x = alloc_rand(B * ly->n_in), *R = alloc_rand(B * ly->n_out), *params = alloc_rand(P);
+    if (ly->kind == MC_LAYER_BATCHNORM)
+        for (size_t i = 0; i < ly->w[3].len; i++) params[ly->w[3].off + (ptrdiff_t)i] += 1.5f;
+    mc_error err;
+    int before = mc_get_num_threads();
+    CHECK(mc_set_num_threads(1, &err) == MC_OK);
+    run_result one = run_layer(ly, x, params, P, R, B, training, 0);
+    CHECK(mc_set_num_threads(2, &err) == MC_OK);
+    run_result two = run_layer(ly, x, params, P, R, B, training, 0);
+    CHECK(mc_set_num_threads(before, &err) == MC_OK);
+    CHECK(same_bits(one.out, two.out, B * ly->n_out));
+    CHECK(same_bits(one.dinp, two.dinp, B * ly->n_in));
+    CHECK(same_bits(one.params, two.params, P));
+    for (size_t k = 0; k < ly->n_weights; k++)
+        if (ly->w[k].off >= 0 && ly->w[k].trained)
+            CHECK(same_bits(one.grads + ly->w[k].off, two.grads + ly->w[k].off, ly->w[k].len));
+    free(x);
+    free(R);
+    free(params);
+    run_free(&one);
+    run_free(&two);
+}
+
+/* init's verdict on a layer: the status, and the message names layers[l] */
+static mc_status init_status(mc_layer ly, size_t l) {
+    mc_error err = {0};
+    mc_status st = ly.ops->init(&ly, l, &err);
+    if (st != MC_OK) {
+        char want[32];
+        snprintf(want, sizeof want, "layers[%zu]: ", l);
+        CHECK(strncmp(err.msg, want, strlen(want)) == 0);
+    }
+    return st;
+}
+
+/* --- Conv2D --- */
+
+static void test_conv_case(size_t B, size_t h, size_t w, size_t c, size_t oc, size_t kh, size_t kw, size_t sh,
+                           size_t sw, int same, int act, int bias) {
+    mc_layer ly = make_layer(&mc_conv2d_ops, MC_LAYER_CONV2D, act, h, w, c, oc, kh, kw, sh, sw, same);
+    size_t P = init_layer(&ly, bias ? 3u : 1u);
+    CHECK(ly.n_weights == 2 && ly.w[0].len == kh * kw * c * oc && ly.w[1].len == (bias ? oc : 0));
+    check_layer(&ly, conv_ref, P, B, 1);
+    check_layer(&ly, conv_ref, P, B, 0);
+}
+
+static void test_conv(void) {
+    test_conv_case(3, 7, 6, 2, 3, 3, 3, 1, 1, 0, MC_ACT_LINEAR, 1);
+    test_conv_case(1, 7, 6, 2, 3, 3, 3, 1, 1, 1, MC_ACT_RELU, 1);
+    test_conv_case(3, 7, 8, 3, 4, 3, 2, 2, 2, 1, MC_ACT_TANH, 0);
+    test_conv_case(3, 9, 7, 1, 2, 3, 3, 2, 1, 0, MC_ACT_SOFTMAX, 1);
+    test_conv_case(3, 5, 5, 3, 2, 1, 1, 1, 1, 0, MC_ACT_SIGMOID, 1);   /* direct: no im2col */
+    test_conv_case(1, 5, 4, 2, 3, 1, 1, 2, 2, 1, MC_ACT_ELU, 0);      /* 1x1 strided: im2col */
+    test_conv_case(3, 2, 3, 2, 2, 5, 4, 1, 1, 1, MC_ACT_LINEAR, 1);   /* kernel larger than the input */
+    test_conv_case(1, 6, 6, 2, 2, 2, 2, 3, 3, 1, MC_ACT_RELU, 1);     /* stride above the kernel */
+}
+
+/* skip_act: dout is already dL/d(pre); the gradients are those of the linear conv */
+static void test_conv_skip_act(void) {
+    mc_layer lin = make_layer(&mc_conv2d_ops, MC_LAYER_CONV2D, MC_ACT_LINEAR, 6, 5, 2, 3, 3, 3, 1, 1, 1);
+    mc_layer soft = make_layer(&mc_conv2d_ops, MC_LAYER_CONV2D, MC_ACT_SOFTMAX, 6, 5, 2, 3, 3, 3, 1, 1, 1);
+    size_t P = init_layer(&lin, 3u), B = 3;
+    init_layer(&soft, 3u);
+    float *x = alloc_rand(B * lin.n_in), *R = alloc_rand(B * lin.n_out), *params = alloc_rand(P);
+    run_result a = run_layer(&lin, x, params, P, R, B, 1, 0), b = run_layer(&soft, x, params, P, R, B, 1, 1);
+    CHECK(same_bits(a.dinp, b.dinp, B * lin.n_in));
+    CHECK(same_bits(a.grads, b.grads, P));
+    /* the logits of the softmax conv are the linear conv's output */
+    CHECK(same_bits(soft.ops->logits(&soft, x, b.out, b.scratch), a.out, B * lin.n_out));
+    free(x);
+    free(R);
+    free(params);
+    run_free(&a);
+    run_free(&b);
+}
+
+/* the product's NaN/Inf is reported through mc_fwd.nonfinite, even under relu */
+static void test_conv_nonfinite(void) {
+    mc_layer ly = make_layer(&mc_conv2d_ops, MC_LAYER_CONV2D, MC_ACT_RELU, 5, 5, 1, 2, 3, 3, 1, 1, 0);
+    size_t P = init_layer(&ly, 3u), B = 2;
+    float *x = alloc_rand(B * ly.n_in), *params = alloc_rand(P), *out = alloc_nan(B * ly.n_out);
+    float *scratch = alloc_nan(B * ly.ops->scratch(&ly));
+    atomic_int flag = 0;
+    mc_fwd f = {out, x, scratch, params, B, B, 0, 0, 0, NULL, 0, &flag};
+    ly.ops->forward(&ly, &f);
+    CHECK(atomic_load(&flag) == 0);
+    x[ly.n_in + 12] = NAN;
+    ly.ops->forward(&ly, &f);
+    CHECK(atomic_load(&flag) == 1);
+    free(x);
+    free(params);
+    free(out);
+    free(scratch);
+}
+
+static void test_conv_threads(void) {
+    mc_layer ly = make_layer(&mc_conv2d_ops, MC_LAYER_CONV2D, MC_ACT_TANH, 14, 13, 4, 16, 3, 3, 1, 1, 1);
+    size_t P = init_layer(&ly, 3u);
+    check_threads(&ly, P, 24, 1);
+    mc_layer d = make_layer(&mc_conv2d_ops, MC_LAYER_CONV2D, MC_ACT_RELU, 12, 12, 8, 16, 1, 1, 1, 1, 0);
+    P = init_layer(&d, 3u);
+    check_threads(&d, P, 24, 1);
+}
+
+/* K = 3 * 3 * 64 is cut into chunks, as a product of few rows would not be: a block's rows must
+ * be summed like the whole batch's */
+static void test_conv_blocks(void) {
+    int acts[] = {MC_ACT_RELU, MC_ACT_SOFTMAX};
+    size_t hw[] = {3, 6};
+    for (size_t a = 0; a < 2; a++) {
+        mc_layer ly = make_layer(&mc_conv2d_ops, MC_LAYER_CONV2D, acts[a], hw[a], hw[a], 64, 8, 3, 3, 1, 1, 0);
+        size_t P = init_layer(&ly, 3u), B = 14;
+        float *x = alloc_rand(B * ly.n_in), *params = alloc_rand(P);
+        check_blocks(&ly, x, params, B);
+        free(x);
+        free(params);
+    }
+}
+
+static void test_conv_init_rejects(void) {
+    mc_layer good = make_layer(&mc_conv2d_ops, MC_LAYER_CONV2D, MC_ACT_RELU, 8, 8, 2, 4, 3, 3, 2, 2, 0);
+    good.w[0].off = 0;
+    good.w[1].off = 72;
+    CHECK(init_status(good, 4) == MC_OK);
+    mc_layer ly = good;
+    ly.out.h = 4;  /* valid gives 3; 4 is 'same', whose pad_top is 0 here */
+    CHECK(init_status(ly, 4) == MC_OK);
+    ly.out.h = 5;
+    CHECK(init_status(ly, 4) == MC_ERR_SHAPE);
+    ly = good;
+    ly.pad_left = 1;
+    CHECK(init_status(ly, 2) == MC_ERR_SHAPE);
+    ly = good;
+    ly.kernel_h = 9;  /* larger than the input: only 'same' */
+    CHECK(init_status(ly, 1) == MC_ERR_SHAPE);
+    ly = good;
+    ly.stride_w = 0;
+    CHECK(init_status(ly, 1) == MC_ERR_ARG);
+    ly = good;
+    ly.kernel_w = 0;
+    CHECK(init_status(ly, 1) == MC_ERR_ARG);
+    ly = good;
+    ly.w[0].off = -1;
+    CHECK(init_status(ly, 0) == MC_ERR_ARG);
+    ly = good;
+    ly.w[2].off = 80;
+    CHECK(init_status(ly, 0) == MC_ERR_ARG);
+    /* 'same' with the pad Keras does not use */
+    mc_layer s = make_layer(&mc_conv2d_ops, MC_LAYER_CONV2D, MC_ACT_RELU, 7, 7, 1, 1, 4, 4, 1, 1, 1);
+    s.w[0].off = 0;
+    CHECK(init_status(s, 3) == MC_OK);
+    CHECK(s.pad_top == 1);
+    s.pad_top = 2;
+    CHECK(init_status(s, 3) == MC_ERR_SHAPE);
+}
+
+int main(void) {
+    test_conv();
+    test_conv_skip_act();
+    test_conv_nonfinite();
+    test_conv_threads();
+    test_conv_blocks();
+    test_conv_init_rejects();
+    MC_TEST_EXIT();
+}
