@@ -230,6 +230,9 @@ static void check_blocks(const mc_layer *ly, const float *x, const float *params
 /* The whole check of one layer (init done, P parameters) on a batch of B. */
 static void check_layer(const mc_layer *ly, ref_fn ref, size_t P, size_t B, int training) {
     float *x = alloc_rand(B * ly->n_in), *R = alloc_rand(B * ly->n_out), *params = alloc_rand(P);
+    /* max: distinct values 2 / n apart, so that no difference quotient straddles a change of argmax */
+    if (ly->kind == MC_LAYER_MAXPOOL2D)
+        for (size_t i = 0, n = B * ly->n_in; i < n; i++) x[i] = (float)(-1.0 + 2.0 * (double)(i * 7919 % n) / (double)n);
     /* moving variances must be positive */
     if (ly->kind == MC_LAYER_BATCHNORM)
         for (size_t i = 0; i < ly->w[3].len; i++) params[ly->w[3].off + (ptrdiff_t)i] += 1.5f;
@@ -415,6 +418,151 @@ static void test_conv_init_rejects(void) {
     CHECK(init_status(s, 3) == MC_ERR_SHAPE);
 }
 
+/* --- pooling --- */
+
+typedef struct {
+    size_t lo, hi;
+} span;
+
+/* input rows (or columns) under output row o, the padding left out */
+static span window_span(size_t o, size_t k, size_t s, size_t pad, size_t n) {
+    ptrdiff_t a = (ptrdiff_t)(o * s) - (ptrdiff_t)pad, b = a + (ptrdiff_t)k;
+    span r = {a < 0 ? 0 : (size_t)a, b > (ptrdiff_t)n ? n : (size_t)b};
+    return r;
+}
+
+/* max (mean when `mean`) over each window's elements inside the input */
+static void pool_ref_impl(const mc_layer *ly, double *out, const double *x, size_t B, int mean) {
+    size_t C = ly->in.c;
+    for (size_t s = 0; s < B; s++)
+        for (size_t oy = 0; oy < ly->out.h; oy++)
+            for (size_t ox = 0; ox < ly->out.w; ox++)
+                for (size_t c = 0; c < C; c++) {
+                    span ys = window_span(oy, ly->kernel_h, ly->stride_h, ly->pad_top, ly->in.h);
+                    span xs = window_span(ox, ly->kernel_w, ly->stride_w, ly->pad_left, ly->in.w);
+                    double acc = mean ? 0.0 : -INFINITY;
+                    for (size_t iy = ys.lo; iy < ys.hi; iy++)
+                        for (size_t ix = xs.lo; ix < xs.hi; ix++) {
+                            double v = x[s * ly->n_in + (iy * ly->in.w + ix) * C + c];
+                            acc = mean ? acc + v : (v > acc ? v : acc);
+                        }
+                    if (mean) acc /= (double)((ys.hi - ys.lo) * (xs.hi - xs.lo));
+                    out[s * ly->n_out + (oy * ly->out.w + ox) * C + c] = acc;
+                }
+}
+
+static void max_ref(const mc_layer *ly, double *out, const double *x, const double *p, size_t B, int training) {
+    (void)p;
+    (void)training;
+    pool_ref_impl(ly, out, x, B, 0);
+}
+
+static void avg_ref(const mc_layer *ly, double *out, const double *x, const double *p, size_t B, int training) {
+    (void)p;
+    (void)training;
+    pool_ref_impl(ly, out, x, B, 1);
+}
+
+static void gap_ref(const mc_layer *ly, double *out, const double *x, const double *p, size_t B, int training) {
+    (void)p;
+    (void)training;
+    size_t C = ly->in.c, pix = ly->in.h * ly->in.w;
+    for (size_t s = 0; s < B; s++)
+        for (size_t c = 0; c < C; c++) {
+            double acc = 0.0;
+            for (size_t q = 0; q < pix; q++) acc += x[s * ly->n_in + q * C + c];
+            out[s * C + c] = acc / (double)pix;
+        }
+}
+
+static void test_pool_case(size_t B, size_t h, size_t w, size_t c, size_t k, size_t st, int same) {
+    mc_layer mx = make_layer(&mc_maxpool2d_ops, MC_LAYER_MAXPOOL2D, MC_ACT_LINEAR, h, w, c, c, k, k, st, st, same);
+    mc_layer av = make_layer(&mc_avgpool2d_ops, MC_LAYER_AVGPOOL2D, MC_ACT_LINEAR, h, w, c, c, k, k, st, st, same);
+    CHECK(init_layer(&mx, 0u) == 0 && mx.n_weights == 0);
+    CHECK(init_layer(&av, 0u) == 0 && av.n_weights == 0);
+    check_layer(&mx, max_ref, 0, B, 0);
+    check_layer(&av, avg_ref, 0, B, 0);
+}
+
+static void test_pool(void) {
+    test_pool_case(3, 7, 6, 2, 2, 2, 0);  /* valid floors: 7 -> 3 */
+    test_pool_case(3, 7, 6, 2, 2, 2, 1);  /* same: 7 -> 4, the last window half outside */
+    test_pool_case(1, 7, 7, 3, 3, 2, 1);  /* overlapping windows, a pad on both sides */
+    test_pool_case(3, 5, 8, 1, 3, 1, 0);
+    test_pool_case(1, 2, 3, 2, 5, 1, 1);  /* pool larger than the input */
+    for (size_t b = 1; b <= 3; b += 2) {
+        mc_layer g = make_layer(&mc_globalavgpool2d_ops, MC_LAYER_GLOBALAVGPOOL2D, MC_ACT_LINEAR, 5, 3, 4, 4, 0, 0,
+                                0, 0, 0);
+        g.out.h = g.out.w = 1;
+        g.n_out = 4;
+        CHECK(init_layer(&g, 0u) == 0);
+        check_layer(&g, gap_ref, 0, b, 0);
+    }
+    mc_layer big = make_layer(&mc_maxpool2d_ops, MC_LAYER_MAXPOOL2D, MC_ACT_LINEAR, 26, 26, 32, 32, 2, 2, 2, 2, 0);
+    init_layer(&big, 0u);
+    check_threads(&big, 0, 16, 1);
+    big.ops = &mc_avgpool2d_ops;
+    big.kind = MC_LAYER_AVGPOOL2D;
+    check_threads(&big, 0, 16, 1);
+}
+
+/* a window holding NaN gives NaN wherever the NaN is in it; -inf windows keep a valid argmax;
+ * the first of equal maxima takes the gradient */
+static void test_maxpool_special(void) {
+    mc_layer ly = make_layer(&mc_maxpool2d_ops, MC_LAYER_MAXPOOL2D, MC_ACT_LINEAR, 2, 6, 1, 1, 2, 2, 2, 2, 0);
+    init_layer(&ly, 0u);
+    /* windows: columns 0-1, 2-3, 4-5 of both rows */
+    float x[12] = {NAN, 5, 1, 2, -INFINITY, -INFINITY,
+                   7, 9, 3, NAN, -INFINITY, -INFINITY};
+    float out[3], scratch[3], dinp[12], dout[3] = {1, 2, 3};
+    mc_fwd f = {out, x, scratch, NULL, 1, 1, 0, 1, 0, NULL, 0, NULL};
+    ly.ops->forward(&ly, &f);
+    CHECK(isnan(out[0]) && isnan(out[1]));
+    CHECK(out[2] == -INFINITY);
+    mc_bwd b = {dinp, dout, x, out, scratch, NULL, NULL, 1, 1, 0};
+    ly.ops->backward(&ly, &b);
+    CHECK(dinp[0] == 1 && dinp[9] == 2 && dinp[4] == 3);
+    float sum = 0;
+    for (size_t i = 0; i < 12; i++) sum += dinp[i];
+    CHECK(sum == 6);
+    float ties[12] = {4, 4, 0, 0, 0, 0, 4, 4, 0, 0, 0, 0};
+    f.inp = ties;
+    b.inp = ties;
+    ly.ops->forward(&ly, &f);
+    ly.ops->backward(&ly, &b);
+    CHECK(out[0] == 4 && dinp[0] == 1 && dinp[1] == 0 && dinp[6] == 0 && dinp[7] == 0);
+}
+
+static void test_pool_init_rejects(void) {
+    mc_layer good = make_layer(&mc_maxpool2d_ops, MC_LAYER_MAXPOOL2D, MC_ACT_LINEAR, 11, 11, 3, 3, 2, 2, 2, 2, 0);
+    CHECK(good.out.h == 5 && init_status(good, 2) == MC_OK);
+    mc_layer ly = good;
+    ly.out.h = 6;  /* 'same' gives 6, but with pad_top 0 ... which is its pad: accepted */
+    CHECK(init_status(ly, 2) == MC_OK);
+    ly.out.h = 7;
+    CHECK(init_status(ly, 2) == MC_ERR_SHAPE);
+    ly = good;
+    ly.out.c = 4;
+    CHECK(init_status(ly, 2) == MC_ERR_SHAPE);
+    ly = good;
+    ly.activation = MC_ACT_RELU;
+    CHECK(init_status(ly, 2) == MC_ERR_ARG);
+    ly = good;
+    ly.w[0].off = 0;
+    CHECK(init_status(ly, 2) == MC_ERR_ARG);
+    ly = good;
+    ly.ops = &mc_avgpool2d_ops;
+    ly.pad_top = 1;
+    CHECK(init_status(ly, 2) == MC_ERR_SHAPE);
+    mc_layer g = make_layer(&mc_globalavgpool2d_ops, MC_LAYER_GLOBALAVGPOOL2D, MC_ACT_LINEAR, 5, 5, 4, 4, 0, 0, 0, 0,
+                            0);
+    CHECK(init_status(g, 1) == MC_ERR_SHAPE);  /* output left at (5, 5, 4) */
+    g.out.h = g.out.w = 1;
+    CHECK(init_status(g, 1) == MC_OK);
+    g.out.c = 3;
+    CHECK(init_status(g, 1) == MC_ERR_SHAPE);
+}
+
 int main(void) {
     test_conv();
     test_conv_skip_act();
@@ -422,5 +570,8 @@ int main(void) {
     test_conv_threads();
     test_conv_blocks();
     test_conv_init_rejects();
+    test_pool();
+    test_maxpool_special();
+    test_pool_init_rejects();
     MC_TEST_EXIT();
 }
