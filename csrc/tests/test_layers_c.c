@@ -563,6 +563,115 @@ static void test_pool_init_rejects(void) {
     CHECK(init_status(g, 1) == MC_ERR_SHAPE);
 }
 
+/* --- BatchNormalization --- */
+
+static void bn_ref(const mc_layer *ly, double *out, const double *x, const double *p, size_t B, int training) {
+    size_t C = ly->in.c, n = B * ly->in.h * ly->in.w;
+    double eps = ly->f[MC_FCOL_EPSILON];
+    for (size_t c = 0; c < C; c++) {
+        double mean = p[ly->w[2].off + (ptrdiff_t)c], var = p[ly->w[3].off + (ptrdiff_t)c];
+        if (training && ly->trainable) {
+            mean = var = 0.0;
+            for (size_t i = 0; i < n; i++) mean += x[i * C + c];
+            mean /= (double)n;
+            for (size_t i = 0; i < n; i++) var += (x[i * C + c] - mean) * (x[i * C + c] - mean);
+            var /= (double)n;
+        }
+        double gamma = ly->w[0].off >= 0 ? p[ly->w[0].off + (ptrdiff_t)c] : 1.0;
+        double beta = ly->w[1].off >= 0 ? p[ly->w[1].off + (ptrdiff_t)c] : 0.0;
+        for (size_t i = 0; i < n; i++) out[i * C + c] = (x[i * C + c] - mean) / sqrt(var + eps) * gamma + beta;
+    }
+}
+
+static mc_layer make_bn(size_t h, size_t w, size_t c, double eps, double momentum) {
+    mc_layer ly = make_layer(&mc_batchnorm_ops, MC_LAYER_BATCHNORM, MC_ACT_LINEAR, h, w, c, c, 0, 0, 0, 0, 0);
+    ly.f[MC_FCOL_EPSILON] = eps;
+    ly.f[MC_FCOL_MOMENTUM] = momentum;
+    return ly;
+}
+
+static void test_batchnorm(void) {
+    struct {
+        size_t B, h, w, c;
+        unsigned present;  /* gamma, beta, moving mean, moving variance */
+    } cases[] = {{3, 4, 3, 2, 15u}, {1, 4, 3, 3, 15u}, {3, 1, 1, 5, 15u}, {3, 3, 2, 2, 12u}, {2, 2, 3, 17, 13u}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        mc_layer ly = make_bn(cases[k].h, cases[k].w, cases[k].c, 1e-3, 0.99);
+        size_t P = init_layer(&ly, cases[k].present);
+        CHECK(ly.n_weights == 4 && ly.w[2].len == cases[k].c && !ly.w[2].trained && !ly.w[3].trained);
+        CHECK(ly.w[0].trained && ly.w[1].trained && ly.w[0].len == (cases[k].present & 1u ? cases[k].c : 0));
+        check_layer(&ly, bn_ref, P, cases[k].B, 1);
+        check_layer(&ly, bn_ref, P, cases[k].B, 0);
+        ly.trainable = 0;  /* frozen: inference mode inside fit, as Keras 3 */
+        check_layer(&ly, bn_ref, P, cases[k].B, 1);
+    }
+    mc_layer big = make_bn(13, 13, 40, 1e-3, 0.9);
+    size_t P = init_layer(&big, 15u);
+    check_threads(&big, P, 16, 1);
+    check_threads(&big, P, 16, 0);
+}
+
+/* training moves the moving statistics toward the batch's (biased variance); inference and a
+ * frozen layer leave them */
+static void test_batchnorm_moving(void) {
+    size_t B = 3, C = 2;
+    mc_layer ly = make_bn(2, 2, C, 1e-3, 0.9);
+    size_t P = init_layer(&ly, 15u), n = B * 4;
+    float *x = alloc_rand(B * ly.n_in), *R = alloc_rand(B * ly.n_out), *params = alloc_rand(P);
+    for (size_t c = 0; c < C; c++) params[ly.w[3].off + (ptrdiff_t)c] = 1.0f + (float)c;
+    run_result r = run_layer(&ly, x, params, P, R, B, 1, 0);
+    for (size_t c = 0; c < C; c++) {
+        double mean = 0.0, var = 0.0;
+        for (size_t i = 0; i < n; i++) mean += x[i * C + c];
+        mean /= (double)n;
+        for (size_t i = 0; i < n; i++) var += (x[i * C + c] - mean) * (x[i * C + c] - mean);
+        var /= (double)n;
+        size_t m = (size_t)ly.w[2].off + c, v = (size_t)ly.w[3].off + c;
+        CHECK_NEAR(r.params[m], 0.9 * params[m] + 0.1 * mean, 1e-6, 1e-5);
+        CHECK_NEAR(r.params[v], 0.9 * params[v] + 0.1 * var, 1e-6, 1e-5);
+    }
+    CHECK(same_bits(r.params, params, 2 * C));  /* gamma and beta untouched */
+    run_result inf = run_layer(&ly, x, params, P, R, B, 0, 0);
+    CHECK(same_bits(inf.params, params, P));
+    ly.trainable = 0;
+    run_result frozen = run_layer(&ly, x, params, P, R, B, 1, 0);
+    CHECK(same_bits(frozen.params, params, P));
+    CHECK(same_bits(frozen.out, inf.out, B * ly.n_out));
+    free(x);
+    free(R);
+    free(params);
+    run_free(&r);
+    run_free(&inf);
+    run_free(&frozen);
+}
+
+static void test_batchnorm_init_rejects(void) {
+    mc_layer good = make_bn(3, 3, 4, 1e-3, 0.99);
+    for (size_t i = 0; i < MC_MAX_WEIGHTS; i++) good.w[i].off = (ptrdiff_t)(4 * i);
+    CHECK(init_status(good, 5) == MC_OK);
+    mc_layer ly = good;
+    ly.out.c = 3;
+    CHECK(init_status(ly, 5) == MC_ERR_SHAPE);
+    ly = good;
+    ly.w[3].off = -1;
+    CHECK(init_status(ly, 5) == MC_ERR_ARG);
+    double bad_eps[] = {0.0, -1e-3, NAN, INFINITY};
+    for (size_t i = 0; i < 4; i++) {
+        ly = good;
+        ly.f[MC_FCOL_EPSILON] = bad_eps[i];
+        CHECK(init_status(ly, 5) == MC_ERR_ARG);
+    }
+    double bad_momentum[] = {-0.1, 1.5, NAN};
+    for (size_t i = 0; i < 3; i++) {
+        ly = good;
+        ly.f[MC_FCOL_MOMENTUM] = bad_momentum[i];
+        CHECK(init_status(ly, 5) == MC_ERR_ARG);
+    }
+    ly = good;
+    ly.activation = MC_ACT_TANH;
+    CHECK(init_status(ly, 5) == MC_ERR_ARG);
+}
+
 int main(void) {
     test_conv();
     test_conv_skip_act();
@@ -573,5 +682,8 @@ int main(void) {
     test_pool();
     test_maxpool_special();
     test_pool_init_rejects();
+    test_batchnorm();
+    test_batchnorm_moving();
+    test_batchnorm_init_rejects();
     MC_TEST_EXIT();
 }
