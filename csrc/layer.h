@@ -17,6 +17,11 @@ typedef enum {
     MC_LAYER_ACTIVATION,  /* out = act(inp) */
     MC_LAYER_DROPOUT,     /* inverted dropout while training, rate in f[MC_FCOL_RATE] */
     MC_LAYER_RESCALING,   /* out = inp * f[MC_FCOL_SCALE] + f[MC_FCOL_OFFSET] */
+    MC_LAYER_CONV2D,      /* out = act(conv(inp, kernel) + b): kernel (kernel_h, kernel_w, in.c, out.c) */
+    MC_LAYER_MAXPOOL2D,   /* max over each kernel_h x kernel_w window, per channel */
+    MC_LAYER_AVGPOOL2D,   /* mean over each window's elements inside the input ("same" pads excluded) */
+    MC_LAYER_GLOBALAVGPOOL2D, /* (h, w, c) -> (1, 1, c): the mean over h and w */
+    MC_LAYER_BATCHNORM,   /* (inp - mean) / sqrt(var + f[MC_FCOL_EPSILON]) * gamma + beta, per channel */
     MC_LAYER_COUNT
 } mc_layer_kind;
 
@@ -42,6 +47,8 @@ enum {
     MC_FCOL_RATE = 0,      /* DROPOUT */
     MC_FCOL_SCALE = 0,     /* RESCALING */
     MC_FCOL_OFFSET = 1,
+    MC_FCOL_EPSILON = 0,   /* BATCHNORM */
+    MC_FCOL_MOMENTUM = 1,
     MC_FTABLE_COLS = 2
 };
 
@@ -137,5 +144,22 @@ struct mc_layer_ops {
 const mc_layer_ops *mc_layer_ops_of(int kind);
 
 extern const mc_layer_ops mc_dense_ops, mc_activation_ops, mc_dropout_ops, mc_rescaling_ops;
+extern const mc_layer_ops mc_conv2d_ops, mc_maxpool2d_ops, mc_avgpool2d_ops, mc_globalavgpool2d_ops,
+    mc_batchnorm_ops;
+
+/* Shared by the kinds of conv.c, pool.c and norm.c (defined in conv.c). */
+
+/* Checks that kernel, strides, pads and output size of a windowed kind are Keras's "valid" rule
+ * (pad 0, out = (in - k) / s + 1) or its "same" rule (out = ceil(in / s), pad_top = pad_total / 2
+ * with pad_total = max((out - 1) * s + k - in, 0)) in each dimension, so that every window lies
+ * in the padded input and overlaps the input. `what` names the kind in messages. */
+mc_status mc_window_check(const mc_layer *ly, size_t l, const char *what, mc_error *err);
+
+/* fn(ctx, s0, s1) on ranges of samples covering [0, rows) once: split over the pool when `pool`
+ * and the work (floats touched per sample) is worth it, else on the calling thread. Per-sample work
+ * only, so results do not depend on the split. */
+void mc_for_samples(size_t rows, size_t work, int pool, void (*fn)(void *ctx, size_t s0, size_t s1), void *ctx);
+/* The threads mc_for_samples(rows, work, 1, ...) runs on. */
+int mc_samples_threads(size_t rows, size_t work);
 
 #endif

@@ -1,0 +1,289 @@
+/* Conv2D (channels last) as im2col and one product: the receptive field of each output pixel,
+ * (kernel_h, kernel_w, in.c), becomes a row of col (rows * out.h * out.w, K = kernel_h * kernel_w *
+ * in.c), and out = act(col @ kernel + b) is dense's product, the Keras kernel layout being already
+ * (K, out.c) row-major. Channels last makes a window row (kernel_w * in.c floats) contiguous in the
+ * input, so im2col and col2im copy whole window rows. A 1x1 stride-1 conv without padding is dense
+ * on every pixel: the input is col. Also the geometry check and sample splitting the windowed kinds
+ * share (layer.h). */
+#include <string.h>
+
+#include "activations.h"
+#include "dense.h"
+#include "gemm.h"
+#include "layer.h"
+#include "threads.h"
+
+/* --- shared by the windowed kinds --- */
+
+/* Kernel sizes and strides above this are refused: keeps every size product below overflow. */
+#define WINDOW_MAX ((size_t)1 << 24)
+
+static mc_status check_dim(size_t l, const char *what, const char *dim, const char *pad_name, size_t in, size_t k,
+                           size_t s, size_t pad, size_t out, mc_error *err) {
+    if (k < 1 || s < 1 || k > WINDOW_MAX || s > WINDOW_MAX)
+        return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: %s kernel %s and stride %s must be in [1, %zu], found %zu and %zu",
+                            l, what, dim, dim, WINDOW_MAX, k, s);
+    size_t same_out = (in + s - 1) / s, span = (same_out - 1) * s + k;
+    size_t same_pad = span > in ? (span - in) / 2 : 0;
+    if (in >= k && pad == 0 && out == (in - k) / s + 1) return MC_OK;
+    if (out == same_out && pad == same_pad) return MC_OK;
+    if (in < k)
+        return mc_set_error(err, MC_ERR_SHAPE,
+                            "layers[%zu]: %s %s: kernel %zu is larger than the input %zu, so only padding 'same' fits "
+                            "(output %zu, %s %zu); found output %zu, %s %zu",
+                            l, what, dim, k, in, same_out, pad_name, same_pad, out, pad_name, pad);
+    return mc_set_error(err, MC_ERR_SHAPE,
+                        "layers[%zu]: %s %s: input %zu, kernel %zu, stride %zu give output %zu with %s 0 ('valid') "
+                        "or output %zu with %s %zu ('same'); found output %zu, %s %zu",
+                        l, what, dim, in, k, s, (in - k) / s + 1, pad_name, same_out, pad_name, same_pad, out,
+                        pad_name, pad);
+}
+
+mc_status mc_window_check(const mc_layer *ly, size_t l, const char *what, mc_error *err) {
+    mc_status st = check_dim(l, what, "height", "pad_top", ly->in.h, ly->kernel_h, ly->stride_h, ly->pad_top,
+                             ly->out.h, err);
+    if (st != MC_OK) return st;
+    return check_dim(l, what, "width", "pad_left", ly->in.w, ly->kernel_w, ly->stride_w, ly->pad_left, ly->out.w,
+                     err);
+}
+
+/* Floats of work below which a range of samples is not worth a task of its own. */
+#define SAMPLES_MIN_WORK 16384
+#define SAMPLES_TASKS_PER_THREAD 4
+
+static size_t sample_tasks(size_t rows, size_t work) {
+    size_t nt = (size_t)mc_get_num_threads();
+    if (nt <= 1 || rows < 2) return 1;
+    double by_work = (double)rows * (double)work / SAMPLES_MIN_WORK;
+    size_t t = rows < SAMPLES_TASKS_PER_THREAD * nt ? rows : SAMPLES_TASKS_PER_THREAD * nt;
+    if (by_work < (double)t) t = (size_t)by_work;
+    return t < 1 ? 1 : t;
+}
+
+int mc_samples_threads(size_t rows, size_t work) {
+    size_t t = sample_tasks(rows, work), nt = (size_t)mc_get_num_threads();
+    return (int)(t < nt ? t : nt);
+}
+
+typedef struct {
+    void (*fn)(void *ctx, size_t s0, size_t s1);
+    void *ctx;
+    size_t rows, tasks;
+} split_job;
+
+static void split_task(void *ctx, size_t t) {
+    const split_job *j = ctx;
+    j->fn(j->ctx, t * j->rows / j->tasks, (t + 1) * j->rows / j->tasks);
+}
+
+void mc_for_samples(size_t rows, size_t work, int pool, void (*fn)(void *ctx, size_t s0, size_t s1), void *ctx) {
+    size_t tasks = pool ? sample_tasks(rows, work) : 1;
+    if (tasks <= 1) {
+        if (rows) fn(ctx, 0, rows);
+        return;
+    }
+    split_job j = {fn, ctx, rows, tasks};
+    mc_parallel_for(tasks, split_task, &j);
+}
+
+/* --- Conv2D --- */
+
+typedef struct {
+    size_t K;      /* kernel_h * kernel_w * in.c: a row of col */
+    size_t pix;    /* out.h * out.w */
+    size_t col;    /* floats of col per sample (0 when direct) */
+    size_t pre;    /* floats of pre-activation kept per sample (0: out is the pre-activation or relu's) */
+    int direct;    /* 1x1, stride 1, no padding: col is the input itself */
+} conv_dims;
+
+/* relu needs no pre-activation: its backward reads out > 0, which holds exactly where pre > 0. */
+static conv_dims dims_of(const mc_layer *ly) {
+    conv_dims d;
+    d.K = ly->kernel_h * ly->kernel_w * ly->in.c;
+    d.pix = ly->out.h * ly->out.w;
+    d.direct = ly->kernel_h == 1 && ly->kernel_w == 1 && ly->stride_h == 1 && ly->stride_w == 1 &&
+               ly->pad_top == 0 && ly->pad_left == 0;
+    d.col = d.direct ? 0 : d.pix * d.K;
+    d.pre = ly->activation != MC_ACT_LINEAR && ly->activation != MC_ACT_RELU ? ly->n_out : 0;
+    return d;
+}
+
+/* The window of output column ox covers input columns [ix0, ix0 + kernel_w), of which kernel
+ * columns [kx0, kx1) lie inside the input. */
+typedef struct {
+    ptrdiff_t ix0;
+    size_t kx0, kx1;
+} window_cols;
+
+static window_cols cols_of(const mc_layer *ly, size_t ox) {
+    window_cols c;
+    c.ix0 = (ptrdiff_t)(ox * ly->stride_w) - (ptrdiff_t)ly->pad_left;
+    c.kx0 = c.ix0 < 0 ? (size_t)-c.ix0 : 0;
+    ptrdiff_t room = (ptrdiff_t)ly->in.w - c.ix0;
+    c.kx1 = room < (ptrdiff_t)ly->kernel_w ? (size_t)room : ly->kernel_w;
+    return c;
+}
+
+/* col (pix, K) of one sample x (in.h, in.w, in.c); zeros where the window is off the input. */
+static void im2col_sample(float *col, const float *x, const mc_layer *ly, size_t K) {
+    size_t C = ly->in.c, row = ly->kernel_w * C;
+    for (size_t oy = 0; oy < ly->out.h; oy++) {
+        ptrdiff_t iy0 = (ptrdiff_t)(oy * ly->stride_h) - (ptrdiff_t)ly->pad_top;
+        for (size_t ox = 0; ox < ly->out.w; ox++) {
+            window_cols wc = cols_of(ly, ox);
+            float *dst = col + (oy * ly->out.w + ox) * K;
+            size_t lo = wc.kx0 * C, hi = wc.kx1 * C;
+            for (size_t ky = 0; ky < ly->kernel_h; ky++, dst += row) {
+                ptrdiff_t iy = iy0 + (ptrdiff_t)ky;
+                if (iy < 0 || iy >= (ptrdiff_t)ly->in.h) {
+                    for (size_t i = 0; i < row; i++) dst[i] = 0.0f;
+                    continue;
+                }
+                const float *src = x + ((size_t)iy * ly->in.w + (size_t)wc.ix0) * C;
+                for (size_t i = 0; i < lo; i++) dst[i] = 0.0f;
+                for (size_t i = lo; i < hi; i++) dst[i] = src[i];
+                for (size_t i = hi; i < row; i++) dst[i] = 0.0f;
+            }
+        }
+    }
+}
+
+/* dx (in.h, in.w, in.c) of one sample = the sum of dcol's rows at their windows (pads dropped). */
+static void col2im_sample(float *dx, const float *dcol, const mc_layer *ly, size_t K) {
+    size_t C = ly->in.c, row = ly->kernel_w * C;
+    memset(dx, 0, ly->n_in * sizeof *dx);
+    for (size_t oy = 0; oy < ly->out.h; oy++) {
+        ptrdiff_t iy0 = (ptrdiff_t)(oy * ly->stride_h) - (ptrdiff_t)ly->pad_top;
+        for (size_t ox = 0; ox < ly->out.w; ox++) {
+            window_cols wc = cols_of(ly, ox);
+            const float *src = dcol + (oy * ly->out.w + ox) * K;
+            size_t lo = wc.kx0 * C, hi = wc.kx1 * C;
+            for (size_t ky = 0; ky < ly->kernel_h; ky++, src += row) {
+                ptrdiff_t iy = iy0 + (ptrdiff_t)ky;
+                if (iy < 0 || iy >= (ptrdiff_t)ly->in.h) continue;
+                float *dst = dx + ((size_t)iy * ly->in.w + (size_t)wc.ix0) * C;
+                for (size_t i = lo; i < hi; i++) dst[i] += src[i];
+            }
+        }
+    }
+}
+
+typedef struct {
+    const mc_layer *ly;
+    float *col;        /* (rows, pix, K) */
+    const float *x;    /* im2col: the input (rows, n_in) */
+    float *dx;         /* col2im: the input gradient (rows, n_in) */
+    size_t K, pix;
+} col_job;
+
+static void im2col_range(void *ctx, size_t s0, size_t s1) {
+    const col_job *j = ctx;
+    for (size_t s = s0; s < s1; s++)
+        im2col_sample(j->col + s * j->pix * j->K, j->x + s * j->ly->n_in, j->ly, j->K);
+}
+
+static void col2im_range(void *ctx, size_t s0, size_t s1) {
+    const col_job *j = ctx;
+    for (size_t s = s0; s < s1; s++)
+        col2im_sample(j->dx + s * j->ly->n_in, j->col + s * j->pix * j->K, j->ly, j->K);
+}
+
+static mc_status conv_init(mc_layer *ly, size_t l, mc_error *err) {
+    mc_status st = mc_window_check(ly, l, "Conv2D", err);
+    if (st != MC_OK) return st;
+    if (ly->w[0].off < 0)
+        return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: Conv2D needs its kernel as weight 0, found none", l);
+    for (size_t i = 2; i < MC_MAX_WEIGHTS; i++)
+        if (ly->w[i].off >= 0)
+            return mc_set_error(err, MC_ERR_ARG,
+                                "layers[%zu]: Conv2D has 2 weights (kernel, bias), found weight %zu at offset %td", l,
+                                i, ly->w[i].off);
+    size_t K, len, col;
+    conv_dims d = dims_of(ly);
+    if (!mc_mul_size(ly->kernel_h * ly->kernel_w, ly->in.c, &K) || !mc_mul_size(K, ly->out.c, &len) ||
+        !mc_mul_size(d.pix, K, &col) || col > SIZE_MAX / 2 - ly->n_out)
+        return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: Conv2D kernel %zux%zu on %zu channels is too large", l,
+                            ly->kernel_h, ly->kernel_w, ly->in.c);
+    ly->w[0] = (mc_weight){ly->w[0].off, len, 1};
+    ly->w[1] = (mc_weight){ly->w[1].off, ly->w[1].off >= 0 ? ly->out.c : 0, 1};
+    ly->n_weights = 2;
+    return MC_OK;
+}
+
+/* Scratch of a batch of B samples: [pre (B, n_out)][col (B, pix, K)], a block of rows using its
+ * rows of each; f->scratch is the batch's scratch plus r0 * (pre + col) floats. pre comes first so
+ * that it is the (B, n_out) logits wherever the batch's scratch starts. */
+static size_t conv_scratch(const mc_layer *ly) {
+    conv_dims d = dims_of(ly);
+    return d.pre + d.col;
+}
+
+static void conv_forward(const mc_layer *ly, const mc_fwd *f) {
+    conv_dims d = dims_of(ly);
+    size_t B = f->plan ? f->batch_rows : f->rows, r0 = f->plan ? f->r0 : 0, per = d.pre + d.col;
+    float *base = per ? f->scratch - r0 * per : NULL;
+    float *pre = d.pre ? base + r0 * d.pre : f->out;
+    const float *col = f->inp;
+    if (!d.direct) {
+        col_job j = {ly, base + B * d.pre + r0 * d.col, f->inp, NULL, d.K, d.pix};
+        mc_for_samples(f->rows, d.col + ly->n_in, f->plan == NULL, im2col_range, &j);
+        col = j.col;
+    }
+    const float *w = f->params + ly->w[0].off;
+    const float *b = ly->w[1].off >= 0 ? f->params + ly->w[1].off : NULL;
+    mc_gemm_rows_plan rp = {B * d.pix, f->plan ? f->plan->params_finite : 0,
+                            f->plan && f->reads_x ? f->plan->x_sparse : -1};
+    mc_dense_forward_act(ly->activation, f->out, pre, col, w, b, f->rows * d.pix, d.K, ly->out.c, f->nonfinite,
+                         f->plan ? &rp : NULL);
+}
+
+static void conv_backward(const mc_layer *ly, const mc_bwd *b) {
+    conv_dims d = dims_of(ly);
+    size_t M = b->rows * d.pix, n = ly->out.c;
+    const float *pre = d.pre ? b->scratch : NULL;
+    float *col = d.direct ? NULL : b->scratch + b->rows * d.pre;
+    const float *a = d.direct ? b->inp : col;
+    float *db = b->grads && ly->w[1].off >= 0 ? b->grads + ly->w[1].off : NULL;
+    mc_activation_bias_backward(b->skip_act ? MC_ACT_LINEAR : ly->activation, b->dout, db, pre, b->out, M, n);
+    if (b->grads) mc_gemm(1, 0, d.K, n, M, 1.0f, a, d.K, b->dout, n, 0.0f, b->grads + ly->w[0].off, n);
+    if (!b->dinp) return;
+    const float *w = b->params + ly->w[0].off;
+    if (d.direct) {
+        mc_gemm(0, 1, M, d.K, n, 1.0f, b->dout, n, w, n, 0.0f, b->dinp, d.K);
+        return;
+    }
+    /* col has served the weight gradient: it receives dcol = dpre @ kernel^T */
+    mc_gemm(0, 1, M, d.K, n, 1.0f, b->dout, n, w, n, 0.0f, col, d.K);
+    col_job j = {ly, col, NULL, b->dinp, d.K, d.pix};
+    mc_for_samples(b->rows, d.col + ly->n_in, 1, col2im_range, &j);
+}
+
+static const float *conv_logits(const mc_layer *ly, const float *inp, const float *out, const float *scratch) {
+    (void)inp;
+    return dims_of(ly).pre ? scratch : out;
+}
+
+static int conv_threads(const mc_layer *ly, size_t B) {
+    conv_dims d = dims_of(ly);
+    int t = mc_gemm_threads(B * d.pix, ly->out.c, d.K);
+    int s = d.direct ? 1 : mc_samples_threads(B, d.col + ly->n_in);
+    return t > s ? t : s;
+}
+
+/* Only a direct conv multiplies x itself; otherwise -1: the product decides from col's rows. */
+static int conv_sparse_input(const mc_layer *ly, const float *x, size_t B) {
+    conv_dims d = dims_of(ly);
+    return d.direct ? mc_gemm_skips_zeros(B * d.pix, ly->out.c, d.K, x, d.K) : -1;
+}
+
+const mc_layer_ops mc_conv2d_ops = {
+    .name = "Conv2D",
+    .init = conv_init,
+    .scratch = conv_scratch,
+    .forward = conv_forward,
+    .backward = conv_backward,
+    .logits = conv_logits,
+    .threads = conv_threads,
+    .sparse_input = conv_sparse_input,
+    .checks_products = 1,
+};

@@ -1,0 +1,262 @@
+/* MaxPooling2D, AveragePooling2D and GlobalAveragePooling2D, channels last. Each sample is done on
+ * its own (ranges of samples over the pool for a whole batch), by output pixel, then window pixel,
+ * then channel: the inner loops run over in.c contiguous floats. "same" padding adds no elements:
+ * a window covers the part of it inside the input, and the average divides by that part's size. */
+#include <string.h>
+
+#include "activations.h"
+#include "layer.h"
+
+/* the input rows (or columns) [lo, hi) under output row o */
+typedef struct {
+    size_t lo, hi;
+} span;
+
+static span span_of(size_t o, size_t k, size_t s, size_t pad, size_t n) {
+    ptrdiff_t start = (ptrdiff_t)(o * s) - (ptrdiff_t)pad, end = start + (ptrdiff_t)k;
+    span r = {start < 0 ? 0 : (size_t)start, end > (ptrdiff_t)n ? n : (size_t)end};
+    return r;
+}
+
+static mc_status check_pool(mc_layer *ly, size_t l, const char *what, int windowed, mc_error *err) {
+    if (windowed) {
+        mc_status st = mc_window_check(ly, l, what, err);
+        if (st != MC_OK) return st;
+    } else if (ly->out.h != 1 || ly->out.w != 1) {
+        return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: %s output must be (1, 1, %zu), found (%zu, %zu, %zu)", l,
+                            what, ly->in.c, ly->out.h, ly->out.w, ly->out.c);
+    }
+    if (ly->out.c != ly->in.c)
+        return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: %s keeps the %zu channels of its input, found %zu", l, what,
+                            ly->in.c, ly->out.c);
+    if (ly->activation != MC_ACT_LINEAR)
+        return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: %s has no activation (code %d), found code %d", l, what,
+                            MC_ACT_LINEAR, ly->activation);
+    for (size_t i = 0; i < MC_MAX_WEIGHTS; i++)
+        if (ly->w[i].off >= 0)
+            return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: %s has no weights, found weight %zu at offset %td", l,
+                                what, i, ly->w[i].off);
+    ly->n_weights = 0;
+    return MC_OK;
+}
+
+typedef struct {
+    const mc_layer *ly;
+    float *out;
+    const float *x;
+    int32_t *arg;        /* max: the flat index in its sample's input of each output's element */
+    float *dinp, *dout;
+} pool_job;
+
+/* --- MaxPooling2D --- */
+
+static void max_sample(float *out, int32_t *arg, const float *x, const mc_layer *ly) {
+    size_t C = ly->in.c, W = ly->in.w;
+    for (size_t oy = 0; oy < ly->out.h; oy++) {
+        span ys = span_of(oy, ly->kernel_h, ly->stride_h, ly->pad_top, ly->in.h);
+        for (size_t ox = 0; ox < ly->out.w; ox++) {
+            span xs = span_of(ox, ly->kernel_w, ly->stride_w, ly->pad_left, W);
+            float *o = out + (oy * ly->out.w + ox) * C;
+            int32_t *a = arg + (oy * ly->out.w + ox) * C;
+            size_t first = (ys.lo * W + xs.lo) * C;
+            for (size_t c = 0; c < C; c++) {
+                o[c] = x[first + c];
+                a[c] = (int32_t)(first + c);
+            }
+            for (size_t iy = ys.lo; iy < ys.hi; iy++)
+                for (size_t ix = iy == ys.lo ? xs.lo + 1 : xs.lo; ix < xs.hi; ix++) {
+                    size_t base = (iy * W + ix) * C;
+                    const float *v = x + base;
+                    /* the first maximum wins; a NaN wins over numbers and stays */
+                    for (size_t c = 0; c < C; c++) {
+                        int take = v[c] > o[c] || (v[c] != v[c] && o[c] == o[c]);
+                        o[c] = take ? v[c] : o[c];
+                        a[c] = take ? (int32_t)(base + c) : a[c];
+                    }
+                }
+        }
+    }
+}
+
+static void max_forward_range(void *ctx, size_t s0, size_t s1) {
+    const pool_job *j = ctx;
+    const mc_layer *ly = j->ly;
+    for (size_t s = s0; s < s1; s++)
+        max_sample(j->out + s * ly->n_out, j->arg + s * ly->n_out, j->x + s * ly->n_in, ly);
+}
+
+static void max_backward_range(void *ctx, size_t s0, size_t s1) {
+    const pool_job *j = ctx;
+    const mc_layer *ly = j->ly;
+    for (size_t s = s0; s < s1; s++) {
+        float *dx = j->dinp + s * ly->n_in;
+        const float *g = j->dout + s * ly->n_out;
+        const int32_t *a = j->arg + s * ly->n_out;
+        memset(dx, 0, ly->n_in * sizeof *dx);
+        for (size_t e = 0; e < ly->n_out; e++) dx[a[e]] += g[e];
+    }
+}
+
+static mc_status max_init(mc_layer *ly, size_t l, mc_error *err) {
+    mc_status st = check_pool(ly, l, "MaxPooling2D", 1, err);
+    if (st == MC_OK && ly->n_in > INT32_MAX)
+        st = mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: MaxPooling2D input of %zu floats a sample exceeds %d", l,
+                          ly->n_in, INT32_MAX);
+    return st;
+}
+
+/* the argmax indices, int32 in the float scratch */
+static size_t max_scratch(const mc_layer *ly) { return ly->n_out; }
+
+static void max_forward(const mc_layer *ly, const mc_fwd *f) {
+    pool_job j = {ly, f->out, f->inp, (int32_t *)f->scratch, NULL, NULL};
+    mc_for_samples(f->rows, ly->n_in + ly->n_out, f->plan == NULL, max_forward_range, &j);
+}
+
+static void max_backward(const mc_layer *ly, const mc_bwd *b) {
+    if (!b->dinp) return;
+    pool_job j = {ly, NULL, NULL, (int32_t *)b->scratch, b->dinp, b->dout};
+    mc_for_samples(b->rows, ly->n_in + ly->n_out, 1, max_backward_range, &j);
+}
+
+static int pool_threads(const mc_layer *ly, size_t B) { return mc_samples_threads(B, ly->n_in + ly->n_out); }
+
+const mc_layer_ops mc_maxpool2d_ops = {
+    .name = "MaxPooling2D",
+    .init = max_init,
+    .scratch = max_scratch,
+    .forward = max_forward,
+    .backward = max_backward,
+    .threads = pool_threads,
+};
+
+/* --- AveragePooling2D --- */
+
+static void avg_sample(float *out, const float *x, const mc_layer *ly) {
+    size_t C = ly->in.c, W = ly->in.w;
+    for (size_t oy = 0; oy < ly->out.h; oy++) {
+        span ys = span_of(oy, ly->kernel_h, ly->stride_h, ly->pad_top, ly->in.h);
+        for (size_t ox = 0; ox < ly->out.w; ox++) {
+            span xs = span_of(ox, ly->kernel_w, ly->stride_w, ly->pad_left, W);
+            float *o = out + (oy * ly->out.w + ox) * C;
+            float n = (float)((ys.hi - ys.lo) * (xs.hi - xs.lo));
+            for (size_t c = 0; c < C; c++) o[c] = 0.0f;
+            for (size_t iy = ys.lo; iy < ys.hi; iy++)
+                for (size_t ix = xs.lo; ix < xs.hi; ix++) {
+                    const float *v = x + (iy * W + ix) * C;
+                    for (size_t c = 0; c < C; c++) o[c] += v[c];
+                }
+            for (size_t c = 0; c < C; c++) o[c] /= n;
+        }
+    }
+}
+
+static void avg_forward_range(void *ctx, size_t s0, size_t s1) {
+    const pool_job *j = ctx;
+    for (size_t s = s0; s < s1; s++) avg_sample(j->out + s * j->ly->n_out, j->x + s * j->ly->n_in, j->ly);
+}
+
+static void avg_backward_range(void *ctx, size_t s0, size_t s1) {
+    const pool_job *j = ctx;
+    const mc_layer *ly = j->ly;
+    size_t C = ly->in.c, W = ly->in.w;
+    for (size_t s = s0; s < s1; s++) {
+        float *dx = j->dinp + s * ly->n_in, *dout = j->dout + s * ly->n_out;
+        memset(dx, 0, ly->n_in * sizeof *dx);
+        for (size_t oy = 0; oy < ly->out.h; oy++) {
+            span ys = span_of(oy, ly->kernel_h, ly->stride_h, ly->pad_top, ly->in.h);
+            for (size_t ox = 0; ox < ly->out.w; ox++) {
+                span xs = span_of(ox, ly->kernel_w, ly->stride_w, ly->pad_left, W);
+                float *g = dout + (oy * ly->out.w + ox) * C;
+                float n = (float)((ys.hi - ys.lo) * (xs.hi - xs.lo));
+                for (size_t c = 0; c < C; c++) g[c] /= n;
+                for (size_t iy = ys.lo; iy < ys.hi; iy++)
+                    for (size_t ix = xs.lo; ix < xs.hi; ix++) {
+                        float *d = dx + (iy * W + ix) * C;
+                        for (size_t c = 0; c < C; c++) d[c] += g[c];
+                    }
+            }
+        }
+    }
+}
+
+static mc_status avg_init(mc_layer *ly, size_t l, mc_error *err) {
+    return check_pool(ly, l, "AveragePooling2D", 1, err);
+}
+
+static size_t no_scratch(const mc_layer *ly) {
+    (void)ly;
+    return 0;
+}
+
+static void avg_forward(const mc_layer *ly, const mc_fwd *f) {
+    pool_job j = {ly, f->out, f->inp, NULL, NULL, NULL};
+    mc_for_samples(f->rows, ly->n_in + ly->n_out, f->plan == NULL, avg_forward_range, &j);
+}
+
+static void avg_backward(const mc_layer *ly, const mc_bwd *b) {
+    if (!b->dinp) return;
+    pool_job j = {ly, NULL, NULL, NULL, b->dinp, b->dout};
+    mc_for_samples(b->rows, ly->n_in + ly->n_out, 1, avg_backward_range, &j);
+}
+
+const mc_layer_ops mc_avgpool2d_ops = {
+    .name = "AveragePooling2D",
+    .init = avg_init,
+    .scratch = no_scratch,
+    .forward = avg_forward,
+    .backward = avg_backward,
+    .threads = pool_threads,
+};
+
+/* --- GlobalAveragePooling2D --- */
+
+static void gap_forward_range(void *ctx, size_t s0, size_t s1) {
+    const pool_job *j = ctx;
+    size_t C = j->ly->in.c, pix = j->ly->in.h * j->ly->in.w;
+    float n = (float)pix;
+    for (size_t s = s0; s < s1; s++) {
+        float *o = j->out + s * C;
+        const float *x = j->x + s * j->ly->n_in;
+        for (size_t c = 0; c < C; c++) o[c] = 0.0f;
+        for (size_t p = 0; p < pix; p++)
+            for (size_t c = 0; c < C; c++) o[c] += x[p * C + c];
+        for (size_t c = 0; c < C; c++) o[c] /= n;
+    }
+}
+
+static void gap_backward_range(void *ctx, size_t s0, size_t s1) {
+    const pool_job *j = ctx;
+    size_t C = j->ly->in.c, pix = j->ly->in.h * j->ly->in.w;
+    float n = (float)pix;
+    for (size_t s = s0; s < s1; s++) {
+        float *dx = j->dinp + s * j->ly->n_in, *g = j->dout + s * C;
+        for (size_t c = 0; c < C; c++) g[c] /= n;
+        for (size_t p = 0; p < pix; p++)
+            for (size_t c = 0; c < C; c++) dx[p * C + c] = g[c];
+    }
+}
+
+static mc_status gap_init(mc_layer *ly, size_t l, mc_error *err) {
+    return check_pool(ly, l, "GlobalAveragePooling2D", 0, err);
+}
+
+static void gap_forward(const mc_layer *ly, const mc_fwd *f) {
+    pool_job j = {ly, f->out, f->inp, NULL, NULL, NULL};
+    mc_for_samples(f->rows, ly->n_in, f->plan == NULL, gap_forward_range, &j);
+}
+
+static void gap_backward(const mc_layer *ly, const mc_bwd *b) {
+    if (!b->dinp) return;
+    pool_job j = {ly, NULL, NULL, NULL, b->dinp, b->dout};
+    mc_for_samples(b->rows, ly->n_in, 1, gap_backward_range, &j);
+}
+
+const mc_layer_ops mc_globalavgpool2d_ops = {
+    .name = "GlobalAveragePooling2D",
+    .init = gap_init,
+    .scratch = no_scratch,
+    .forward = gap_forward,
+    .backward = gap_backward,
+    .threads = pool_threads,
+};
