@@ -1,4 +1,5 @@
-"""Keras layers: Input, InputLayer, Flatten, Dense, Dropout, Activation, Reshape, Rescaling.
+"""Keras layers: Input, InputLayer, Flatten, Reshape, Dense, Activation, Softmax, ReLU, Dropout, Rescaling,
+Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, BatchNormalization.
 
 A layer knows its shapes and weights; the model lays its weights out in one flat float32 block and
 runs the chain in C. Each layer describes itself to the C core as zero or more rows of the layer
@@ -24,7 +25,9 @@ def _auto_name(base):
 
 
 def _snake(name):
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """Keras's to_snake_case: Dense -> dense, Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _shape_tuple(shape, what):
@@ -413,8 +416,271 @@ class Rescaling(Layer):
         return {**super().get_config(), "scale": self.scale, "offset": self.offset}
 
 
+# --- convolutional layers (channels last: samples (height, width, channels)) ---
+
+def _pair(value, what, layer):
+    """An int or a pair of ints >= 1 as a pair, Keras's rule for kernel_size, strides, pool_size."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (int(value), int(value))
+    try:
+        pair = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2 or any(v < 1 for v in pair) or any(isinstance(v, bool) for v in value):
+        raise ValueError(f"{layer}: `{what}` must be a positive int or a tuple of 2 positive ints, got {value!r}")
+    return pair
+
+
+def _padding(padding, layer):
+    p = str(padding).lower() if isinstance(padding, str) else padding
+    if p not in ("valid", "same"):
+        raise ValueError(f"{layer}: `padding` must be 'valid' or 'same', got {padding!r}")
+    return p
+
+
+def _channels_last(data_format, layer):
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"{layer}: mnistc runs channels_last only (samples shaped (height, width, channels)); "
+                         f"got data_format={data_format!r}. Transpose the data with "
+                         "np.transpose(x, (0, 2, 3, 1)) and drop data_format.")
+
+
+def _image_shape(layer, input_shape):
+    shape = tuple(input_shape)
+    if len(shape) != 3:
+        hint = ""
+        if len(shape) == 2:
+            hint = (f" For grayscale images add a channel axis: layers.Reshape({(*shape, 1)}) as the first layer, "
+                    "or x[..., None] on the data.")
+        raise ValueError(f"{type(layer).__name__} layer '{layer.name}' expects samples of shape (height, width, "
+                         f"channels), got input of shape {(None, *shape)}.{hint}")
+    return shape
+
+
+def _window_geometry(layer, in_hw, kernel, strides, padding):
+    """(out_hw, pads_before) per dimension with Keras's 'valid' / 'same' rules."""
+    out, pads = [], []
+    for n, k, s, dim in zip(in_hw, kernel, strides, ("height", "width")):
+        if padding == "same":
+            o = -(-n // s)
+            pads.append(max((o - 1) * s + k - n, 0) // 2)
+        else:
+            if k > n:
+                raise ValueError(
+                    f"{type(layer).__name__} layer '{layer.name}': the window {kernel} is larger than the input's "
+                    f"{dim} {n} (input {(None, *in_hw)} + channels); use padding='same', a smaller window, or "
+                    "fewer pooling layers before it.")
+            o = (n - k) // s + 1
+            pads.append(0)
+        out.append(o)
+    return tuple(out), tuple(pads)
+
+
+class Conv2D(Layer):
+    """2-D convolution over (height, width, channels) samples: out = activation(conv(inp, kernel) + bias),
+    kernel shape (kernel_h, kernel_w, in_channels, filters) as in Keras.
+
+    Example:
+        layers.Conv2D(32, kernel_size=(3, 3), activation="relu")
+    """
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
+            raise ValueError(f"Invalid value for argument `filters`. Expected a strictly positive value. "
+                             f"Received filters={filters!r}.")
+        super().__init__(**kwargs)
+        _channels_last(data_format, "Conv2D")
+        if _pair(dilation_rate, "dilation_rate", "Conv2D") != (1, 1) or groups != 1:
+            raise ValueError("Conv2D: dilation_rate and groups other than 1 are not supported by mnistc")
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2D")
+        self.strides = _pair(strides, "strides", "Conv2D")
+        self.padding = _padding(padding, "Conv2D")
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        h, w, c = _image_shape(self, input_shape)
+        if self.activation == "softmax":
+            raise ValueError(f"Conv2D layer '{self.name}': softmax over feature maps is not supported; use it on "
+                             "the last Dense layer after Flatten()")
+        self._geometry = _window_geometry(self, (h, w), self.kernel_size, self.strides, self.padding)
+        self._add_weight("kernel", (*self.kernel_size, c, self.filters), self.kernel_initializer)
+        if self.use_bias:
+            self._add_weight("bias", (self.filters,), self.bias_initializer)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        (oh, ow), _ = _window_geometry(self, tuple(input_shape)[:2], self.kernel_size, self.strides, self.padding)
+        return (oh, ow, self.filters)
+
+    @property
+    def kernel(self):
+        return self._weights[0] if self.built else None
+
+    @property
+    def bias(self):
+        return self._weights[1] if self.built and self.use_bias else None
+
+    def _c_rows(self):
+        return [CRow(_C.LAYER_CONV2D, self.input_shape, self.output_shape, activations.code(self.activation),
+                     weights=(0, 1 if self.use_bias else -1), kernel=self.kernel_size, strides=self.strides,
+                     padding=self._geometry[1])]
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides), "padding": self.padding, "activation": self.activation,
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer)}
+
+
+class _Pooling2D(Layer):
+    """Shared by MaxPooling2D and AveragePooling2D: a window per channel, strides default to pool_size."""
+
+    kind = None
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        _channels_last(data_format, name)
+        self.pool_size = _pair(pool_size, "pool_size", name)
+        self.strides = self.pool_size if strides is None else _pair(strides, "strides", name)
+        self.padding = _padding(padding, name)
+
+    def build(self, input_shape):
+        h, w, _ = _image_shape(self, input_shape)
+        self._geometry = _window_geometry(self, (h, w), self.pool_size, self.strides, self.padding)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        (oh, ow), _ = _window_geometry(self, tuple(input_shape)[:2], self.pool_size, self.strides, self.padding)
+        return (oh, ow, input_shape[2])
+
+    def _c_rows(self):
+        return [CRow(self.kind, self.input_shape, self.output_shape, kernel=self.pool_size, strides=self.strides,
+                     padding=self._geometry[1])]
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
+                "padding": self.padding}
+
+
+class MaxPooling2D(_Pooling2D):
+    """The largest value of each pool_size window, per channel (NaN if the window holds one)."""
+
+    kind = _C.LAYER_MAXPOOL2D
+
+
+class AveragePooling2D(_Pooling2D):
+    """The mean of each pool_size window, per channel; with padding='same', of its cells inside the input."""
+
+    kind = _C.LAYER_AVGPOOL2D
+
+
+class GlobalAveragePooling2D(Layer):
+    """(height, width, channels) -> (channels,): the mean of each feature map (keepdims: (1, 1, channels))."""
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        _channels_last(data_format, "GlobalAveragePooling2D")
+        self.keepdims = bool(keepdims)
+
+    def build(self, input_shape):
+        _image_shape(self, input_shape)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        c = tuple(input_shape)[-1]
+        return (1, 1, c) if self.keepdims else (c,)
+
+    def _c_rows(self):
+        return [CRow(_C.LAYER_GLOBALAVGPOOL2D, self.input_shape, (1, 1, self.input_shape[-1]))]
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class BatchNormalization(Layer):
+    """Normalises each channel (the last axis): with batch statistics while training, with the moving
+    statistics in evaluate/predict and whenever the layer is frozen (`trainable=False`), as in Keras 3.
+    Weights: gamma, beta (trained), moving_mean, moving_variance (updated by fit, never by the optimizer).
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
+                 moving_variance_initializer="ones", **kwargs):
+        super().__init__(**kwargs)
+        if axis not in (-1, 3) and not (isinstance(axis, (list, tuple)) and list(axis) in ([-1], [3])):
+            raise ValueError(f"BatchNormalization: mnistc normalises the last axis (axis=-1, channels_last), "
+                             f"got axis={axis!r}")
+        for what, v, ok in (("momentum", momentum, 0.0 <= float(momentum) <= 1.0),
+                            ("epsilon", epsilon, float(epsilon) > 0.0 and math.isfinite(float(epsilon)))):
+            if not ok:
+                raise ValueError(f"BatchNormalization: `{what}` must be {'in [0, 1]' if what == 'momentum' else 'a positive number'}, got {v!r}")
+        self.axis = -1
+        self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+
+    def build(self, input_shape):
+        c = tuple(input_shape)[-1]
+        slots = []
+        if self.scale:
+            slots.append(len(self._weights))
+            self._add_weight("gamma", (c,), self.gamma_initializer)
+        else:
+            slots.append(-1)
+        if self.center:
+            slots.append(len(self._weights))
+            self._add_weight("beta", (c,), self.beta_initializer)
+        else:
+            slots.append(-1)
+        slots.append(len(self._weights))
+        self._add_weight("moving_mean", (c,), self.moving_mean_initializer, trainable=False)
+        slots.append(len(self._weights))
+        self._add_weight("moving_variance", (c,), self.moving_variance_initializer, trainable=False)
+        self._slots = tuple(slots)
+        super().build(input_shape)
+
+    def _named(self, name):
+        if not self.built or name not in self._weight_names:
+            return None
+        return self._weights[self._weight_names.index(name)]
+
+    gamma = property(lambda self: self._named("gamma"))
+    beta = property(lambda self: self._named("beta"))
+    moving_mean = property(lambda self: self._named("moving_mean"))
+    moving_variance = property(lambda self: self._named("moving_variance"))
+
+    def _c_rows(self):
+        floats = [0.0] * _C.FTABLE_COLS
+        floats[_C.FCOL_EPSILON], floats[_C.FCOL_MOMENTUM] = self.epsilon, self.momentum
+        return [CRow(_C.LAYER_BATCHNORM, self.input_shape, self.output_shape, weights=self._slots,
+                     floats=tuple(floats))]
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale,
+                "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
+                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer)}
+
+
+MaxPool2D, AvgPool2D, GlobalAvgPool2D = MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D
+
+
 _CLASSES = {c.__name__: c for c in (InputLayer, Flatten, Reshape, Dense, Activation, Softmax, ReLU, Dropout,
-                                    Rescaling)}
+                                    Rescaling, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
+                                    BatchNormalization)}
 
 
 def serialize(layer):
@@ -427,7 +693,7 @@ def deserialize(cfg):
         raise ValueError(f"Unknown layer class {cfg.get('class_name')!r} in model config; "
                          f"known: {', '.join(sorted(_CLASSES))}")
     config = dict(cfg.get("config", {}))
-    for key in ("kernel_initializer", "bias_initializer"):
+    for key in [k for k in config if k.endswith("_initializer")]:
         if isinstance(config.get(key), dict):
             config[key] = initializers.get(config[key])
     with warnings.catch_warnings():
