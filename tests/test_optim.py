@@ -115,14 +115,15 @@ def test_nadam_u_product_slot_must_hold_one_value():
     params, slots, it = new_kind_state(kind, 0.0, np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"slots\[2\]: expected length 1 \(one value for the whole optimizer\), "
                                          r"got 14"):
-        _C.optimizer_step(kind, hyper, params, params.copy(), SEGMENTS, (*slots[:2], np.ones(SLOT_LEN, np.float32)),
-                          it)
+        bad = (*slots[:2], np.ones(SLOT_LEN, np.float32))
+        _C.optimizer_step(kind, hyper, params, params.copy(), SEGMENTS, bad, it)
 
 
 @pytest.mark.parametrize("name", list(SCHEDULED))
 @pytest.mark.parametrize("kind", [R.SGD, R.ADAM, R.RMSPROP])
 def test_scheduled_learning_rate_k_steps_match_reference(name, kind):
-    base = {R.SGD: R.hyper_vector(0.0, 0.9), R.ADAM: HYPER_ADAM, R.RMSPROP: R.hyper_vector(0.0, 0.9, eps=1e-7)}[kind]
+    base = {R.SGD: R.hyper_vector(0.0, 0.9), R.ADAM: HYPER_ADAM,
+            R.RMSPROP: R.hyper_vector(0.0, 0.9, eps=1e-7)}[kind]
     hyper = R.scheduled_hyper(kind, base, *SCHEDULED[name])
     rng = np.random.default_rng(13)
     params, slots, it = fresh_state(kind, hyper, rng)
