@@ -39,7 +39,8 @@ int mc_optim_slot_is_scalar(int kind, size_t i) { return kind == MC_OPT_NADAM &&
 
 /* --- learning-rate schedules --- */
 
-static size_t sched_n_params(int kind, const double *p, size_t n) {
+/* Expects a piecewise schedule's count p[0] already checked to fit its n parameters. */
+static size_t sched_n_params(int kind, const double *p) {
     switch (kind) {
     case MC_SCHED_CONSTANT:
         return 0;
@@ -50,8 +51,7 @@ static size_t sched_n_params(int kind, const double *p, size_t n) {
     case MC_SCHED_COSINE:
         return 5;
     case MC_SCHED_PIECEWISE:
-        /* n, then n boundaries and n + 1 values; n itself is checked by the caller */
-        return n > 0 && isfinite(p[0]) && p[0] >= 0 && p[0] <= (double)n ? 2 + 2 * (size_t)p[0] : 1;
+        return 2 + 2 * (size_t)p[0]; /* the count, then count boundaries and count + 1 values */
     default:
         return 0;
     }
@@ -65,10 +65,12 @@ static mc_status sched_check(const mc_optim *opt, mc_error *err) {
     int kind = (int)kd;
     const double *p = opt->sched;
     size_t n = p ? opt->n_sched : 0;
-    if (kind == MC_SCHED_PIECEWISE && (n == 0 || !(p[0] >= 0) || p[0] != floor(p[0])))
-        return mc_set_error(err, MC_ERR_ARG, "schedule: piecewise constant needs its boundary count first, got %s",
-                            n ? "a non-integer" : "nothing");
-    size_t want = sched_n_params(kind, p, n);
+    if (kind == MC_SCHED_PIECEWISE &&
+        (n < 2 || !(p[0] >= 0) || p[0] != floor(p[0]) || p[0] > (double)(n - 2) / 2))
+        return mc_set_error(err, MC_ERR_ARG, "schedule: piecewise constant needs its boundary count first, then "
+                            "count boundaries and count + 1 values; got %zu parameters%s", n,
+                            n ? " that do not match the count" : "");
+    size_t want = sched_n_params(kind, p);
     if (n != want)
         return mc_set_error(err, MC_ERR_ARG, "schedule: kind %d expects %zu parameters after the %d fixed "
                             "hyperparameters, got %zu", kind, want, (int)MC_HYPER_COUNT, n);

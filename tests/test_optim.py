@@ -351,8 +351,13 @@ def read_only(a):
     (dict(hyper=R.scheduled_hyper(R.ADAM, HYPER_ADAM, R.S_PIECEWISE, [2, 5, 5, 0.1, 0.2, 0.3])), ValueError,
      "boundaries must be strictly increasing"),
     (dict(hyper=R.scheduled_hyper(R.ADAM, HYPER_ADAM, R.S_PIECEWISE, [2, 5, 7, 0.1, 0.2])), ValueError,
-     "schedule: kind 2 expects 6 parameters"),
-    (dict(hyper=R.scheduled_hyper(R.ADAM, HYPER_ADAM, 9, [])), ValueError, r"schedule kind must be an integer in \[0, 6\)"),
+     "piecewise constant needs its boundary count first.*got 5 parameters that do not match"),
+    (dict(hyper=R.scheduled_hyper(R.ADAM, HYPER_ADAM, R.S_PIECEWISE, [5])), ValueError,
+     "piecewise constant needs its boundary count first"),
+    (dict(hyper=R.scheduled_hyper(R.ADAM, HYPER_ADAM, R.S_PIECEWISE, [1, 4, 0.1, 0.2, 0.3])), ValueError,
+     "schedule: kind 2 expects 4 parameters after the 8 fixed hyperparameters, got 5"),
+    (dict(hyper=R.scheduled_hyper(R.ADAM, HYPER_ADAM, 9, [])), ValueError,
+     r"schedule kind must be an integer in \[0, 6\)"),
     (dict(hyper=np.concatenate([HYPER_ADAM, [1.0]])), ValueError, "schedule: kind 0 expects 0 parameters"),
 ])
 def test_optimizer_step_validation(over, exc, match):
