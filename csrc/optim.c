@@ -1,6 +1,7 @@
-/* Optimizer updates as Keras 3 writes them (keras/src/optimizers/{sgd,adam,rmsprop}.py and
- * base_optimizer.py for weight decay), in float32 like the Keras variables, except Adam's b^t,
- * which is computed in double. One pass over each trainable segment; frozen ranges are never touched. */
+/* Optimizer updates as Keras 3 writes them (keras/src/optimizers/{sgd,adam,rmsprop,adagrad,adamax,
+ * nadam}.py and base_optimizer.py for weight decay), in float32 like the Keras variables, except the
+ * per-step constants (b^t, the learning-rate schedule), which are computed in double. One pass over
+ * each trainable segment; frozen ranges are never touched. */
 #include "optim.h"
 
 #include <math.h>
@@ -23,8 +24,104 @@ size_t mc_optim_n_slots(int kind, const double *hyper) {
         return hyper[MC_HYPER_FLAG] != 0.0 ? 3 : 2;
     case MC_OPT_RMSPROP:
         return 1 + (hyper[MC_HYPER_MOMENTUM] > 0.0) + (hyper[MC_HYPER_FLAG] != 0.0);
+    case MC_OPT_ADAGRAD:
+        return 1;
+    case MC_OPT_ADAMAX:
+        return 2;
+    case MC_OPT_NADAM:
+        return 3;
     default:
         return 0;
+    }
+}
+
+int mc_optim_slot_is_scalar(int kind, size_t i) { return kind == MC_OPT_NADAM && i == 2; }
+
+/* --- learning-rate schedules --- */
+
+/* Expects a piecewise schedule's count p[0] already checked to fit its n parameters. */
+static size_t sched_n_params(int kind, const double *p) {
+    switch (kind) {
+    case MC_SCHED_CONSTANT:
+        return 0;
+    case MC_SCHED_EXPONENTIAL:
+    case MC_SCHED_INVERSE_TIME:
+        return 4;
+    case MC_SCHED_POLYNOMIAL:
+    case MC_SCHED_COSINE:
+        return 5;
+    case MC_SCHED_PIECEWISE:
+        return 2 + 2 * (size_t)p[0]; /* the count, then count boundaries and count + 1 values */
+    default:
+        return 0;
+    }
+}
+
+static mc_status sched_check(const mc_optim *opt, mc_error *err) {
+    double kd = opt->hyper[MC_HYPER_SCHED];
+    if (!(kd >= 0 && kd < MC_SCHED_COUNT) || kd != floor(kd))
+        return mc_set_error(err, MC_ERR_ARG, "hyper: schedule kind must be an integer in [0, %d), got %g",
+                            (int)MC_SCHED_COUNT, kd);
+    int kind = (int)kd;
+    const double *p = opt->sched;
+    size_t n = p ? opt->n_sched : 0;
+    if (kind == MC_SCHED_PIECEWISE &&
+        (n < 2 || !(p[0] >= 0) || p[0] != floor(p[0]) || p[0] > (double)(n - 2) / 2))
+        return mc_set_error(err, MC_ERR_ARG, "schedule: piecewise constant needs its boundary count first, then "
+                            "count boundaries and count + 1 values; got %zu parameters%s", n,
+                            n ? " that do not match the count" : "");
+    size_t want = sched_n_params(kind, p);
+    if (n != want)
+        return mc_set_error(err, MC_ERR_ARG, "schedule: kind %d expects %zu parameters after the %d fixed "
+                            "hyperparameters, got %zu", kind, want, (int)MC_HYPER_COUNT, n);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(p[i])) return mc_set_error(err, MC_ERR_ARG, "schedule: parameter %zu is %g, expected a finite "
+                                                 "number", i, p[i]);
+    if (kind != MC_SCHED_CONSTANT && kind != MC_SCHED_PIECEWISE && !(p[1] > 0))
+        return mc_set_error(err, MC_ERR_ARG, "schedule: decay_steps must be > 0, got %g", p[1]);
+    if (kind == MC_SCHED_COSINE && p[4] < 0)
+        return mc_set_error(err, MC_ERR_ARG, "schedule: warmup_steps must be >= 0, got %g", p[4]);
+    if (kind == MC_SCHED_PIECEWISE)
+        for (size_t i = 2; i <= (size_t)p[0]; i++)
+            if (!(p[i] > p[i - 1]))
+                return mc_set_error(err, MC_ERR_ARG, "schedule: boundaries must be strictly increasing, got %g "
+                                    "after %g", p[i], p[i - 1]);
+    return MC_OK;
+}
+
+double mc_optim_learning_rate(const mc_optim *opt, int64_t step) {
+    const double *p = opt->sched;
+    double s = (double)step;
+    switch ((int)opt->hyper[MC_HYPER_SCHED]) {
+    case MC_SCHED_EXPONENTIAL: {
+        double e = p[3] != 0.0 ? floor(s / p[1]) : s / p[1];
+        return p[0] * pow(p[2], e);
+    }
+    case MC_SCHED_INVERSE_TIME: {
+        double e = p[3] != 0.0 ? floor(s / p[1]) : s / p[1];
+        return p[0] / (1.0 + p[2] * e);
+    }
+    case MC_SCHED_POLYNOMIAL: {
+        double ds = p[1];
+        if (p[4] != 0.0) ds *= s == 0.0 ? 1.0 : ceil(s / p[1]); /* cycle: the first multiple past step */
+        else if (s > ds) s = ds;
+        return (p[0] - p[2]) * pow(1.0 - s / ds, p[3]) + p[2];
+    }
+    case MC_SCHED_COSINE: {
+        double warm = p[4];
+        if (s > p[1] + warm) s = p[1] + warm;
+        if (s < warm) return (p[3] - p[0]) * (s / warm) + p[0];
+        double cosine = 0.5 * (1.0 + cos(3.14159265358979323846 * ((s - warm) / p[1])));
+        return p[3] * ((1.0 - p[2]) * cosine + p[2]);
+    }
+    case MC_SCHED_PIECEWISE: {
+        /* values[0] while step <= boundaries[0], values[i] while step <= boundaries[i] */
+        size_t n = (size_t)p[0], i = 0;
+        while (i < n && s > p[1 + i]) i++;
+        return p[1 + n + i];
+    }
+    default:
+        return opt->hyper[MC_HYPER_LR];
     }
 }
 
@@ -45,15 +142,20 @@ mc_status mc_optim_check(const mc_optim *opt, size_t P, mc_error *err) {
     const double *h = opt->hyper;
     mc_status st;
     if (opt->kind < 0 || opt->kind >= MC_OPT_COUNT)
-        return mc_set_error(err, MC_ERR_ARG, "opt: expected 0 (SGD), 1 (Adam) or 2 (RMSprop), got %d", opt->kind);
+        return mc_set_error(err, MC_ERR_ARG, "opt: expected 0 (SGD), 1 (Adam), 2 (RMSprop), 3 (Adagrad), "
+                            "4 (Adamax) or 5 (Nadam), got %d", opt->kind);
     if (!isfinite(h[MC_HYPER_LR]))
         return mc_set_error(err, MC_ERR_ARG, "hyper: learning_rate must be finite, got %g", h[MC_HYPER_LR]);
+    if ((st = sched_check(opt, err))) return st;
     if ((st = check_range("weight_decay", h[MC_HYPER_WD], 0.0, HUGE_VAL, 0, err))) return st;
     if (opt->kind == MC_OPT_SGD) {
         if ((st = check_range("momentum", h[MC_HYPER_B1], 0.0, 1.0, 0, err))) return st;
-    } else if (opt->kind == MC_OPT_ADAM) {
+    } else if (opt->kind == MC_OPT_ADAM || opt->kind == MC_OPT_ADAMAX || opt->kind == MC_OPT_NADAM) {
+        /* beta_1 < 1: Adam and Adamax divide by 1 - beta_1^t; beta_2 < 1: Adam and Nadam by 1 - beta_2^t */
         if ((st = check_range("beta_1", h[MC_HYPER_B1], 0.0, 1.0, 1, err))) return st;
-        if ((st = check_range("beta_2", h[MC_HYPER_B2], 0.0, 1.0, 1, err))) return st;
+        if ((st = check_range("beta_2", h[MC_HYPER_B2], 0.0, 1.0, opt->kind != MC_OPT_ADAMAX, err))) return st;
+        if ((st = check_range("epsilon", h[MC_HYPER_EPS], 0.0, HUGE_VAL, 0, err))) return st;
+    } else if (opt->kind == MC_OPT_ADAGRAD) {
         if ((st = check_range("epsilon", h[MC_HYPER_EPS], 0.0, HUGE_VAL, 0, err))) return st;
     } else {
         if ((st = check_range("rho", h[MC_HYPER_B1], 0.0, 1.0, 0, err))) return st;
@@ -87,6 +189,7 @@ typedef struct {
     const float *g;
     int kind, flag, has_mom, wd_on;
     float lr, wd, mu, c1, c2, eps, a;
+    float ua, da, ub, db, dv; /* Nadam: u_{t+1}, 1 - u_product_{t+1}, 1 - u_t, 1 - u_product_t, 1 - b2^t */
 } upd;
 
 /* The loops below have no branch on the variant inside (each variant is its own loop), call nothing
@@ -100,6 +203,7 @@ static inline __attribute__((always_inline)) void upd_loops(const upd *u, float 
                                                              float *restrict s1, float *restrict s2,
                                                              size_t lo, size_t hi, const int wd_on) {
     const float lr = u->lr, wd = u->wd, mu = u->mu, c1 = u->c1, c2 = u->c2, eps = u->eps, a = u->a;
+    const float ua = u->ua, da = u->da, ub = u->ub, db = u->db, dv = u->dv;
     switch (u->kind) {
     case MC_OPT_SGD:
         if (!s0) {
@@ -194,6 +298,42 @@ static inline __attribute__((always_inline)) void upd_loops(const upd *u, float 
         }
         break;
     }
+    case MC_OPT_ADAGRAD:
+        /* s0 = accumulator (starts at initial_accumulator_value); epsilon inside the sqrt */
+        for (size_t i = lo; i < hi; i++) {
+            WD(i);
+            float acc = s0[i] + g[i] * g[i];
+            s0[i] = acc;
+            w[i] -= (lr * g[i]) / sqrtf(acc + eps);
+        }
+        break;
+    case MC_OPT_ADAMAX:
+        /* s0 = m, s1 = u (the exponentially weighted infinity norm); c2 = beta_2, a = 1 - beta_1^t */
+        for (size_t i = lo; i < hi; i++) {
+            WD(i);
+            float gi = g[i];
+            float m = s0[i] + (gi - s0[i]) * c1;
+            float bu = c2 * s1[i], ag = fabsf(gi);
+            float un = bu > ag ? bu : ag;
+            s0[i] = m;
+            s1[i] = un;
+            w[i] -= (lr * m) / (a * (un + eps));
+        }
+        break;
+    case MC_OPT_NADAM:
+        /* s0 = m, s1 = v; Nesterov's look-ahead mixes the next step's momentum weight into m_hat */
+        for (size_t i = lo; i < hi; i++) {
+            WD(i);
+            float gi = g[i];
+            float m = s0[i] + (gi - s0[i]) * c1;
+            float v = s1[i] + (gi * gi - s1[i]) * c2;
+            s0[i] = m;
+            s1[i] = v;
+            float m_hat = (ua * m) / da + (ub * gi) / db;
+            float v_hat = v / dv;
+            w[i] -= (m_hat * lr) / (sqrtf(v_hat) + eps);
+        }
+        break;
     default:
         break;
     }
@@ -269,15 +409,15 @@ void mc_optim_step(const mc_optim *opt, float *params, const float *grads, int64
     u.kind = opt->kind;
     u.flag = h[MC_HYPER_FLAG] != 0.0;
     u.wd_on = h[MC_HYPER_WD] > 0.0;
-    u.lr = (float)h[MC_HYPER_LR];
+    double lr = mc_optim_learning_rate(opt, t - 1);
+    u.lr = (float)lr;
     u.wd = (float)h[MC_HYPER_WD];
     switch (opt->kind) {
     case MC_OPT_SGD:
         u.mu = (float)h[MC_HYPER_B1];
         break;
     case MC_OPT_ADAM:
-        u.a = (float)(h[MC_HYPER_LR] * sqrt(1.0 - pow(h[MC_HYPER_B2], (double)t)) /
-                      (1.0 - pow(h[MC_HYPER_B1], (double)t)));
+        u.a = (float)(lr * sqrt(1.0 - pow(h[MC_HYPER_B2], (double)t)) / (1.0 - pow(h[MC_HYPER_B1], (double)t)));
         u.c1 = (float)(1.0 - h[MC_HYPER_B1]);
         u.c2 = (float)(1.0 - h[MC_HYPER_B2]);
         u.eps = (float)h[MC_HYPER_EPS];
@@ -288,6 +428,32 @@ void mc_optim_step(const mc_optim *opt, float *params, const float *grads, int64
         u.eps = (float)h[MC_HYPER_EPS];
         u.a = (float)h[MC_HYPER_MOMENTUM];
         break;
+    case MC_OPT_ADAGRAD:
+        u.eps = (float)h[MC_HYPER_EPS];
+        break;
+    case MC_OPT_ADAMAX:
+        u.c1 = (float)(1.0 - h[MC_HYPER_B1]);
+        u.c2 = (float)h[MC_HYPER_B2];
+        u.eps = (float)h[MC_HYPER_EPS];
+        u.a = (float)(1.0 - pow(h[MC_HYPER_B1], (double)t));
+        break;
+    case MC_OPT_NADAM: {
+        /* u_t = beta_1 (1 - 0.5 * 0.96^t) (Keras 3's momentum schedule); the optimizer-wide product of
+         * the u_i (its slot 2, a float32 variable in Keras too) advances once per step, here. */
+        double b1 = h[MC_HYPER_B1];
+        double u_t = b1 * (1.0 - 0.5 * pow(0.96, (double)t)), u_next = b1 * (1.0 - 0.5 * pow(0.96, (double)t + 1));
+        float prod = opt->slots[2][0] * (float)u_t;
+        opt->slots[2][0] = prod;
+        u.ua = (float)u_next;
+        u.da = 1.0f - prod * (float)u_next;
+        u.ub = (float)(1.0 - u_t);
+        u.db = 1.0f - prod;
+        u.dv = (float)(1.0 - pow(h[MC_HYPER_B2], (double)t));
+        u.c1 = (float)(1.0 - b1);
+        u.c2 = (float)(1.0 - h[MC_HYPER_B2]);
+        u.eps = (float)h[MC_HYPER_EPS];
+        break;
+    }
     default:
         break;
     }
@@ -298,7 +464,7 @@ void mc_optim_step(const mc_optim *opt, float *params, const float *grads, int64
         size_t off = (size_t)opt->segments[2 * s], n = (size_t)opt->segments[2 * s + 1];
         float *s0 = opt->n_slots > 0 ? opt->slots[0] + pos : NULL;
         float *s1 = opt->n_slots > 1 ? opt->slots[1] + pos : NULL;
-        float *s2 = opt->n_slots > 2 ? opt->slots[2] + pos : NULL;
+        float *s2 = opt->n_slots > 2 && !mc_optim_slot_is_scalar(opt->kind, 2) ? opt->slots[2] + pos : NULL;
         u.w = params + off;
         u.g = grads + off;
         u.s0 = s0;

@@ -263,18 +263,23 @@ static int check_segments(const call_state *s) {
     return 0;
 }
 
-/* opt, hyper (8) float64, segments (S, 2) int64, slots (tuple of float32 writeable arrays),
- * iterations (1,) int64 writeable. P = len(params). params/grads arrays for the overlap checks. */
+/* opt, hyper (8 + the schedule's parameters) float64, segments (S, 2) int64, slots (tuple of float32
+ * writeable arrays), iterations (1,) int64 writeable. P = len(params). params/grads arrays for the overlap checks. */
 static int parse_opt(call_state *s, int kind, PyObject *ho, PyObject *so, PyObject *slo, PyObject *io,
                      PyArrayObject *params, PyArrayObject *grads) {
     if (kind < 0 || kind >= MC_OPT_COUNT) {
-        PyErr_Format(PyExc_ValueError, "opt: expected 0 (SGD), 1 (Adam) or 2 (RMSprop), got %d", kind);
+        PyErr_Format(PyExc_ValueError, "opt: expected 0 (SGD), 1 (Adam), 2 (RMSprop), 3 (Adagrad), 4 (Adamax) or "
+                     "5 (Nadam), got %d", kind);
         return -1;
     }
     PyArrayObject *hyper = get_array(ho, "hyper", NPY_FLOAT64, -1, 1, 0);
     if (!hyper) return -1;
     hold(s, hyper);
-    if (check_len(hyper, "hyper", MC_HYPER_COUNT, "the engine's hyperparameter vector") < 0) return -1;
+    if (PyArray_DIM(hyper, 0) < MC_HYPER_COUNT) {
+        PyErr_Format(PyExc_ValueError, "hyper: expected length %d (the engine's hyperparameter vector) or more (then "
+                     "the schedule's parameters), got %zd", (int)MC_HYPER_COUNT, (Py_ssize_t)PyArray_DIM(hyper, 0));
+        return -1;
+    }
     PyArrayObject *seg = get_array(so, "segments", NPY_INT64, -1, 2, 0);
     if (!seg) return -1;
     hold(s, seg);
@@ -291,6 +296,8 @@ static int parse_opt(call_state *s, int kind, PyObject *ho, PyObject *so, PyObje
     mc_optim *opt = &s->opt;
     opt->kind = kind;
     memcpy(opt->hyper, PyArray_DATA(hyper), sizeof opt->hyper);
+    opt->sched = (const double *)PyArray_DATA(hyper) + MC_HYPER_COUNT;
+    opt->n_sched = (size_t)PyArray_DIM(hyper, 0) - MC_HYPER_COUNT;
     opt->segments = PyArray_DATA(seg);
     opt->n_segments = (size_t)PyArray_DIM(seg, 0);
     if (!PyTuple_Check(slo) && !PyList_Check(slo)) {
@@ -319,7 +326,9 @@ static int parse_opt(call_state *s, int kind, PyObject *ho, PyObject *so, PyObje
         Py_DECREF(item); /* the tuple/list keeps it alive until hold() below */
         if (!a) return -1;
         hold(s, a);
-        if (check_len(a, name, (npy_intp)slot_len, "sum of the segment lengths") < 0) return -1;
+        if (mc_optim_slot_is_scalar(kind, (size_t)i)) {
+            if (check_len(a, name, 1, "one value for the whole optimizer") < 0) return -1;
+        } else if (check_len(a, name, (npy_intp)slot_len, "sum of the segment lengths") < 0) return -1;
         if (check_disjoint(a, name, params, "params") < 0) return -1;
         if (grads && check_disjoint(a, name, grads, "grads") < 0) return -1;
         for (Py_ssize_t j = 0; j < i; j++) {

@@ -1,7 +1,12 @@
 """Callbacks with Keras hook names: Callback, History, ProgbarLogger, EarlyStopping,
-ModelCheckpoint, TerminateOnNaN, LearningRateScheduler, ReduceLROnPlateau, LambdaCallback."""
+ModelCheckpoint, TerminateOnNaN, LearningRateScheduler, ReduceLROnPlateau, CSVLogger, LambdaCallback."""
+import collections.abc
+import csv
 import math
+import os
 import warnings
+
+import numpy as np
 
 from mnistc.progbar import Progbar
 
@@ -301,6 +306,72 @@ class ReduceLROnPlateau(Callback):
                     if self.verbose:
                         print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
                     self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+class CSVLogger(Callback):
+    """Write each epoch's logs to a CSV file, as Keras 3 does: an `epoch` column (0-based) first, then
+    the log keys sorted, with `val_` columns (filled with "NA") even when there is no validation; the
+    header is written once, and with append=True only when the file is empty or new.
+
+    Example:
+        model.fit(x, y, epochs=5, callbacks=[mnistc.callbacks.CSVLogger("training.log")])
+        rows = list(csv.DictReader(open("training.log")))
+    """
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"CSVLogger: `separator` must be a single character. Received: separator={separator!r}")
+        self.sep = separator
+        self.filename = os.fspath(filename)
+        self.append = append
+        self.writer = None
+        self.keys = None
+        self.append_header = True
+        self.csv_file = None
+
+    def on_train_begin(self, logs=None):
+        mode = "w"
+        if self.append:
+            if os.path.exists(self.filename):
+                with open(self.filename) as f:
+                    self.append_header = not f.readline()
+            mode = "a"
+        if self.csv_file and not self.csv_file.closed:
+            self.csv_file.close()
+        # newline="": the csv module writes its own "\r\n" line ends (excel dialect, as Keras's files)
+        self.csv_file = open(self.filename, mode, newline="")
+        self.writer = None
+        self.keys = None
+
+    @staticmethod
+    def _cell(value):
+        if isinstance(value, str):
+            return value
+        if isinstance(value, collections.abc.Iterable) and not (isinstance(value, np.ndarray) and value.ndim == 0):
+            return f'"[{", ".join(map(str, value))}]"'
+        return value
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if self.keys and not any(k.startswith("val_") for k in self.keys):
+                self.keys += [f"val_{k}" for k in self.keys]
+        if self.writer is None:
+            dialect = type("CSVLoggerDialect", (csv.excel,), {"delimiter": self.sep})
+            self.writer = csv.DictWriter(self.csv_file, fieldnames=["epoch", *self.keys], dialect=dialect)
+            if self.append_header:
+                self.writer.writeheader()
+        row = {"epoch": epoch}
+        row.update((k, self._cell(logs.get(k, "NA"))) for k in self.keys)
+        self.writer.writerow(row)
+        self.csv_file.flush()
+
+    def on_train_end(self, logs=None):
+        if self.csv_file and not self.csv_file.closed:
+            self.csv_file.close()
+        self.writer = None
 
 
 class LambdaCallback(Callback):

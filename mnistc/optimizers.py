@@ -1,14 +1,21 @@
 """Optimizers with Keras 3 names, defaults and exact update rules (the updates run in C).
 
 An optimizer keeps its state (slots such as Adam's m and v) for the trainable weights only, as flat
-float32 arrays laid out segment after segment, plus `iterations`. It is built on the model's
-trainable weights at the first fit after compile.
+float32 arrays laid out segment after segment, plus `iterations` (and Nadam one optimizer-wide
+value). It is built on the model's trainable weights at the first fit after compile. `learning_rate`
+is a float or one of `schedules` (evaluated by C at every step).
 """
 import math
+import sys
 
 import numpy as np
 
-SGD_KIND, ADAM_KIND, RMSPROP_KIND = 0, 1, 2
+from mnistc import schedules
+
+# `from mnistc.optimizers.schedules import ExponentialDecay` works as it does with Keras
+sys.modules[__name__ + ".schedules"] = schedules
+
+SGD_KIND, ADAM_KIND, RMSPROP_KIND, ADAGRAD_KIND, ADAMAX_KIND, NADAM_KIND = range(6)
 
 
 def _lr(cls, value):
@@ -42,8 +49,49 @@ def _eps(cls, value):
     return value
 
 
+def _schedule(cls, value):
+    # C evaluates the built-in formulas: a subclass with a __call__ of its own would not be followed
+    if value.c_kind is None or type(value).__call__ not in {c.__call__ for c in schedules._BY_CLASS.values()}:
+        raise ValueError(f"{cls}: the learning-rate schedule {type(value).__name__} cannot run inside mnistc's "
+                         "C training loop, which evaluates the rate at every step. Use one of the built-in "
+                         f"schedules ({', '.join(sorted(schedules._BY_CLASS))}), or "
+                         "mnistc.callbacks.LearningRateScheduler to set the rate once per epoch.")
+    return value
+
+
+def _rate(cls, value):
+    """A learning rate as an optimizer holds it: a float or a built-in schedule."""
+    if isinstance(value, schedules.LearningRateSchedule):
+        return _schedule(cls, value)
+    if callable(value) and not isinstance(value, (float, np.floating)):
+        raise ValueError(f"{cls}: a callable `learning_rate` cannot run inside mnistc's C training loop. "
+                         "Pass a float, a schedule from mnistc.optimizers.schedules, or use "
+                         "mnistc.callbacks.LearningRateScheduler to set the rate once per epoch.")
+    return _lr(cls, value)
+
+
+class LearningRate(float):
+    """An optimizer's current learning rate: a float that also answers the calls Keras code makes
+    on the learning-rate variable (`assign`, `numpy`)."""
+
+    __slots__ = ("_optimizer",)
+
+    def __new__(cls, value, optimizer):
+        obj = super().__new__(cls, value)
+        obj._optimizer = optimizer
+        return obj
+
+    def assign(self, value):
+        """Set the optimizer's learning rate (as `optimizer.learning_rate = value`)."""
+        self._optimizer.learning_rate = value
+
+    def numpy(self):
+        return np.float32(self)
+
+
 class Optimizer:
-    """Base class. Subclasses set `kind`, `_hyper()` and `_n_slots()`."""
+    """Base class. Subclasses set `kind`, `_hyper()` and `_n_slots()` (and `_new_slots()` when a slot
+    does not start at zeros)."""
 
     kind = None
 
@@ -56,7 +104,7 @@ class Optimizer:
                          ("global_clipnorm", global_clipnorm)):
             if val is not None:
                 raise ValueError(f"{cls}: gradient clipping ({arg}) is not supported by mnistc")
-        self.learning_rate = _lr(cls, learning_rate)
+        self._learning_rate = _rate(cls, learning_rate)
         if weight_decay is not None:
             weight_decay = float(weight_decay)
             if not math.isfinite(weight_decay) or weight_decay < 0:
@@ -68,10 +116,25 @@ class Optimizer:
         self._slots = ()
         self._segments = None  # int64 (S, 2) [offset, length] the state was built for
 
-    def __setattr__(self, key, value):
-        if key == "learning_rate" and "learning_rate" in self.__dict__:
-            value = _lr(type(self).__name__, value)
-        object.__setattr__(self, key, value)
+    @property
+    def learning_rate(self):
+        """The learning rate of the next step: the float, or the schedule's value at `iterations`."""
+        lr = self._learning_rate
+        value = lr(self.iterations) if isinstance(lr, schedules.LearningRateSchedule) else lr
+        return LearningRate(value, self)
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        cls = type(self).__name__
+        if isinstance(value, schedules.LearningRateSchedule):
+            self._learning_rate = _schedule(cls, value)
+            return
+        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            raise TypeError("This optimizer was created with a `LearningRateSchedule` object as its "
+                            "`learning_rate` constructor argument, hence its learning rate is not settable. If "
+                            "you need the learning rate to be settable, you should instantiate the optimizer "
+                            "with a float `learning_rate` argument.")
+        self._learning_rate = _lr(cls, value)
 
     @property
     def iterations(self):
@@ -80,8 +143,10 @@ class Optimizer:
 
     @property
     def variables(self):
-        """The state: [iterations, learning_rate, *slots] as arrays."""
-        return [self._iterations, np.float32(self.learning_rate), *self._slots]
+        """The state as arrays: [iterations, learning_rate (unless a schedule gives it), *slots]."""
+        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            return [self._iterations, *self._slots]
+        return [self._iterations, np.float32(self._learning_rate), *self._slots]
 
     def _n_slots(self):
         raise NotImplementedError
@@ -89,13 +154,21 @@ class Optimizer:
     def _hyper(self):
         raise NotImplementedError
 
+    def _new_slots(self, n):
+        return tuple(np.zeros(n, np.float32) for _ in range(self._n_slots()))
+
     def c_hyper(self):
-        """float64 (8,) hyperparameter vector for the C core."""
+        """float64 hyperparameter vector for the C core: 8 fixed entries (csrc/optim.h), then the
+        schedule's parameters."""
         h = np.zeros(8, np.float64)
         h[0] = self.learning_rate
         h[1:7] = self._hyper()
         h[6] = self.weight_decay or 0.0
-        return h
+        lr = self._learning_rate
+        if not isinstance(lr, schedules.LearningRateSchedule):
+            return h
+        h[7] = lr.c_kind
+        return np.concatenate([h, np.asarray(lr.c_params(), np.float64)])
 
     def build(self, segments):
         """Create zeroed state for the trainable ranges `segments` (int64 (S, 2)).
@@ -108,20 +181,25 @@ class Optimizer:
         if self._segments is not None and np.array_equal(self._segments, segments):
             return
         n = int(segments[:, 1].sum()) if len(segments) else 0
-        self._slots = tuple(np.zeros(n, np.float32) for _ in range(self._n_slots()))
+        self._slots = self._new_slots(n)
         self._segments = segments
         self._iterations[0] = 0
 
     def get_config(self):
-        return {"name": self.name, "learning_rate": self.learning_rate,
-                "weight_decay": self.weight_decay}
+        lr = self._learning_rate
+        if isinstance(lr, schedules.LearningRateSchedule):
+            lr = schedules.serialize(lr)
+        return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay}
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"])
         return cls(**config)
 
     def __repr__(self):
-        return f"<{type(self).__name__} learning_rate={self.learning_rate}>"
+        return f"<{type(self).__name__} learning_rate={self._learning_rate}>"
 
 
 class SGD(Optimizer):
@@ -213,7 +291,87 @@ class RMSprop(Optimizer):
                 "epsilon": self.epsilon, "centered": self.centered}
 
 
-_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+class Adagrad(Optimizer):
+    """Adagrad as in Keras 3: accumulator += g^2; w -= lr * g / sqrt(accumulator + epsilon).
+
+    Example:
+        opt = mnistc.optimizers.Adagrad(learning_rate=0.01)
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy")
+    """
+
+    kind = ADAGRAD_KIND
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, weight_decay=None,
+                 name="adagrad", **kwargs):
+        super().__init__(learning_rate, weight_decay, name=name, **kwargs)
+        cls = type(self).__name__
+        value = initial_accumulator_value
+        if isinstance(value, bool) or not isinstance(value, (float, int, np.floating, np.integer)) \
+                or not math.isfinite(float(value)) or value < 0:
+            raise ValueError(f"{cls}: `initial_accumulator_value` must be a finite number >= 0. "
+                             f"Received: initial_accumulator_value={value!r}")
+        self.initial_accumulator_value = float(value)
+        self.epsilon = _eps(cls, epsilon)
+
+    def _n_slots(self):
+        return 1
+
+    def _new_slots(self, n):
+        return (np.full(n, self.initial_accumulator_value, np.float32),)
+
+    def _hyper(self):
+        return [0.0, 0.0, self.epsilon, 0.0, 0.0, 0.0]
+
+    def get_config(self):
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+class Adamax(Optimizer):
+    """Adamax (Adam with the infinity norm) as in Keras 3: m += (g - m)(1 - beta_1);
+    u = max(beta_2 u, |g|); w -= lr m / ((1 - beta_1^t)(u + epsilon))."""
+
+    kind = ADAMAX_KIND
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
+                 name="adamax", **kwargs):
+        super().__init__(learning_rate, weight_decay, name=name, **kwargs)
+        cls = type(self).__name__
+        self.beta_1 = _unit(cls, "beta_1", beta_1)
+        self.beta_2 = _unit(cls, "beta_2", beta_2, closed=True)
+        self.epsilon = _eps(cls, epsilon)
+
+    def _n_slots(self):
+        return 2
+
+    def _hyper(self):
+        return [self.beta_1, self.beta_2, self.epsilon, 0.0, 0.0, 0.0]
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class Nadam(Adamax):
+    """Nadam (Adam with Nesterov momentum) with Keras 3's momentum schedule
+    u_t = beta_1 (1 - 0.5 * 0.96^t). Its state: m, v per weight and the running product of the u_t
+    (one value; saved with the rest)."""
+
+    kind = NADAM_KIND
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
+                 name="nadam", **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, name=name, **kwargs)
+        self.beta_2 = _unit(type(self).__name__, "beta_2", beta_2)
+
+    def _n_slots(self):
+        return 3
+
+    def _new_slots(self, n):
+        return (np.zeros(n, np.float32), np.zeros(n, np.float32), np.ones(1, np.float32))
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
+            "adamax": Adamax, "nadam": Nadam}
 _BY_CLASS = {c.__name__: c for c in _BY_NAME.values()}
 
 

@@ -502,3 +502,99 @@ def numeric_grad(f, x, eps=1e-6):
         x[i] = old
         g[i] = (fp - fm) / (2 * eps)
     return g
+
+
+# --- Adagrad, Adamax, Nadam and the learning-rate schedules (Keras 3 formulas) ---
+
+ADAGRAD, ADAMAX, NADAM = 3, 4, 5
+S_CONSTANT, S_EXPONENTIAL, S_PIECEWISE, S_POLYNOMIAL, S_INVERSE_TIME, S_COSINE = range(6)
+
+
+def schedule_lr(hyper, step):
+    """The learning rate at optimizer step `step` (iterations before the increment): hyper[7] names the
+    schedule, its parameters follow hyper[:8] (keras/src/optimizers/schedules/learning_rate_schedule.py)."""
+    kind, p, s = int(hyper[7]), [float(v) for v in hyper[8:]], float(step)
+    if kind == S_CONSTANT:
+        return float(hyper[0])
+    if kind in (S_EXPONENTIAL, S_INVERSE_TIME):
+        init, decay_steps, rate, staircase = p
+        e = math.floor(s / decay_steps) if staircase else s / decay_steps
+        return init * rate ** e if kind == S_EXPONENTIAL else init / (1 + rate * e)
+    if kind == S_POLYNOMIAL:
+        init, decay_steps, end, power, cycle = p
+        if cycle:
+            decay_steps *= 1.0 if s == 0 else math.ceil(s / decay_steps)
+        else:
+            s = min(s, decay_steps)
+        return (init - end) * (1 - s / decay_steps) ** power + end
+    if kind == S_COSINE:
+        init, decay_steps, alpha, target, warmup = p
+        s = min(s, decay_steps + warmup)
+        if s < warmup:
+            return (target - init) * (s / warmup) + init
+        cosine = 0.5 * (1 + math.cos(math.pi * (s - warmup) / decay_steps))
+        return target * ((1 - alpha) * cosine + alpha)
+    if kind == S_PIECEWISE:
+        n = int(p[0])
+        bounds, values = p[1:1 + n], p[1 + n:]
+        for b, v in zip(bounds, values):
+            if s <= b:
+                return v
+        return values[-1]
+    raise ValueError(kind)
+
+
+def slot_count(kind, hyper):
+    """n_slots for every kind; Nadam's third slot is one value (u_product) for the whole optimizer."""
+    return {ADAGRAD: 1, ADAMAX: 2, NADAM: 3}.get(kind) or n_slots(kind, hyper)
+
+
+def scheduled_optimizer_step(kind, hyper, params, grads, segments, slots, iterations):
+    """optimizer_step for every kind, at the learning rate schedule_lr(hyper, iterations). Nadam's
+    slots[2] is a one-element array holding u_product (1 before the first step)."""
+    lr = schedule_lr(hyper, iterations)
+    if kind in (SGD, ADAM, RMSPROP):
+        h = np.array(hyper[:8], np.float64)
+        h[0] = lr
+        return optimizer_step(kind, h, params, grads, segments, slots, iterations)
+    _, b1, b2, eps, _, _, wd = (float(v) for v in hyper[:7])
+    t = iterations + 1
+    if kind == NADAM:
+        u_t = b1 * (1 - 0.5 * 0.96 ** t)
+        u_next = b1 * (1 - 0.5 * 0.96 ** (t + 1))
+        slots[2][0] *= u_t
+        prod = float(slots[2][0])
+    pos = 0
+    for off, n in segments:
+        w = params[off:off + n]
+        g = np.asarray(grads[off:off + n], np.float64)
+        s = [sl[pos:pos + n] for sl in slots[:2]]
+        if wd > 0:
+            w -= w * wd * lr
+        if kind == ADAGRAD:
+            acc = s[0]
+            acc += g * g
+            w -= lr * g / np.sqrt(acc + eps)
+        elif kind == ADAMAX:
+            m, u = s
+            m += (g - m) * (1 - b1)
+            u[:] = np.maximum(b2 * u, np.abs(g))
+            w -= lr * m / ((1 - b1 ** t) * (u + eps))
+        elif kind == NADAM:
+            m, v = s
+            m += (g - m) * (1 - b1)
+            v += (g * g - v) * (1 - b2)
+            m_hat = u_next * m / (1 - prod * u_next) + (1 - u_t) * g / (1 - prod)
+            v_hat = v / (1 - b2 ** t)
+            w -= m_hat * lr / (np.sqrt(v_hat) + eps)
+        else:
+            raise ValueError(kind)
+        pos += n
+    return t
+
+
+def scheduled_hyper(kind, hyper8, schedule, params):
+    """hyper8 (8,) with hyper[7] = schedule and its parameters appended."""
+    h = np.array(hyper8, np.float64)
+    h[7] = schedule
+    return np.concatenate([h, np.asarray(params, np.float64)])

@@ -86,7 +86,7 @@ static void test_adam(void) {
     fill(w, P);
     for (size_t i = 0; i < P; i++) wr[i] = w[i];
     float frozen[4] = {w[4], w[5], w[9], 0};
-    mc_optim opt = {MC_OPT_ADAM, {0.01, 0.9, 0.999, 1e-7, 0, 0, 0, 0}, segs, 2, {m, v, NULL}, 2};
+    mc_optim opt = {MC_OPT_ADAM, {0.01, 0.9, 0.999, 1e-7, 0, 0, 0, 0}, segs, 2, {m, v, NULL}, 2, NULL, 0};
     mc_error err = {0};
     CHECK(mc_optim_check(&opt, P, &err) == MC_OK);
     CHECK(mc_optim_n_slots(MC_OPT_ADAM, opt.hyper) == 2);
@@ -187,7 +187,7 @@ static void test_epoch_loop(void) {
     mc_model model = {layers, 2, params, grads, P};
     mc_data data = {x, 0, N, 4, NULL, labels, 0};
     mc_loss_spec loss = {MC_LOSS_SCCE, 0, 0.0f};
-    mc_optim opt = {MC_OPT_ADAM, {0.01, 0.9, 0.999, 1e-7, 0, 0, 0, 0}, segs, 1, {m, v, NULL}, 2};
+    mc_optim opt = {MC_OPT_ADAM, {0.01, 0.9, 0.999, 1e-7, 0, 0, 0, 0}, segs, 1, {m, v, NULL}, 2, NULL, 0};
     CHECK(mc_model_check_segments(&model, segs, 1, &err) == MC_OK);
     int64_t it = 0;
     hook_state hs = {0, 1};
