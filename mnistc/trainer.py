@@ -327,26 +327,30 @@ class Trainer:
             if every_batch:
                 cbl.on_train_batch_end(batch, logs)
                 if batch + 1 < steps and not self.stop_training:
-                    cbl.on_train_batch_begin(batch + 1)
+                    cbl.on_train_batch_begin(batch + 1, {})
             if progbar is not None:
                 progbar.update(batch + 1, logs)
             return self.stop_training
 
-        cbl.on_train_begin()
+        # every hook gets its logs, as Keras's CallbackList passes them: LambdaCallback(on_train_begin=
+        # lambda logs: ...) is the documented form
+        cbl.on_train_begin({})
+        logs = None
         for epoch in range(schedule.initial_epoch, schedule.epochs):
-            cbl.on_epoch_begin(epoch)
+            cbl.on_epoch_begin(epoch, {})
             perm = np.random.default_rng([fit_seed, epoch]).permutation(n) if schedule.shuffle else None
             if every_batch:
-                cbl.on_train_batch_begin(0)
+                cbl.on_train_batch_begin(0, {})
             sums = _c_train_epoch(training, data, schedule.batch_size, perm, fit_seed, hook, bool(every_batch))
             logs = self._logs(sums)
             if val is not None and (epoch + 1) % schedule.validation_freq == 0:
                 logs.update(self._logs(_c_evaluate(training.plan, self.loss, val, schedule.val_batch_size),
                                        prefix="val_"))
-            cbl.on_epoch_end(epoch, dict(sorted(logs.items())))
+            logs = dict(sorted(logs.items()))
+            cbl.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-        cbl.on_train_end()
+        cbl.on_train_end(logs)
         self.history = history
         history.params = params
         return history
