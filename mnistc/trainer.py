@@ -56,7 +56,7 @@ def _c_train_epoch(training, data, batch_size, perm, seed, hook=None, every_batc
     """Optimizer steps over data in batches of batch_size (rows in `perm` order, or as they stand
     for None), in one C call; (loss_sum, metric_sum, count) measured before each batch's update.
     hook(batch, loss_sum, metric_sum, count) -> stop runs after every batch when every_batch, else
-    only for the progress bar's pace."""
+    at most every 0.05 s (the progress bar's pace)."""
     plan, opt = training.plan, training.optimizer
     loss_sum, metric_sum, count, _ = _C.train_epoch(
         training.table, plan.lfloats, plan.params, plan.grads, data.x, data.y, perm, batch_size,
