@@ -26,9 +26,9 @@ def _as_array(a, what):
     return np.asarray(a)
 
 
-def adapt_input(x, input_shape, what="x", check_finite=True):
-    """x as an (N, d) C-contiguous float32 or uint8 array, checked against the model's input shape
-    and (unless check_finite is False: predict checks each batch in C as it reaches it) for NaN/Inf.
+def adapt_input(x, input_shape, what="x"):
+    """x as an (N, d) C-contiguous float32 or uint8 array, checked against the model's input shape.
+    The values are not looked at here: `scan_input` does that, once per call.
 
     Keras's rank adaptation applies: a trailing extra dim of size 1 is squeezed, and a missing
     trailing dim is added when the input's last dim is 1.
@@ -38,8 +38,6 @@ def adapt_input(x, input_shape, what="x", check_finite=True):
             and x.shape[0] and x.flags.c_contiguous and x.flags.aligned):
         # already what C takes (the usual (N, 784) float32 batch): skip the general path's copies
         # and checks, a third of a one-image predict's time in Python
-        if check_finite:
-            require_finite(x, what)
         return x
     x = _as_array(x, what)
     if x.dtype.kind == "b":
@@ -58,25 +56,21 @@ def adapt_input(x, input_shape, what="x", check_finite=True):
     d = math.prod(want)
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x).reshape(x.shape[0], d)
-    x = np.require(x, np.float32, ["C", "A"]).reshape(x.shape[0], d)  # copies only if needed
-    if check_finite:
-        require_finite(x, what)
-    return x
+    return np.require(x, np.float32, ["C", "A"]).reshape(x.shape[0], d)  # copies only if needed
 
 
-def require_finite(x, what="x"):
-    """ValueError naming the NaN and Inf counts unless the float array x is all finite."""
-    n_nan, n_inf, _, _ = _C.scan_floats(x)
+def scan_input(x, what="x", scale=False):
+    """The one pass over an adapted x's values: ValueError naming the NaN and Inf counts unless x is
+    all finite. With `scale`, returns whether x looks like raw intensities (non-negative with values
+    above 1: 0..255 pixels, say; standardised data, with negative values, does not count); else
+    False. uint8 x is always finite, so it is read only for `scale`."""
+    if x.dtype == np.uint8 and not scale:
+        return False
+    n_nan, n_inf, lo, hi = _C.scan_floats(x)
     if n_nan or n_inf:
         raise ValueError(f"{what} contains {n_nan} NaN and {n_inf} infinite value(s); clean or impute them "
                          "before passing the data (np.isfinite(x).all() must hold)")
-
-
-def looks_unscaled(x):
-    """True when x (already adapted) looks like raw intensities: non-negative with values above 1
-    (0..255 pixels, say). Standardised data (negative values) does not count."""
-    _, _, lo, hi = _C.scan_floats(x)
-    return bool(lo >= 0 and hi > 1)
+    return bool(scale and lo >= 0 and hi > 1)
 
 
 def check_cardinality(x, y):

@@ -20,7 +20,7 @@ def render(model, show_trainable=False):
         params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
         row = [f"{layer.name} ({type(layer).__name__})", shape, params]
         if show_trainable:
-            row.append("Y" if layer.trainable else "N")
+            row.append(("Y" if layer.trainable else "N") if layer.weights else "-")  # as Keras
         rows.append(row)
     widths = [max(len(h), *(len(r[i]) for r in rows)) + 2 if rows else len(h) + 2 for i, h in enumerate(heads)]
     widths[0] = max(widths[0], 31)

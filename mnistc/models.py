@@ -1,42 +1,32 @@
-"""Sequential and functional models with the Keras training API, running on the C core.
+"""Sequential and functional models: structure, weights and configuration.
 
-Python checks arguments, infers shapes, keeps callbacks and prints; every per-batch step (gather,
-forward, loss, backward, optimizer update, running loss and accuracy) happens in one C call per
-epoch with the GIL released.
+Training and inference (compile, fit, evaluate, predict) come from `Trainer` (mnistc/trainer.py),
+mixed into Model as in Keras 3. Also here: clone_model and model_from_json.
 """
+import json
 import math
-import threading
-import warnings
 
 import numpy as np
 
-from mnistc import _C, _data, _random, callbacks as callbacks_mod, layers as layers_mod
-from mnistc import losses, metrics as metrics_mod, optimizers
+from mnistc import _data, layers as layers_mod
 from mnistc._plan import Plan
 from mnistc._tensor import as_tensor
-
-_VERBOSE = (0, 1, 2, "auto")
-
-
-def _verbose(v):
-    if v not in _VERBOSE or isinstance(v, bool):
-        raise ValueError(f"`verbose` must be 0, 1, 2 or 'auto', got {v!r}")
-    return 1 if v == "auto" else v
+from mnistc.trainer import Trainer, no_unsupported
 
 
-def _batch_size(bs, n):
-    if bs is None:
-        return 32
-    return _data.check_int(bs, "batch_size", 1)
+def _single(tensors, what):
+    """The KerasTensor in `tensors` (a tensor, or a list or tuple of one)."""
+    if isinstance(tensors, (list, tuple)) and len(tensors) == 1:
+        tensors = tensors[0]
+    if not isinstance(tensors, layers_mod.KerasTensor):
+        raise ValueError(
+            f"mnistc.Model needs `inputs` (one mnistc.Input) and `outputs` (layers called on it): "
+            f"Model(inputs, outputs); got {what}={tensors!r}. Subclassed models with a custom call() are not "
+            "supported; use mnistc.Sequential or the functional API.")
+    return tensors
 
 
-def _no_unsupported(**kwargs):
-    for k, v in kwargs.items():
-        if v is not None:
-            raise ValueError(f"`{k}` is not supported by mnistc (received {k}={v!r})")
-
-
-class Model:
+class Model(Trainer):
     """A chain of layers with compile / fit / evaluate / predict (Keras's functional API).
 
     Example:
@@ -48,14 +38,18 @@ class Model:
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
         if kwargs:
             raise ValueError(f"Unrecognized keyword arguments passed to Model: {kwargs}")
-        self._init_state(name)
+        Trainer.__init__(self)
+        self.name = name or layers_mod._auto_name(self._kind.lower())
+        self._layers = []          # the layers C runs, in order; no InputLayer
+        self._input_layer = None   # a functional model's InputLayer, first in `layers`
+        self._inputs = None        # [KerasTensor]; a Sequential's are made when first asked for
+        self._outputs = None
+        self._input_shape = None
+        self._output_shape = None
+        self._plan = None
         if isinstance(self, Sequential):
             return
-        if not isinstance(inputs, layers_mod.KerasTensor) or not isinstance(outputs, layers_mod.KerasTensor):
-            raise ValueError(
-                "mnistc.Model needs `inputs` (from mnistc.Input) and `outputs` (layers called on them): "
-                "Model(inputs, outputs). Subclassed models with a custom call() are not supported; "
-                "use mnistc.Sequential or the functional API.")
+        inputs, outputs = _single(inputs, "inputs"), _single(outputs, "outputs")
         chain, t = [], outputs
         while t is not inputs:
             if t._parent is None:
@@ -65,32 +59,52 @@ class Model:
             t = t._parent
         self._layers = chain[::-1]
         self._input_shape = tuple(inputs.shape[1:])
+        from_input = isinstance(inputs._layer, layers_mod.InputLayer) and inputs._parent is None
+        self._input_layer = inputs._layer if from_input else layers_mod.InputLayer(shape=self._input_shape)
+        self._inputs, self._outputs = [inputs], [outputs]
         self._check_names()
         self._build(self._input_shape)
         if not trainable:
             self.trainable = False
 
-    def _init_state(self, name):
-        base = "sequential" if isinstance(self, Sequential) else "functional"
-        self.name = name or layers_mod._auto_name(base)
-        self._layers = []
-        self._input_shape = None
-        self._output_shape = None
-        self._plan = None
-        self.optimizer = None
-        self.loss = None
-        self._metric = None
-        self._compiled_flags = None
-        self._compile_count = 0
-        self.stop_training = False
-        self.history = None
-        self._busy = threading.Lock()
+    @property
+    def _kind(self):
+        """The model's class in configs, as Keras names it: 'Sequential' or 'Functional'."""
+        return "Sequential" if isinstance(self, Sequential) else "Functional"
 
     # --- structure ---
     @property
     def layers(self):
-        """The layers, InputLayer excluded (read-only)."""
-        return list(self._layers)
+        """The layers (read-only): a functional model's InputLayer first, a Sequential's not listed."""
+        return ([self._input_layer] if self._input_layer is not None else []) + self._layers
+
+    @property
+    def inputs(self):
+        """[KerasTensor]: the model's symbolic input."""
+        return list(self._symbolic()[0])
+
+    @property
+    def outputs(self):
+        """[KerasTensor]: the model's symbolic output."""
+        return list(self._symbolic()[1])
+
+    @property
+    def input(self):
+        return self._symbolic()[0][0]
+
+    @property
+    def output(self):
+        return self._symbolic()[1][0]
+
+    def _symbolic(self):
+        if self._inputs is None:
+            if not self.built:
+                raise AttributeError(f"{self._kind} model '{self.name}' has no defined inputs yet.")
+            t = inputs = layers_mod.Input(shape=self._input_shape)
+            for layer in self._layers:
+                t = layer(t)
+            self._inputs, self._outputs = [inputs], [t]
+        return self._inputs, self._outputs
 
     @property
     def built(self):
@@ -105,20 +119,24 @@ class Model:
         return None if self._output_shape is None else (None, *self._output_shape)
 
     def get_layer(self, name=None, index=None):
+        """The layer at `index` of `layers`, or the one called `name`."""
         if index is not None:
-            return self._layers[index]
-        for layer in self._layers:
+            return self.layers[index]
+        for layer in self.layers:
             if layer.name == name:
                 return layer
-        raise ValueError(f"No such layer: {name}. Existing layers are: {[l.name for l in self._layers]}.")
+        raise ValueError(f"No such layer: {name}. Existing layers are: {[l.name for l in self.layers]}.")
 
     def _check_names(self):
         seen = set()
-        for layer in self._layers:
+        for layer in self.layers:
             if layer.name in seen:
                 raise ValueError(f"All layers added to a model must have unique names. Name '{layer.name}' "
                                  "is already the name of a layer in this model.")
             seen.add(layer.name)
+
+    def _structure_changed(self):
+        self._plan = None
 
     def _build(self, input_shape):
         shape = tuple(input_shape)
@@ -127,7 +145,7 @@ class Model:
             shape = layer.output_shape
         self._input_shape = tuple(input_shape)
         self._output_shape = shape
-        self._plan = None
+        self._structure_changed()
         self._get_plan()      # weights become views into the model's block now
 
     def build(self, input_shape):
@@ -137,14 +155,15 @@ class Model:
             shape = shape[1:]
         self._build(shape)
 
-    def _ensure_built_for(self, x):
-        if self.built:
-            return
-        x = _data._as_array(x, "x")
-        if x.ndim < 2:
-            raise ValueError(f"Cannot build the model from input of shape {x.shape}: expected "
-                             "(samples, features...)")
-        self._build(x.shape[1:])
+    def _adapt(self, x, what="x"):
+        """x as C reads it (see _data.adapt_input), building the model from x's shape if need be."""
+        if not self.built:
+            x = _data._as_array(x, what)
+            if x.ndim < 2:
+                raise ValueError(f"Cannot build the model from input of shape {x.shape}: expected "
+                                 "(samples, features...)")
+            self._build(x.shape[1:])
+        return _data.adapt_input(x, self._input_shape, what)
 
     def _get_plan(self):
         if not self.built:
@@ -158,6 +177,16 @@ class Model:
     @property
     def _out_units(self):
         return math.prod(self._output_shape)
+
+    def __call__(self, x, training=False):
+        """Run the model on an array (inference mode) and return the outputs."""
+        if isinstance(x, layers_mod.KerasTensor):
+            raise ValueError("Calling a model on a symbolic input (nesting models) is not supported; "
+                             "list the layers in one Sequential or functional model instead")
+        if training and any(isinstance(l, layers_mod.Dropout) and l.rate > 0 for l in self._layers):
+            raise ValueError("model(x, training=True) is not supported for models with Dropout; "
+                             "use train_on_batch or fit to train")
+        return as_tensor(self.predict_on_batch(x))
 
     # --- weights ---
     @property
@@ -208,373 +237,6 @@ class Model:
                              "built. You can build it manually via: `model.build(input_shape)`.")
         return sum(layer.count_params() for layer in self._layers)
 
-    # --- compile ---
-    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
-                run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True):
-        """Configure training: optimizer, loss and metrics (strings or objects, Keras names).
-
-        The trainable flags of the layers are recorded now: a later change of `layer.trainable`
-        takes effect at the next compile (Keras's contract); fit warns if they changed.
-        """
-        _no_unsupported(loss_weights=loss_weights, weighted_metrics=weighted_metrics)
-        opt = optimizers.get(optimizer)
-        loss_obj = losses.get(loss) if loss is not None else None
-        if metrics is None:
-            metrics = []
-        if isinstance(metrics, dict) or not isinstance(metrics, (list, tuple)):
-            raise ValueError(f"Expected `metrics` argument to be a list or tuple. Received: metrics={metrics!r}")
-        metric_objs = [metrics_mod.get(m) for m in metrics]
-        if len(metric_objs) > 1:
-            raise ValueError(f"mnistc computes one accuracy metric per model; received {list(metrics)!r}")
-        self.optimizer = opt
-        self.loss = loss_obj
-        self._metric = metric_objs[0] if metric_objs else None
-        self._compiled_flags = [layer.trainable for layer in self._layers]
-        self._compile_count += 1
-
-    @property
-    def compiled(self):
-        return self._compiled_flags is not None
-
-    @property
-    def metrics_names(self):
-        return ["loss"] + ([self._metric.name] if self._metric else [])
-
-    def _assert_compiled(self):
-        if not self.compiled:
-            raise ValueError("You must call `compile()` before using the model.")
-        if self.loss is None:
-            raise ValueError("No loss to compute. Provide a `loss` argument in `compile()`.")
-
-    def _train_flags(self):
-        """The trainable flags recorded at compile, warning once if the layers' flags differ now."""
-        flags = self._compiled_flags
-        if len(flags) != len(self._layers):
-            raise ValueError("The model's layers changed since compile(); call compile() again.")
-        current = [layer.trainable for layer in self._layers]
-        if current != flags:
-            changed = [l.name for l, a, b in zip(self._layers, flags, current) if a != b]
-            _data.warn_once(self, ("trainable", self._compile_count),
-                            "A layer's `trainable` state has changed since the model was compiled; the change "
-                            "takes effect only after you call `model.compile(...)` again. "
-                            f"Changed layers: {changed}")
-        return flags
-
-    def _check_loss_head(self, plan):
-        act = plan.last_activation
-        loss = self.loss
-        key = ("head", self._compile_count)
-        if loss.kind in (losses.CCE, losses.SCCE, losses.BCE):
-            prob_act = "sigmoid" if loss.kind == losses.BCE else "softmax"
-            if loss.from_logits and act in ("softmax", "sigmoid"):
-                _data.warn_once(self, key,
-                                f"\"`{loss.name}` received `from_logits=True`, but the model's output was "
-                                f"produced by a {act} activation and thus does not represent logits. Remove "
-                                f"the {act} activation or use from_logits=False.")
-            elif not loss.from_logits and act not in ("softmax", "sigmoid"):
-                _data.warn_once(self, key,
-                                f"`{loss.name}` has from_logits=False but the model's last layer has activation "
-                                f"'{act}', so its outputs are not probabilities. Use "
-                                f"{type(loss).__name__}(from_logits=True), or activation='{prob_act}' on the "
-                                "last layer.")
-
-    def _metric_code(self, y):
-        if self._metric is None:
-            return 0
-        y_ndim = y.ndim
-        y_last = y.shape[-1] if y.ndim else 1
-        if self.loss.kind != losses.SCCE and y_ndim == 2 and y.shape[1] == self._out_units:
-            y_ndim = 2
-        return metrics_mod.resolve(self._metric, y_ndim, y_last, self._out_units)
-
-    def _prepare(self, x, y, what="x"):
-        """Check and convert (x, y) for C; returns (x2d, y_c, metric_code)."""
-        self._ensure_built_for(x)
-        if len(self._output_shape) > 1 and self.loss.kind in (losses.CCE, losses.SCCE):
-            raise ValueError(
-                f"The model's output has shape {(None, *self._output_shape)}, but `{self.loss.name}` reads one "
-                "distribution over the classes per sample, shape (None, classes). Add a Flatten() layer before "
-                "the last Dense layer.")
-        x2 = _data.adapt_input(x, self._input_shape, what)
-        y_arr = _data._as_array(y, "y" if what == "x" else what.replace("x", "y"))
-        _data.check_cardinality(x2, y_arr)
-        code = self._metric_code(y_arr)
-        y_c = _data.adapt_target(y_arr, self.loss, self._out_units)
-        return x2, y_c, code
-
-    # --- fit ---
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
-            initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
-            validation_freq=1):
-        """Train for `epochs` epochs (the last epoch index, counting from `initial_epoch`).
-
-        Args:
-            x: (N, *input_shape) float or uint8 array; float64 is converted to float32 once per call.
-            y: integer class ids (N,) for sparse losses, else (N, units) targets.
-        Returns:
-            History: `history.history` maps 'loss', metric and 'val_*' names to per-epoch floats.
-        Raises:
-            ValueError / TypeError: bad arguments, with the model and the arrays left unchanged.
-            RuntimeError: fit is already running on this model.
-        """
-        self._assert_compiled()
-        _no_unsupported(class_weight=class_weight, sample_weight=sample_weight, steps_per_epoch=steps_per_epoch,
-                        validation_steps=validation_steps)
-        if x is None or y is None:
-            raise ValueError("fit() needs both `x` and `y` arrays")
-        verbose_level = _verbose(verbose)
-        epochs = _data.check_int(epochs, "epochs", 1)
-        initial_epoch = _data.check_int(initial_epoch, "initial_epoch", 0)
-        validation_freq = _data.check_int(validation_freq, "validation_freq", 1)
-        if shuffle not in (True, False):
-            raise ValueError(f"`shuffle` must be True or False, got {shuffle!r}")
-        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
-                or not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"`validation_split` must be a float in [0, 1), got {validation_split!r}")
-        cb_list = list(callbacks or [])
-        for cb in cb_list:
-            if not isinstance(cb, callbacks_mod.Callback):
-                raise TypeError(f"callbacks must be mnistc.callbacks.Callback instances, got {type(cb).__name__}")
-
-        x2, y_c, code = self._prepare(x, y)
-        batch_size = _batch_size(batch_size, len(x2))
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
-            if len(validation_data) == 3 and validation_data[2] is not None:
-                raise ValueError("sample weights in `validation_data` are not supported by mnistc")
-            xv, yv, _ = self._prepare(validation_data[0], validation_data[1], what="x_val")
-            val = (xv, yv)
-        elif validation_split:
-            n = len(x2)
-            split_at = int(math.floor(n * (1.0 - validation_split)))
-            if split_at == 0 or split_at == n:
-                raise ValueError(f"Training data contains {n} samples, which is not sufficient to split it "
-                                 f"into a validation and training set as specified by `validation_split={validation_split}`. "
-                                 "Either provide more data, or a different value for the `validation_split` argument.")
-            x2, val = x2[:split_at], (x2[split_at:], y_c[split_at:])
-            y_c = y_c[:split_at]
-        val_bs = _batch_size(validation_batch_size, 0) if validation_batch_size is not None else batch_size
-
-        if not self._busy.acquire(blocking=False):
-            raise RuntimeError("fit() is already running on this model")
-        try:
-            return self._fit_loop(x2, y_c, code, batch_size, epochs, initial_epoch, verbose, verbose_level,
-                                  cb_list, val, val_bs, validation_freq, shuffle)
-        finally:
-            self._busy.release()
-
-    def _train_setup(self, x2):
-        plan = self._get_plan()
-        flags = self._train_flags()
-        table, segments = plan.tables(flags)
-        self.optimizer.build(segments)
-        self._check_loss_head(plan)
-        first = self._layers[0] if self._layers else None
-        if not isinstance(first, layers_mod.Rescaling) and _data.looks_unscaled(x2):
-            _data.warn_once(self, "unscaled",
-                            "The inputs look unscaled (values above 1, e.g. raw 0..255 pixels) and the model has "
-                            "no Rescaling layer; training will be slow or fail. Divide by 255 (x / 255.0) or "
-                            "add mnistc.layers.Rescaling(1 / 255) as the first layer.")
-        return plan, table, segments
-
-    def _fit_loop(self, x2, y_c, code, batch_size, epochs, initial_epoch, verbose, verbose_level, cb_list,
-                  val, val_bs, validation_freq, shuffle):
-        plan, table, segments = self._train_setup(x2)
-        opt = self.optimizer
-        n = len(x2)
-        steps = math.ceil(n / batch_size)
-        history = callbacks_mod.History()
-        all_cbs = cb_list + [history]       # Keras order: user callbacks, History, progress bar
-        progbar = None
-        if verbose_level:
-            progbar = callbacks_mod.ProgbarLogger(verbose_level)
-            all_cbs.append(progbar)
-        cbl = callbacks_mod.CallbackList(all_cbs, self, {"verbose": verbose, "epochs": epochs, "steps": steps})
-        every_batch = cbl.every_batch
-        metric_name = self._metric.name if self._metric else None
-        fit_seed = _random.new_seed()
-        self.stop_training = False
-
-        def logs_of(loss_sum, metric_sum, count):
-            logs = {"loss": loss_sum / count}
-            if metric_name:
-                logs[metric_name] = metric_sum / count
-            return logs
-
-        def hook(batch, loss_sum, metric_sum, count):
-            logs = logs_of(loss_sum, metric_sum, count)
-            if every_batch:
-                cbl.on_train_batch_end(batch, logs)
-                if batch + 1 < steps and not self.stop_training:
-                    cbl.on_train_batch_begin(batch + 1)
-            if progbar is not None:
-                progbar.update(batch + 1, logs)
-            return self.stop_training
-
-        cbl.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            cbl.on_epoch_begin(epoch)
-            perm = np.random.default_rng([fit_seed, epoch]).permutation(n) if shuffle else None
-            if every_batch:
-                cbl.on_train_batch_begin(0)
-            loss_sum, metric_sum, count, _ = _C.train_epoch(
-                table, plan.lfloats, plan.params, plan.grads, x2, y_c, perm, batch_size, self.loss.c_spec(),
-                code, opt.kind, opt.c_hyper(), segments, opt._slots, opt._iterations, fit_seed, hook,
-                bool(every_batch))
-            logs = logs_of(loss_sum, metric_sum, max(count, 1))
-            if val is not None and (epoch + 1) % validation_freq == 0:
-                vloss, vmetric, vn = _C.evaluate(table, plan.lfloats, plan.params, val[0], val[1], val_bs,
-                                                 self.loss.c_spec(), code, None)
-                logs.update({"val_" + k: v for k, v in logs_of(vloss, vmetric, vn).items()})
-            logs = dict(sorted(logs.items()))
-            cbl.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        cbl.on_train_end()
-        self.history = history
-        history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}
-        return history
-
-    # --- evaluate / predict ---
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
-                 callbacks=None, return_dict=False, **kwargs):
-        """Loss (and metric) over the whole data set, batch-size-weighted means, no dropout.
-
-        Returns:
-            The loss (no metric compiled), [loss, metric], or a dict with return_dict=True.
-        """
-        if kwargs:
-            raise ValueError(f"Arguments not recognized: {kwargs}")
-        self._assert_compiled()
-        _no_unsupported(sample_weight=sample_weight, steps=steps)
-        verbose_level = _verbose(verbose)
-        x2, y_c, code = self._prepare(x, y)
-        batch_size = _batch_size(batch_size, len(x2))
-        plan = self._get_plan()
-        table, _ = plan.tables([l.trainable for l in self._layers])
-        n_steps = math.ceil(len(x2) / batch_size)
-        bar = None
-        if verbose_level:
-            from mnistc.progbar import Progbar
-            bar = Progbar(n_steps, verbose=verbose_level)
-        metric_name = self._metric.name if self._metric else None
-
-        def logs_of(loss_sum, metric_sum, count):
-            logs = {"loss": loss_sum / count}
-            if metric_name:
-                logs[metric_name] = metric_sum / count
-            return dict(sorted(logs.items()))
-
-        hook = None
-        if bar is not None:
-            def hook(batch, loss_sum, metric_sum, count):
-                bar.update(batch + 1, logs_of(loss_sum, metric_sum, count))
-        loss_sum, metric_sum, count = _C.evaluate(table, plan.lfloats, plan.params, x2, y_c, batch_size,
-                                                  self.loss.c_spec(), code, hook)
-        logs = logs_of(loss_sum, metric_sum, count)
-        if bar is not None:
-            bar.update(n_steps, logs, finalize=True)
-        if return_dict:
-            return logs
-        if metric_name is None:
-            return logs["loss"]
-        return [logs["loss"], logs[metric_name]]
-
-    def _forward(self, x2, batch_size, hook=None):
-        """Outputs for input x2 (N, d) from _adapt. Float rows are checked for NaN/Inf in C, batch by
-        batch as they are used (through a dense first layer's products): one pass over the data
-        instead of a scan and then the products."""
-        plan = self._get_plan()
-        out = np.empty((len(x2), self._out_units), np.float32)
-        if len(plan.layers) == 0:
-            if x2.dtype != np.uint8:
-                _data.require_finite(x2)
-            out[...] = x2
-        else:
-            try:
-                _C.predict(plan.layers, plan.lfloats, plan.params, x2, out, batch_size, hook, True)  # check_finite
-            except ValueError:
-                if x2.dtype != np.uint8:
-                    _data.require_finite(x2)  # the usual message, with the counts over all of x
-                raise
-        return out.reshape((len(x2), *self._output_shape))
-
-    def _adapt(self, x):
-        self._ensure_built_for(x)
-        return _data.adapt_input(x, self._input_shape, check_finite=False)
-
-    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-        """Model outputs for x as one float32 array (N, *output_shape); needs no compile; no dropout."""
-        _no_unsupported(steps=steps)
-        verbose_level = _verbose(verbose)
-        batch_size = _batch_size(batch_size, 0)
-        x2 = self._adapt(x)
-        hook, bar = None, None
-        if verbose_level:
-            from mnistc.progbar import Progbar
-            bar = Progbar(math.ceil(len(x2) / batch_size), verbose=verbose_level)
-
-            def hook(batch, *_):
-                bar.update(batch + 1)
-        out = self._forward(x2, batch_size, hook)
-        if bar is not None:
-            bar.update(bar.target, finalize=True)
-        return out
-
-    def predict_on_batch(self, x):
-        """predict() on one batch, without progress output."""
-        x2 = self._adapt(x)
-        return self._forward(x2, len(x2))
-
-    def __call__(self, x, training=False):
-        """Run the model on an array (inference mode) and return the outputs."""
-        if isinstance(x, layers_mod.KerasTensor):
-            raise ValueError("Calling a model on a symbolic input (nesting models) is not supported; "
-                             "list the layers in one Sequential or functional model instead")
-        if training and any(isinstance(l, layers_mod.Dropout) and l.rate > 0 for l in self._layers):
-            raise ValueError("model(x, training=True) is not supported for models with Dropout; "
-                             "use train_on_batch or fit to train")
-        return as_tensor(self.predict_on_batch(x))
-
-    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
-        """One optimizer step on (x, y) as a single batch; returns the batch's loss (and metric) as
-        measured before the update."""
-        self._assert_compiled()
-        _no_unsupported(sample_weight=sample_weight, class_weight=class_weight)
-        x2, y_c, code = self._prepare(x, y)
-        if not self._busy.acquire(blocking=False):
-            raise RuntimeError("fit() is already running on this model")
-        try:
-            plan, table, segments = self._train_setup(x2)
-            opt = self.optimizer
-            loss_sum, metric_sum, count, _ = _C.train_epoch(
-                table, plan.lfloats, plan.params, plan.grads, x2, y_c, None, len(x2), self.loss.c_spec(), code,
-                opt.kind, opt.c_hyper(), segments, opt._slots, opt._iterations, _random.new_seed(), None, False)
-        finally:
-            self._busy.release()
-        return self._batch_result(loss_sum, metric_sum, count, return_dict)
-
-    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
-        """Loss (and metric) on one batch, without updating anything."""
-        self._assert_compiled()
-        _no_unsupported(sample_weight=sample_weight)
-        x2, y_c, code = self._prepare(x, y)
-        plan = self._get_plan()
-        loss_sum, metric_sum, count = _C.evaluate(plan.layers, plan.lfloats, plan.params, x2, y_c, len(x2),
-                                                  self.loss.c_spec(), code, None)
-        return self._batch_result(loss_sum, metric_sum, count, return_dict)
-
-    def _batch_result(self, loss_sum, metric_sum, count, return_dict):
-        logs = {"loss": loss_sum / count}
-        if self._metric:
-            logs[self._metric.name] = metric_sum / count
-        if return_dict:
-            return dict(sorted(logs.items()))
-        return logs["loss"] if not self._metric else [logs["loss"], logs[self._metric.name]]
-
     # --- summary ---
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
@@ -600,14 +262,18 @@ class Model:
         saving.save_model(self, filepath, overwrite=overwrite)
 
     def get_config(self):
+        """The structure as plain data: name, the layers' configs (InputLayer excluded), the input's
+        shape and, for a functional model, its name."""
         cfg = {"name": self.name, "layers": [layers_mod.serialize(l) for l in self._layers]}
         if self._input_shape is not None:
             cfg["input_shape"] = list(self._input_shape)
+        if self._input_layer is not None:
+            cfg["input_name"] = self._input_layer.name
         return cfg
 
     def to_json(self):
-        import json
-        return json.dumps({"class_name": type(self).__name__, "config": self.get_config()})
+        """The structure as a JSON string, read back by mnistc.models.model_from_json."""
+        return json.dumps({"class_name": self._kind, "config": self.get_config()})
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
@@ -628,6 +294,10 @@ class Sequential(Model):
         if not trainable:
             self.trainable = False
 
+    def _structure_changed(self):
+        super()._structure_changed()
+        self._inputs = self._outputs = None
+
     def add(self, layer):
         """Append a layer (or an Input as the first element)."""
         if isinstance(layer, layers_mod.KerasTensor) and isinstance(layer._layer, layers_mod.InputLayer) \
@@ -637,7 +307,7 @@ class Sequential(Model):
             # A model inside a Sequential contributes its layers (shared, with their weights).
             if not self._layers and self._input_shape is None and layer._input_shape is not None:
                 self.add(layers_mod.InputLayer(shape=layer._input_shape))
-            for inner in layer.layers:
+            for inner in layer._layers:
                 self.add(inner)
             return
         if isinstance(layer, layers_mod.InputLayer):
@@ -660,7 +330,7 @@ class Sequential(Model):
             layer._ensure_built(shape)
             self._output_shape = layer.output_shape
         self._layers.append(layer)
-        self._plan = None
+        self._structure_changed()
         if self.built:
             self._get_plan()  # weights become views into the model's block now
 
@@ -669,7 +339,7 @@ class Sequential(Model):
         if not self._layers:
             raise IndexError("There are no layers in the model.")
         layer = self._layers.pop()
-        self._plan = None
+        self._structure_changed()
         if self._input_shape is not None:
             self._output_shape = self._layers[-1].output_shape if self._layers else self._input_shape
         return layer
@@ -680,3 +350,54 @@ def _run_layers(layer_list, x, training=False):
     x = np.asarray(x)
     model = Sequential([layers_mod.InputLayer(shape=x.shape[1:])] + list(layer_list))
     return model(x, training=training)
+
+
+def _assemble(kind, name, input_shape, layer_list, input_name=None):
+    """A model (kind 'Sequential' or 'Functional', as in configs) of new layers on per-sample
+    `input_shape` (None: a Sequential built when it first sees data)."""
+    if kind == "Sequential":
+        model = Sequential(name=name)
+        if input_shape is not None:
+            model.add(layers_mod.InputLayer(shape=tuple(input_shape)))
+        for layer in layer_list:
+            model.add(layer)
+        return model
+    t = inputs = layers_mod.Input(shape=tuple(input_shape), name=input_name)
+    for layer in layer_list:
+        t = layer(t)
+    return Model(inputs, t, name=name)
+
+
+def clone_model(model, input_tensors=None, clone_function=None, call_function=None, recursive=False,
+                **kwargs):
+    """A new model of the same structure: each layer made anew from its config (same names and
+    settings, fresh weights), not compiled. Works for Sequential and functional models.
+
+    Args:
+        clone_function: layer -> new layer, in place of the config round trip (Keras's hook).
+    Raises:
+        ValueError: `model` is not a mnistc model, or an unsupported argument was given.
+    """
+    if kwargs:
+        raise ValueError(f"Arguments not recognized: {kwargs}")
+    no_unsupported(input_tensors=input_tensors, call_function=call_function)
+    if not isinstance(model, Model):
+        raise ValueError(f"Expected `model` to be a mnistc Model instance. Received: model={model!r}")
+    clone = clone_function or (lambda layer: layers_mod.deserialize(layers_mod.serialize(layer)))
+    input_name = model._input_layer.name if model._input_layer is not None else None
+    return _assemble(model._kind, model.name, model._input_shape, [clone(l) for l in model._layers], input_name)
+
+
+def model_from_json(json_string, custom_objects=None):
+    """The model `model.to_json()` described: same structure and names, fresh weights, not compiled.
+
+    Raises:
+        ValueError: the string is not JSON (mnistc.FormatError, a ValueError: not a model description).
+    """
+    from mnistc import saving
+    try:
+        config = json.loads(json_string)
+    except (TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"model_from_json: expected the JSON string of model.to_json(), got {e}") from None
+    kind, name, shape, layer_list = saving._layers_from_config(config)
+    return _assemble(kind, name, shape, layer_list, config["config"].get("input_name"))

@@ -192,8 +192,7 @@ def save_model(model, filepath, overwrite=True):
     _check_built(model)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False")
-    config = {"class_name": "Sequential" if type(model).__name__ == "Sequential" else "Functional",
-              "config": model.get_config()}
+    config = {"class_name": model._kind, "config": model.get_config()}
     if model.compiled:
         config["compile_config"] = {
             "optimizer": optimizers.serialize(model.optimizer),
@@ -253,21 +252,6 @@ def _count_params(input_shape, layer_objs):
     return total
 
 
-def _build_model(kind, name, shape, layer_objs):
-    from mnistc.models import Model, Sequential
-    if kind == "Sequential":
-        model = Sequential(name=name)
-        if shape is not None:
-            model.add(layers_mod.InputLayer(shape=tuple(shape)))
-        for layer in layer_objs:
-            model.add(layer)
-        return model
-    t = inputs = layers_mod.Input(shape=tuple(shape))
-    for layer in layer_objs:
-        t = layer(t)
-    return Model(inputs, t, name=name)
-
-
 def _check_compile_config(cc):
     if cc is None:
         return None
@@ -316,7 +300,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     except _DAMAGE as e:
         raise FormatError(f"{filepath}: not a mnistc model file or damaged ({type(e).__name__}: {e})") from None
     try:
-        model = _build_model(kind, name, shape, layer_objs)
+        from mnistc.models import _assemble
+        model = _assemble(kind, name, shape, layer_objs, config["config"].get("input_name"))
         if compile and cc:
             model.compile(optimizer=optimizers.get(cc["optimizer"]),
                           loss=losses.get(cc["loss"]) if cc.get("loss") else None,

@@ -118,7 +118,7 @@ def test_empty_x():
 @pytest.mark.parametrize("kwargs, exc, match", [
     (dict(batch_size=0), ValueError, "`batch_size` must be >= 1, got 0"),
     (dict(batch_size=2.5), TypeError, "`batch_size` must be an integer"),
-    (dict(epochs=0), ValueError, "`epochs` must be >= 1, got 0"),
+    (dict(epochs=-1), ValueError, "`epochs` must be >= 0, got -1"),  # 0 trains nothing, as in Keras
     (dict(epochs=True), TypeError, "`epochs` must be an integer"),
     (dict(verbose=3), ValueError, "`verbose` must be"),
     (dict(validation_split=1.0), ValueError, "validation_split"),

@@ -370,7 +370,7 @@ def test_huge_zero_stride_views_raise_memory_or_value_error(dtype, rows):
 # --- rows 39-43: hyperparameters ---
 
 @pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(epochs=-1), ValueError, "`epochs` must be >= 1, got -1"),
+    (dict(epochs=-1), ValueError, "`epochs` must be >= 0, got -1"),
     (dict(epochs=1.5), TypeError, "`epochs` must be an integer"),
     (dict(epochs="3"), TypeError, "`epochs` must be an integer"),
     (dict(epochs=None), TypeError, "`epochs` must be an integer"),

@@ -1,0 +1,441 @@
+"""Training and inference for models (Keras 3's `Trainer`, mixed into Model): compile, fit, evaluate,
+predict and the on-batch calls, their logs and callbacks.
+
+Python checks arguments, keeps callbacks and prints; every per-batch step (gather, forward, loss,
+backward, optimizer update, running loss and accuracy) happens in one C call per epoch with the GIL
+released. Each C entry point is called from one function below.
+"""
+import contextlib
+import math
+import threading
+from typing import NamedTuple
+
+import numpy as np
+
+from mnistc import _C, _data, _random, callbacks as callbacks_mod, layers as layers_mod
+from mnistc import losses, metrics as metrics_mod, optimizers
+
+_VERBOSE = (0, 1, 2, "auto")
+
+
+class Data(NamedTuple):
+    """A call's arrays as C reads them: x (N, d) float32 or uint8; y int32 class ids (N,) or float32
+    rows (N, units); the accuracy metric's C code; whether x looked like unscaled 0..255 pixels."""
+    x: np.ndarray
+    y: np.ndarray
+    metric: int
+    unscaled: bool = False
+
+    def split(self, at):
+        """(rows [0, at), rows [at, N)) as views, for validation_split."""
+        return (Data(self.x[:at], self.y[:at], self.metric, self.unscaled),
+                Data(self.x[at:], self.y[at:], self.metric))
+
+
+class Training(NamedTuple):
+    """The model side of a training call: the plan (weights, gradients, layer table), the layer table
+    with the compiled trainable flags and its trainable segments, the optimizer and the loss."""
+    plan: object
+    table: np.ndarray
+    segments: np.ndarray
+    optimizer: object
+    loss: object
+
+
+class Epochs(NamedTuple):
+    """fit's schedule: batch sizes, the epoch range, shuffling and how often to validate."""
+    batch_size: int
+    initial_epoch: int
+    epochs: int
+    shuffle: bool
+    val_batch_size: int
+    validation_freq: int
+
+
+def _c_train_epoch(training, data, batch_size, perm, seed, hook=None, every_batch=False):
+    """Optimizer steps over data in batches of batch_size (rows in `perm` order, or as they stand
+    for None), in one C call; (loss_sum, metric_sum, count) measured before each batch's update.
+    hook(batch, loss_sum, metric_sum, count) -> stop runs after every batch when every_batch, else
+    at most every 0.05 s (the progress bar's pace)."""
+    plan, opt = training.plan, training.optimizer
+    loss_sum, metric_sum, count, _ = _C.train_epoch(
+        training.table, plan.lfloats, plan.params, plan.grads, data.x, data.y, perm, batch_size,
+        training.loss.c_spec(), data.metric, opt.kind, opt.c_hyper(), training.segments, opt._slots,
+        opt._iterations, seed, hook, every_batch)
+    return loss_sum, metric_sum, count
+
+
+def _c_evaluate(plan, loss, data, batch_size, hook=None):
+    """(loss_sum, metric_sum, count) of the model over data; no dropout, nothing updated."""
+    return _C.evaluate(plan.layers, plan.lfloats, plan.params, data.x, data.y, batch_size, loss.c_spec(),
+                       data.metric, hook)
+
+
+def _c_predict(plan, x, out, batch_size, hook=None):
+    """Fill out (N, n_out) with the outputs for x (N, d). Float rows holding NaN or Inf raise
+    ValueError, found in C as each batch is reached (check_finite)."""
+    _C.predict(plan.layers, plan.lfloats, plan.params, x, out, batch_size, hook, True)
+
+
+def _verbose(v):
+    if v not in _VERBOSE or isinstance(v, bool):
+        raise ValueError(f"`verbose` must be 0, 1, 2 or 'auto', got {v!r}")
+    return 1 if v == "auto" else v
+
+
+def _batch_size(bs):
+    return 32 if bs is None else _data.check_int(bs, "batch_size", 1)
+
+
+def _progbar(verbose_level, steps):
+    if not verbose_level:
+        return None
+    from mnistc.progbar import Progbar
+    return Progbar(steps, verbose=verbose_level)
+
+
+def no_unsupported(**kwargs):
+    for k, v in kwargs.items():
+        if v is not None:
+            raise ValueError(f"`{k}` is not supported by mnistc (received {k}={v!r})")
+
+
+class Trainer:
+    """compile / fit / evaluate / predict for a Model; the model supplies the structure (`_layers`,
+    `_get_plan`, `_adapt`, `_out_units`, `_output_shape`)."""
+
+    def __init__(self):
+        self.optimizer = None
+        self.loss = None
+        self._metric = None
+        self._compiled_flags = None
+        self._compile_count = 0
+        self.stop_training = False
+        self.history = None
+        self._busy = threading.Lock()
+
+    # --- compile ---
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
+                run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True):
+        """Configure training: optimizer, loss and metrics (strings or objects, Keras names).
+
+        The trainable flags of the layers are recorded now: a later change of `layer.trainable`
+        takes effect at the next compile (Keras's contract); fit warns if they changed.
+        """
+        no_unsupported(loss_weights=loss_weights, weighted_metrics=weighted_metrics)
+        opt = optimizers.get(optimizer)
+        loss_obj = losses.get(loss) if loss is not None else None
+        if metrics is None:
+            metrics = []
+        if isinstance(metrics, dict) or not isinstance(metrics, (list, tuple)):
+            raise ValueError(f"Expected `metrics` argument to be a list or tuple. Received: metrics={metrics!r}")
+        metric_objs = [metrics_mod.get(m) for m in metrics]
+        if len(metric_objs) > 1:
+            raise ValueError(f"mnistc computes one accuracy metric per model; received {list(metrics)!r}")
+        self.optimizer = opt
+        self.loss = loss_obj
+        self._metric = metric_objs[0] if metric_objs else None
+        self._compiled_flags = [layer.trainable for layer in self._layers]
+        self._compile_count += 1
+
+    @property
+    def compiled(self):
+        return self._compiled_flags is not None
+
+    @property
+    def metrics_names(self):
+        return ["loss"] + ([self._metric.name] if self._metric else [])
+
+    def _assert_compiled(self):
+        if not self.compiled:
+            raise ValueError("You must call `compile()` before using the model.")
+        if self.loss is None:
+            raise ValueError("No loss to compute. Provide a `loss` argument in `compile()`.")
+
+    def _train_flags(self):
+        """The trainable flags recorded at compile, warning once if the layers' flags differ now."""
+        flags = self._compiled_flags
+        if len(flags) != len(self._layers):
+            raise ValueError("The model's layers changed since compile(); call compile() again.")
+        current = [layer.trainable for layer in self._layers]
+        if current != flags:
+            changed = [l.name for l, a, b in zip(self._layers, flags, current) if a != b]
+            _data.warn_once(self, ("trainable", self._compile_count),
+                            "A layer's `trainable` state has changed since the model was compiled; the change "
+                            "takes effect only after you call `model.compile(...)` again. "
+                            f"Changed layers: {changed}")
+        return flags
+
+    def _check_loss_head(self, plan):
+        act = plan.last_activation
+        loss = self.loss
+        key = ("head", self._compile_count)
+        if loss.kind in (losses.CCE, losses.SCCE, losses.BCE):
+            prob_act = "sigmoid" if loss.kind == losses.BCE else "softmax"
+            if loss.from_logits and act in ("softmax", "sigmoid"):
+                _data.warn_once(self, key,
+                                f"\"`{loss.name}` received `from_logits=True`, but the model's output was "
+                                f"produced by a {act} activation and thus does not represent logits. Remove "
+                                f"the {act} activation or use from_logits=False.")
+            elif not loss.from_logits and act not in ("softmax", "sigmoid"):
+                _data.warn_once(self, key,
+                                f"`{loss.name}` has from_logits=False but the model's last layer has activation "
+                                f"'{act}', so its outputs are not probabilities. Use "
+                                f"{type(loss).__name__}(from_logits=True), or activation='{prob_act}' on the "
+                                "last layer.")
+
+    def _metric_code(self, y):
+        if self._metric is None:
+            return 0
+        y_ndim = y.ndim
+        y_last = y.shape[-1] if y.ndim else 1
+        return metrics_mod.resolve(self._metric, y_ndim, y_last, self._out_units)
+
+    # --- data and logs ---
+    def _prepare(self, x, y, what="x", training=False):
+        """(x, y) checked and converted for C as a Data, x's values read once: for NaN/Inf and, when
+        training without a Rescaling first layer, for looking like unscaled pixels."""
+        x2 = self._adapt(x, what)
+        if len(self._output_shape) > 1 and self.loss.kind in (losses.CCE, losses.SCCE):
+            raise ValueError(
+                f"The model's output has shape {(None, *self._output_shape)}, but `{self.loss.name}` reads one "
+                "distribution over the classes per sample, shape (None, classes). Add a Flatten() layer before "
+                "the last Dense layer.")
+        rescales = bool(self._layers) and isinstance(self._layers[0], layers_mod.Rescaling)
+        unscaled = _data.scan_input(x2, what, scale=training and not rescales)
+        y_arr = _data._as_array(y, "y" if what == "x" else what.replace("x", "y"))
+        _data.check_cardinality(x2, y_arr)
+        code = self._metric_code(y_arr)
+        y_c = _data.adapt_target(y_arr, self.loss, self._out_units)
+        return Data(x2, y_c, code, unscaled)
+
+    def _logs(self, sums, prefix=""):
+        """Keras logs (keys sorted) from a C call's (loss_sum, metric_sum, count): the means."""
+        loss_sum, metric_sum, count = sums
+        count = max(count, 1)
+        logs = {prefix + "loss": loss_sum / count}
+        if self._metric:
+            logs[prefix + self._metric.name] = metric_sum / count
+        return dict(sorted(logs.items()))
+
+    def _result(self, logs, return_dict):
+        """What evaluate and the on-batch calls return: the logs, the loss, or [loss, metric]."""
+        if return_dict:
+            return logs
+        if self._metric is None:
+            return logs["loss"]
+        return [logs["loss"], logs[self._metric.name]]
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("fit() is already running on this model")
+        try:
+            yield
+        finally:
+            self._busy.release()
+
+    def _training(self, data):
+        """The Training for a call on data: plan, compiled flags' table and segments, optimizer built."""
+        plan = self._get_plan()
+        table, segments = plan.tables(self._train_flags())
+        self.optimizer.build(segments)
+        self._check_loss_head(plan)
+        if data.unscaled:
+            _data.warn_once(self, "unscaled",
+                            "The inputs look unscaled (values above 1, e.g. raw 0..255 pixels) and the model has "
+                            "no Rescaling layer; training will be slow or fail. Divide by 255 (x / 255.0) or "
+                            "add mnistc.layers.Rescaling(1 / 255) as the first layer.")
+        return Training(plan, table, segments, self.optimizer, self.loss)
+
+    # --- fit ---
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
+            initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
+            validation_freq=1):
+        """Train up to epoch index `epochs` (exclusive), counting from `initial_epoch`.
+
+        Args:
+            x: (N, *input_shape) float or uint8 array; float64 is converted to float32 once per call.
+            y: integer class ids (N,) for sparse losses, else (N, units) targets.
+        Returns:
+            History: `history.history` maps 'loss', metric and 'val_*' names to per-epoch floats; empty
+            when `epochs <= initial_epoch` (epochs=0, say), as in Keras.
+        Raises:
+            ValueError / TypeError: bad arguments, with the model and the arrays left unchanged.
+            RuntimeError: fit is already running on this model.
+        """
+        self._assert_compiled()
+        no_unsupported(class_weight=class_weight, sample_weight=sample_weight, steps_per_epoch=steps_per_epoch,
+                       validation_steps=validation_steps)
+        if x is None or y is None:
+            raise ValueError("fit() needs both `x` and `y` arrays")
+        _verbose(verbose)
+        epochs = _data.check_int(epochs, "epochs", 0)
+        initial_epoch = _data.check_int(initial_epoch, "initial_epoch", 0)
+        validation_freq = _data.check_int(validation_freq, "validation_freq", 1)
+        if shuffle not in (True, False):
+            raise ValueError(f"`shuffle` must be True or False, got {shuffle!r}")
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
+                or not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"`validation_split` must be a float in [0, 1), got {validation_split!r}")
+        cb_list = list(callbacks or [])
+        for cb in cb_list:
+            if not isinstance(cb, callbacks_mod.Callback):
+                raise TypeError(f"callbacks must be mnistc.callbacks.Callback instances, got {type(cb).__name__}")
+
+        data = self._prepare(x, y, training=True)
+        batch_size = _batch_size(batch_size)
+        data, val = self._validation(data, validation_data, validation_split)
+        val_bs = _batch_size(validation_batch_size) if validation_batch_size is not None else batch_size
+        schedule = Epochs(batch_size, initial_epoch, epochs, bool(shuffle), val_bs, validation_freq)
+        with self._exclusive():
+            return self._fit_loop(self._training(data), data, val, schedule, cb_list, verbose)
+
+    def _validation(self, data, validation_data, validation_split):
+        """(training data, validation Data or None) from fit's validation arguments."""
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                raise ValueError("sample weights in `validation_data` are not supported by mnistc")
+            val = self._prepare(validation_data[0], validation_data[1], what="x_val")
+            return data, val._replace(metric=data.metric)
+        if not validation_split:
+            return data, None
+        n = len(data.x)
+        split_at = int(math.floor(n * (1.0 - validation_split)))
+        if split_at == 0 or split_at == n:
+            raise ValueError(f"Training data contains {n} samples, which is not sufficient to split it "
+                             f"into a validation and training set as specified by `validation_split={validation_split}`. "
+                             "Either provide more data, or a different value for the `validation_split` argument.")
+        return data.split(split_at)
+
+    def _fit_loop(self, training, data, val, schedule, cb_list, verbose):
+        n = len(data.x)
+        steps = math.ceil(n / schedule.batch_size)
+        params = {"verbose": verbose, "epochs": schedule.epochs, "steps": steps}
+        history = callbacks_mod.History()
+        all_cbs = cb_list + [history]       # Keras order: user callbacks, History, progress bar
+        progbar = None
+        verbose_level = _verbose(verbose)
+        if verbose_level:
+            progbar = callbacks_mod.ProgbarLogger(verbose_level)
+            all_cbs.append(progbar)
+        cbl = callbacks_mod.CallbackList(all_cbs, self, params)
+        every_batch = cbl.every_batch
+        fit_seed = _random.new_seed()
+        self.stop_training = False
+
+        def hook(batch, *sums):
+            logs = self._logs(sums)
+            if every_batch:
+                cbl.on_train_batch_end(batch, logs)
+                if batch + 1 < steps and not self.stop_training:
+                    cbl.on_train_batch_begin(batch + 1, {})
+            if progbar is not None:
+                progbar.update(batch + 1, logs)
+            return self.stop_training
+
+        # every hook gets its logs, as Keras's CallbackList passes them: LambdaCallback(on_train_begin=
+        # lambda logs: ...) is the documented form
+        cbl.on_train_begin({})
+        logs = None
+        for epoch in range(schedule.initial_epoch, schedule.epochs):
+            cbl.on_epoch_begin(epoch, {})
+            perm = np.random.default_rng([fit_seed, epoch]).permutation(n) if schedule.shuffle else None
+            if every_batch:
+                cbl.on_train_batch_begin(0, {})
+            sums = _c_train_epoch(training, data, schedule.batch_size, perm, fit_seed, hook, bool(every_batch))
+            logs = self._logs(sums)
+            if val is not None and (epoch + 1) % schedule.validation_freq == 0:
+                logs.update(self._logs(_c_evaluate(training.plan, self.loss, val, schedule.val_batch_size),
+                                       prefix="val_"))
+            logs = dict(sorted(logs.items()))
+            cbl.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbl.on_train_end(logs)
+        self.history = history
+        history.params = params
+        return history
+
+    # --- evaluate / predict ---
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 callbacks=None, return_dict=False, **kwargs):
+        """Loss (and metric) over the whole data set, batch-size-weighted means, no dropout.
+
+        Returns:
+            The loss (no metric compiled), [loss, metric], or a dict with return_dict=True.
+        """
+        if kwargs:
+            raise ValueError(f"Arguments not recognized: {kwargs}")
+        self._assert_compiled()
+        no_unsupported(sample_weight=sample_weight, steps=steps)
+        verbose_level = _verbose(verbose)
+        data = self._prepare(x, y)
+        batch_size = _batch_size(batch_size)
+        bar = _progbar(verbose_level, math.ceil(len(data.x) / batch_size))
+        hook = None
+        if bar is not None:
+            def hook(batch, *sums):
+                bar.update(batch + 1, self._logs(sums))
+        logs = self._logs(_c_evaluate(self._get_plan(), self.loss, data, batch_size, hook))
+        if bar is not None:
+            bar.update(bar.target, logs, finalize=True)
+        return self._result(logs, return_dict)
+
+    def _forward(self, x2, batch_size, hook=None):
+        """Outputs for x2 (N, d) from _adapt. C checks float rows for NaN/Inf as it reaches them (a
+        dense first layer through its products), so x is read here only for the error's counts."""
+        plan = self._get_plan()
+        out = np.empty((len(x2), self._out_units), np.float32)
+        if len(plan.layers) == 0:
+            _data.scan_input(x2)
+            out[...] = x2
+        else:
+            try:
+                _c_predict(plan, x2, out, batch_size, hook)
+            except ValueError:
+                _data.scan_input(x2)  # C stops at the first bad batch: count over all of x
+                raise
+        return out.reshape((len(x2), *self._output_shape))
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Model outputs for x as one float32 array (N, *output_shape); needs no compile; no dropout."""
+        no_unsupported(steps=steps)
+        verbose_level = _verbose(verbose)
+        batch_size = _batch_size(batch_size)
+        x2 = self._adapt(x)
+        bar = _progbar(verbose_level, math.ceil(len(x2) / batch_size))
+        hook = None
+        if bar is not None:
+            def hook(batch, *_):
+                bar.update(batch + 1)
+        out = self._forward(x2, batch_size, hook)
+        if bar is not None:
+            bar.update(bar.target, finalize=True)
+        return out
+
+    def predict_on_batch(self, x):
+        """predict() on one batch, without progress output."""
+        x2 = self._adapt(x)
+        return self._forward(x2, len(x2))
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One optimizer step on (x, y) as a single batch; returns the batch's loss (and metric) as
+        measured before the update."""
+        self._assert_compiled()
+        no_unsupported(sample_weight=sample_weight, class_weight=class_weight)
+        data = self._prepare(x, y, training=True)
+        with self._exclusive():
+            sums = _c_train_epoch(self._training(data), data, len(data.x), None, _random.new_seed())
+        return self._result(self._logs(sums), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Loss (and metric) on one batch, without updating anything."""
+        self._assert_compiled()
+        no_unsupported(sample_weight=sample_weight)
+        data = self._prepare(x, y)
+        sums = _c_evaluate(self._get_plan(), self.loss, data, len(data.x))
+        return self._result(self._logs(sums), return_dict)
