@@ -50,30 +50,45 @@ typedef struct {
 
 /* --- MaxPooling2D --- */
 
+/* Channels a window pass keeps in locals: the running maxima and their indices stay in vector
+ * registers and the selects are branch-free (random data mispredicts a branch half the time). */
+#define MAX_CHANNELS 16
+
+/* the first maximum wins; a NaN wins over numbers and stays */
+static inline void max_step(float *best, int32_t *at, const float *v, int32_t base, size_t cn) {
+    for (size_t c = 0; c < cn; c++) {
+        int take = (v[c] > best[c]) | ((v[c] != v[c]) & (best[c] == best[c]));
+        best[c] = take ? v[c] : best[c];
+        at[c] = take ? base + (int32_t)c : at[c];
+    }
+}
+
 static void max_sample(float *out, int32_t *arg, const float *x, const mc_layer *ly) {
     size_t C = ly->in.c, W = ly->in.w;
     for (size_t oy = 0; oy < ly->out.h; oy++) {
         span ys = span_of(oy, ly->kernel_h, ly->stride_h, ly->pad_top, ly->in.h);
         for (size_t ox = 0; ox < ly->out.w; ox++) {
             span xs = span_of(ox, ly->kernel_w, ly->stride_w, ly->pad_left, W);
-            float *o = out + (oy * ly->out.w + ox) * C;
-            int32_t *a = arg + (oy * ly->out.w + ox) * C;
-            size_t first = (ys.lo * W + xs.lo) * C;
-            for (size_t c = 0; c < C; c++) {
-                o[c] = x[first + c];
-                a[c] = (int32_t)(first + c);
-            }
-            for (size_t iy = ys.lo; iy < ys.hi; iy++)
-                for (size_t ix = iy == ys.lo ? xs.lo + 1 : xs.lo; ix < xs.hi; ix++) {
-                    size_t base = (iy * W + ix) * C;
-                    const float *v = x + base;
-                    /* the first maximum wins; a NaN wins over numbers and stays */
-                    for (size_t c = 0; c < C; c++) {
-                        int take = v[c] > o[c] || (v[c] != v[c] && o[c] == o[c]);
-                        o[c] = take ? v[c] : o[c];
-                        a[c] = take ? (int32_t)(base + c) : a[c];
-                    }
+            size_t o = (oy * ly->out.w + ox) * C;
+            for (size_t c0 = 0; c0 < C; c0 += MAX_CHANNELS) {
+                size_t cn = C - c0 < MAX_CHANNELS ? C - c0 : MAX_CHANNELS, first = (ys.lo * W + xs.lo) * C + c0;
+                float best[MAX_CHANNELS];
+                int32_t at[MAX_CHANNELS];
+                for (size_t c = 0; c < cn; c++) {
+                    best[c] = x[first + c];
+                    at[c] = (int32_t)(first + c);
                 }
+                for (size_t iy = ys.lo; iy < ys.hi; iy++)
+                    for (size_t ix = iy == ys.lo ? xs.lo + 1 : xs.lo; ix < xs.hi; ix++) {
+                        size_t base = (iy * W + ix) * C + c0;
+                        if (cn == MAX_CHANNELS)  /* a constant count: the step vectorizes */
+                            max_step(best, at, x + base, (int32_t)base, MAX_CHANNELS);
+                        else
+                            max_step(best, at, x + base, (int32_t)base, cn);
+                    }
+                memcpy(out + o + c0, best, cn * sizeof *best);
+                memcpy(arg + o + c0, at, cn * sizeof *at);
+            }
         }
     }
 }

@@ -490,6 +490,7 @@ static void test_pool(void) {
     test_pool_case(1, 7, 7, 3, 3, 2, 1);  /* overlapping windows, a pad on both sides */
     test_pool_case(3, 5, 8, 1, 3, 1, 0);
     test_pool_case(1, 2, 3, 2, 5, 1, 1);  /* pool larger than the input */
+    test_pool_case(2, 5, 4, 19, 2, 2, 1); /* a whole group of channels and a part */
     for (size_t b = 1; b <= 3; b += 2) {
         mc_layer g = make_layer(&mc_globalavgpool2d_ops, MC_LAYER_GLOBALAVGPOOL2D, MC_ACT_LINEAR, 5, 3, 4, 4, 0, 0,
                                 0, 0, 0);
@@ -531,6 +532,23 @@ static void test_maxpool_special(void) {
     ly.ops->forward(&ly, &f);
     ly.ops->backward(&ly, &b);
     CHECK(out[0] == 4 && dinp[0] == 1 && dinp[1] == 0 && dinp[6] == 0 && dinp[7] == 0);
+    /* the same over 16 channels at once: NaN after a number in the even ones */
+    mc_layer wide = make_layer(&mc_maxpool2d_ops, MC_LAYER_MAXPOOL2D, MC_ACT_LINEAR, 1, 2, 16, 16, 1, 2, 1, 2, 0);
+    init_layer(&wide, 0u);
+    float wx[32], wout[16], wscratch[16], wdinp[32], wdout[16];
+    for (size_t c = 0; c < 16; c++) {
+        wx[c] = c % 2 ? 0.0f : 2.0f;
+        wx[16 + c] = c % 2 ? 1.0f : NAN;
+        wdout[c] = (float)c;
+    }
+    mc_fwd wf = {wout, wx, wscratch, NULL, 1, 1, 0, 1, 0, NULL, 0, NULL};
+    wide.ops->forward(&wide, &wf);
+    mc_bwd wb = {wdinp, wdout, wx, wout, wscratch, NULL, NULL, 1, 1, 0};
+    wide.ops->backward(&wide, &wb);
+    for (size_t c = 0; c < 16; c++) {
+        CHECK(c % 2 ? wout[c] == 1.0f : isnan(wout[c]));
+        CHECK(wdinp[c] == 0.0f && wdinp[16 + c] == (float)c);
+    }
 }
 
 static void test_pool_init_rejects(void) {
