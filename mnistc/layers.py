@@ -6,6 +6,7 @@ runs the chain in C. Each layer describes itself to the C core as zero or more r
 table (`_c_rows`, a list of `_plan.CRow`): Flatten, Reshape and InputLayer are free on contiguous
 rows and send none.
 """
+import functools
 import math
 import re
 import warnings
@@ -24,6 +25,7 @@ def _auto_name(base):
     return base if n == 0 else f"{base}_{n}"
 
 
+@functools.lru_cache(maxsize=None)  # a few class names; re.sub's template handling allocates per call
 def _snake(name):
     """Keras's to_snake_case: Dense -> dense, Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
