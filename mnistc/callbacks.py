@@ -3,7 +3,10 @@ ModelCheckpoint, TerminateOnNaN, LearningRateScheduler, ReduceLROnPlateau, Lambd
 import math
 import warnings
 
+from mnistc import _public
 from mnistc.progbar import Progbar
+
+__getattr__, __dir__ = _public.hooks(__name__)
 
 
 class Callback:

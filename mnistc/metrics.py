@@ -1,4 +1,7 @@
 """Accuracy metrics (counted in C) and Keras's rules for resolving "accuracy" from shapes."""
+from mnistc import _public
+
+__getattr__, __dir__ = _public.hooks(__name__)
 
 NONE, SPARSE_CATEGORICAL, CATEGORICAL, BINARY = 0, 1, 2, 3
 

@@ -8,6 +8,10 @@ import math
 
 import numpy as np
 
+from mnistc import _public
+
+__getattr__, __dir__ = _public.hooks(__name__)
+
 SGD_KIND, ADAM_KIND, RMSPROP_KIND = 0, 1, 2
 
 
