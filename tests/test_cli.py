@@ -169,6 +169,7 @@ def test_a_failed_save_keeps_the_model(isolated, capsys, monkeypatch):
     assert f"model saved to:" in captured.out and str(kept[0]) in captured.out
 
 
+@pytest.mark.slow
 def test_real_mnist_end_to_end(mnist_dir, tmp_path):
     """The main job on the real data, as a user runs it (one epoch of each phase)."""
     out_file = tmp_path / "model.keras"
