@@ -1,48 +1,149 @@
 """`python -m mnistc` / `mnistc`: the whole workflow on real data.
 
 Load, summarise, train with the progress bar, evaluate, freeze all but the head, fine-tune,
-evaluate again, save the model, and print a short report.
+evaluate again, save the model, and print a short report. Every argument is checked before any
+training, so a typo costs nothing.
 """
 import argparse
+import math
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
 
+from mnistc.datasets import _lookup
+
+DEFAULT_OUTPUT = os.path.join(os.path.dirname(_lookup.cache_dir("mnist")), "mnistc_model.keras")
+EPILOG = """\
+data: MNIST (or Fashion-MNIST) is looked for in --data-dir/mnist/ or, without --data-dir, in
+$MNISTC_DATA_DIR/mnist/ (both name the folder holding mnist/ and fashion-mnist/; a relative
+MNISTC_DATA_DIR is taken from the current folder, then from the project root), then in
+~/.cache/mnistc/, in Keras's ~/.keras/datasets/ and, for Fashion-MNIST, in
+/usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist); otherwise it is
+downloaded into ~/.cache/mnistc/.
+example: MNISTC_DATA_DIR=../shared/data python -m mnistc --epochs 3 --output /tmp/model.keras"""
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _count(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _learning_rate(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0 such as 1e-3, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0 such as 1e-3, got {text}")
+    return value
+
 
 def _parser():
-    p = argparse.ArgumentParser(prog="mnistc", description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
-    p.add_argument("--data-dir", default=None, help="folder holding the four IDX files (default: lookup order)")
-    p.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
-    p.add_argument("--fine-tune-epochs", type=int, default=2, help="epochs with the body frozen (default 2)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
-    p.add_argument("--hidden", type=int, default=128, help="units of the hidden layer (default 128)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
-    p.add_argument("--output", default="mnistc_model.keras", help="where the trained model goes")
+    p = argparse.ArgumentParser(prog="mnistc", description="Train a 784-128-10 MLP on MNIST with mnistc, "
+                                "fine-tune its head with the body frozen, save it, and report.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist",
+                   help="data set to train on (default: mnist)")
+    p.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="folder holding mnist/ and fashion-mnist/, as MNISTC_DATA_DIR, which it replaces "
+                        "(default: $MNISTC_DATA_DIR, then the lookup order below)")
+    p.add_argument("--epochs", type=_positive_int, default=5, help="training epochs (default: 5)")
+    p.add_argument("--fine-tune-epochs", type=_count, default=2,
+                   help="epochs with the body frozen, 0 to skip (default: 2)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="(default: 128)")
+    p.add_argument("--learning-rate", type=_learning_rate, default=1e-3,
+                   help="Adam's learning rate for training (default: 0.001)")
+    p.add_argument("--fine-tune-learning-rate", type=_learning_rate, default=1e-4,
+                   help="Adam's learning rate for fine-tuning (default: 0.0001)")
+    p.add_argument("--hidden", type=_positive_int, default=128, help="units of the hidden layer (default: 128)")
+    p.add_argument("--seed", type=_count, default=0, help="random seed (default: 0)")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                   help="0 silent, 1 progress bars, 2 one line per epoch (default: 1)")
+    p.add_argument("--output", metavar="FILE.keras", default=None,
+                   help="where the trained model is saved; its folder must exist "
+                        f"(default: {DEFAULT_OUTPUT}, folder created)")
     return p
+
+
+def _check_output(parser, output):
+    """The absolute output path, after checking it can be written; exits through parser.error."""
+    if not output.endswith(".keras"):
+        parser.error(f"--output must name a .keras file (the model format), got {output!r}")
+    path = os.path.abspath(os.path.expanduser(output))
+    folder = os.path.dirname(path)
+    if os.path.isdir(path):
+        parser.error(f"--output {output} is a folder; name a file in it, such as {os.path.join(output, 'model.keras')}")
+    if not os.path.isdir(folder):
+        parser.error(f"--output {output}: the folder {folder} does not exist (create it first)")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".mnistc-write-test-"):
+            pass
+    except OSError as e:
+        parser.error(f"--output {output}: cannot write in {folder} ({e.strerror or e})")
+    return path
+
+
+def _check_data_dir(parser, data_dir, dataset):
+    """The absolute --data-dir after checking it is the folder holding <dataset>/."""
+    path = os.path.abspath(os.path.expanduser(data_dir))
+    if not os.path.isdir(path):
+        parser.error(f"--data-dir {data_dir}: {path} is not a folder")
+    found, _ = _lookup._find(path)
+    if found and not os.path.isdir(os.path.join(path, dataset)):
+        parser.error(f"--data-dir is the folder holding {dataset}/ (as MNISTC_DATA_DIR), but {path} holds "
+                     f"the IDX files themselves: pass --data-dir {os.path.dirname(path)}")
+    return path
+
+
+def _save(model, path):
+    """Saves the model; when that fails, into a temporary file instead, so the training is kept."""
+    try:
+        model.save(path)
+        return path, None
+    except OSError as e:
+        fd, fallback = tempfile.mkstemp(prefix="mnistc_model-", suffix=".keras")
+        os.close(fd)
+        model.save(fallback)
+        return fallback, f"could not save to {path} ({e}); saved to {fallback} instead"
 
 
 def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
     # every argument is checked before minutes of training are spent
-    if args.epochs < 1 or args.batch_size < 1 or args.hidden < 1:
-        parser.error("--epochs, --batch-size and --hidden must be >= 1")
-    if args.fine_tune_epochs < 0:
-        parser.error("--fine-tune-epochs must be >= 0")
-    if not args.output.endswith(".keras"):
-        parser.error(f"--output must name a .keras file (the model format), got {args.output!r}")
+    if args.output is None:
+        os.makedirs(os.path.dirname(DEFAULT_OUTPUT), exist_ok=True)
+        args.output = DEFAULT_OUTPUT
+    output = _check_output(parser, args.output)
+    if args.data_dir is not None:
+        os.environ["MNISTC_DATA_DIR"] = _check_data_dir(parser, args.data_dir, args.dataset)
     import mnistc
     mnistc.utils.set_random_seed(args.seed)
+    train_optimizer = mnistc.optimizers.Adam(args.learning_rate)
+    tune_optimizer = mnistc.optimizers.Adam(args.fine_tune_learning_rate)
+
     loader = mnistc.datasets.mnist if args.dataset == "mnist" else mnistc.datasets.fashion_mnist
     t0 = time.perf_counter()
     try:
-        (x_train, y_train), (x_test, y_test) = loader.load_data(args.data_dir)
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
     except (OSError, ValueError) as e:
         print(f"mnistc: cannot load {args.dataset}: {e}", file=sys.stderr)
         return 1
@@ -51,15 +152,16 @@ def main(argv=None):
           f"loaded in {t_load:.2f} s")
 
     model = mnistc.Sequential([
-        mnistc.Input(shape=(28, 28), dtype="uint8"),
+        mnistc.Input(shape=x_train.shape[1:], dtype="uint8"),
         mnistc.layers.Rescaling(1 / 255),
         mnistc.layers.Flatten(),
         mnistc.layers.Dense(args.hidden, activation="relu"),
         mnistc.layers.Dense(10, activation="softmax"),
     ])
     model.summary()
-    model.compile(optimizer=mnistc.optimizers.Adam(args.learning_rate),
-                  loss=mnistc.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    model.compile(optimizer=train_optimizer, loss=mnistc.losses.SparseCategoricalCrossentropy(),
+                  metrics=["accuracy"])
+    print(f"\ntraining: {args.epochs} epoch(s), all layers, Adam(learning_rate={args.learning_rate:g})")
     t0 = time.perf_counter()
     model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
               validation_data=(x_test, y_test), verbose=args.verbose)
@@ -69,29 +171,34 @@ def main(argv=None):
     for layer in model.layers[:-1]:
         layer.trainable = False
     frozen_before = [w.copy() for layer in model.layers[:-1] for w in layer.weights]
-    model.compile(optimizer=mnistc.optimizers.Adam(args.fine_tune_learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=tune_optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     t0 = time.perf_counter()
     if args.fine_tune_epochs > 0:
+        print(f"\nfine-tuning: {args.fine_tune_epochs} epoch(s), the head only (body frozen), "
+              f"Adam(learning_rate={args.fine_tune_learning_rate:g})")
         model.fit(x_train, y_train, epochs=args.fine_tune_epochs, batch_size=args.batch_size,
                   validation_data=(x_test, y_test), verbose=args.verbose)
     t_tune = time.perf_counter() - t0
     _, acc_tuned = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
     frozen_after = [w for layer in model.layers[:-1] for w in layer.weights]
     unchanged = all(np.array_equal(a, b) for a, b in zip(frozen_before, frozen_after))
-    model.save(args.output)
+    saved_to, save_problem = _save(model, output)
 
     rows = [
-        (f"test accuracy after {args.epochs} epoch(s)",
-         f"{acc:.4f}  ({t_train:.2f} s training, {t_train / args.epochs:.2f} s/epoch)"),
-        (f"after fine-tuning the head {args.fine_tune_epochs} epoch(s)", f"{acc_tuned:.4f}  ({t_tune:.2f} s)"),
-        ("frozen body weights bit-identical", "yes" if unchanged else "NO"),
-        ("model saved to", os.path.abspath(args.output)),
+        ("training", f"{args.epochs} epoch(s), {t_train:.2f} s ({t_train / args.epochs:.2f} s/epoch)"),
+        ("  test accuracy", f"{acc:.4f}"),
+        ("fine-tuning the head", f"{args.fine_tune_epochs} epoch(s), {t_tune:.2f} s"),
+        ("  test accuracy", f"{acc_tuned:.4f}"),
+        ("  frozen body weights bit-identical", "yes" if unchanged else "NO"),
+        ("model saved to", saved_to),
     ]
     width = max(len(k) for k, _ in rows) + 1
     print("\nreport")
     for key, value in rows:
         print(f"  {key + ':':<{width}} {value}")
+    if save_problem:
+        print(f"mnistc: {save_problem}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -8,7 +8,10 @@ import warnings
 
 import numpy as np
 
+from mnistc import _public
 from mnistc.progbar import Progbar
+
+__getattr__, __dir__ = _public.hooks(__name__)
 
 
 class Callback:

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from mnistc import _C, activations, initializers
+from mnistc import _C, _public, activations, initializers
 from mnistc._plan import CRow
 
 _name_counts = {}
@@ -701,3 +701,6 @@ def deserialize(cfg):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return cls(**config)
+
+
+__getattr__, __dir__ = _public.hooks(__name__)

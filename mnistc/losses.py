@@ -5,7 +5,10 @@ computes the same value in NumPy, for inspection.
 """
 import numpy as np
 
+from mnistc import _public
 from mnistc._tensor import as_tensor
+
+__getattr__, __dir__ = _public.hooks(__name__)
 
 MSE, MAE, BCE, CCE, SCCE = 0, 1, 2, 3, 4
 _EPS = 1e-7

@@ -12,7 +12,10 @@ Example:
 """
 import numpy as np
 
+from mnistc import _public
 from mnistc._tensor import as_tensor
+
+__getattr__, __dir__ = _public.hooks(__name__)
 
 # C codes of the accuracy metrics compile() runs inside the training loop
 NONE, SPARSE_CATEGORICAL, CATEGORICAL, BINARY = 0, 1, 2, 3

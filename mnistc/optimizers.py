@@ -10,7 +10,9 @@ import sys
 
 import numpy as np
 
-from mnistc import schedules
+from mnistc import _public, schedules
+
+__getattr__, __dir__ = _public.hooks(__name__)
 
 # `from mnistc.optimizers.schedules import ExponentialDecay` works as it does with Keras
 sys.modules[__name__ + ".schedules"] = schedules

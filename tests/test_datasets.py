@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import http.server
 import os
+import re
 import struct
 import threading
 from pathlib import Path
@@ -59,6 +60,7 @@ def isolated(monkeypatch, tmp_path):
     """No data anywhere the lookup goes, no downloads, no proxies; returns the cache root."""
     monkeypatch.delenv("MNISTC_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("MNISTC_MIRRORS", "")
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
@@ -120,6 +122,7 @@ def test_fashion_mnist_from_the_debian_package_through_lookup(monkeypatch, tmp_p
         missing_data(f"{DEBIAN_FASHION} lacks {missing} (apt-get install dataset-fashion-mnist)")
     monkeypatch.setenv("MNISTC_DATA_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("MNISTC_MIRRORS", "")
     assert fashion_mnist.SYSTEM_DIRS == [DEBIAN_FASHION]
     (x_train, y_train), (x_test, y_test) = fashion_mnist.load_data()
@@ -245,6 +248,221 @@ def test_corrupt_file_in_a_complete_folder_is_reported_not_skipped(isolated, tmp
     f = p / (FILES[2] + ".gz")
     f.write_bytes(f.read_bytes()[:-3])
     with pytest.raises(mnistc.FormatError, match="t10k-images-idx3-ubyte.gz: gzip stream truncated"):
+        mnist.load_data(p)
+
+
+def test_system_folder_comes_after_the_keras_cache(isolated, tmp_path):
+    make_set(tmp_path / "system", 6)
+    make_set(tmp_path / "keras" / "datasets" / "fashion-mnist", 10)   # where Keras's fashion_mnist keeps them
+    assert fill_of(fashion_mnist.load_data()) == 10
+    make_set(isolated / "fashion-mnist", 7)
+    assert fill_of(fashion_mnist.load_data()) == 7
+
+
+# --- a relative MNISTC_DATA_DIR (a Jupyter kernel runs in notebooks/) ---
+
+@pytest.fixture
+def checkout(isolated, tmp_path, monkeypatch):
+    """A fake source checkout tmp_path/work/repo with notebooks/, and data in tmp_path/work/shared/data."""
+    root = tmp_path / "work" / "repo"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("")
+    monkeypatch.setattr(_lookup, "PROJECT_ROOT", str(root))
+    monkeypatch.setenv("MNISTC_DATA_DIR", "../shared/data")
+    return root
+
+
+def test_relative_data_dir_works_from_the_root_and_from_notebooks(checkout, tmp_path, monkeypatch):
+    make_set(tmp_path / "work" / "shared" / "data" / "mnist", 11)
+    monkeypatch.chdir(checkout)
+    assert fill_of(mnist.load_data()) == 11
+    monkeypatch.chdir(checkout / "notebooks")
+    assert fill_of(mnist.load_data()) == 11
+    assert mnist.locate()[FILES[0]] == str(tmp_path / "work" / "shared" / "data" / "mnist" / (FILES[0] + ".gz"))
+    make_set(checkout / "shared" / "data" / "mnist", 12)   # the current folder comes first
+    assert fill_of(mnist.load_data()) == 12
+
+
+def test_relative_data_dir_error_names_both_places(checkout, monkeypatch):
+    monkeypatch.chdir(checkout / "notebooks")
+    with pytest.raises(FileNotFoundError) as ei:
+        mnist.load_data()
+    msg = str(ei.value)
+    here = checkout / "notebooks"
+    assert (f"$MNISTC_DATA_DIR/mnist (../shared/data from {here}): "
+            f"{checkout / 'shared' / 'data' / 'mnist'} does not exist") in msg
+    assert (f"$MNISTC_DATA_DIR/mnist (../shared/data from the project root {checkout}): "
+            f"{checkout.parent / 'shared' / 'data' / 'mnist'} does not exist") in msg
+
+
+def test_relative_data_dir_outside_a_checkout_is_taken_from_the_current_folder(isolated, tmp_path, monkeypatch):
+    monkeypatch.setattr(_lookup, "PROJECT_ROOT", str(tmp_path / "site-packages"))   # no pyproject.toml
+    monkeypatch.setenv("MNISTC_DATA_DIR", "data")
+    assert _lookup.data_dir_candidates("data") == [(str(Path.cwd() / "data"), f"data from {Path.cwd()}")]
+    make_set(tmp_path / "data" / "mnist", 13)
+    monkeypatch.chdir(tmp_path)
+    assert fill_of(mnist.load_data()) == 13
+
+
+# --- Keras's mnist.npz ---
+
+def keras_arrays(n=4, m=3, fill=5):
+    x_train = np.full((n, 28, 28), fill, np.uint8)
+    x_train[:, 0, 0] = np.arange(n)
+    return dict(x_train=x_train, y_train=(np.arange(n) % 10).astype(np.uint8),
+                x_test=np.full((m, 28, 28), fill + 1, np.uint8), y_test=(np.arange(m) % 10).astype(np.uint8))
+
+
+def write_npz(path, compressed=False, **arrays):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    return path
+
+
+def assert_loads(result, arrays):
+    (x_train, y_train), (x_test, y_test) = result
+    for name, a in zip(("x_train", "y_train", "x_test", "y_test"), (x_train, y_train, x_test, y_test)):
+        np.testing.assert_array_equal(a, arrays[name])
+        assert a.dtype == np.uint8 and a.flags.c_contiguous, name
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_file_as_path(isolated, tmp_path, compressed):
+    arrays = keras_arrays()
+    p = write_npz(tmp_path / "given" / "mnist.npz", compressed, **arrays)
+    assert_loads(mnist.load_data(p), arrays)
+    assert_loads(mnist.load_data(str(p)), arrays)
+    assert mnist.locate(p) == {"npz": str(p)}
+    assert_loads(fashion_mnist.load_data(p), arrays)   # the same layout serves any data set
+
+
+def test_npz_name_is_looked_for_in_the_keras_cache(isolated, tmp_path, monkeypatch):
+    arrays = keras_arrays(fill=7)
+    write_npz(tmp_path / "keras" / "datasets" / "mnist.npz", **arrays)
+    monkeypatch.chdir(tmp_path)
+    assert_loads(mnist.load_data("mnist.npz"), arrays)        # Keras's default path argument
+    here = keras_arrays(fill=8)
+    write_npz(tmp_path / "mnist.npz", **here)                 # the current folder comes first
+    assert_loads(mnist.load_data("mnist.npz"), here)
+    monkeypatch.delenv("KERAS_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    home = keras_arrays(fill=9)
+    write_npz(tmp_path / "home" / ".keras" / "datasets" / "mnist.npz", **home)
+    assert_loads(mnist.load_data("~/.keras/datasets/mnist.npz"), home)
+
+
+def test_keras_cache_is_looked_at_without_a_path(isolated, tmp_path, monkeypatch):
+    arrays = keras_arrays(fill=3)
+    write_npz(tmp_path / "keras" / "datasets" / "mnist.npz", **arrays)
+    assert_loads(mnist.load_data(), arrays)
+    make_set(isolated / "mnist", 4)             # the mnistc cache comes first
+    assert fill_of(mnist.load_data()) == 4
+    make_set(tmp_path / "env" / "mnist", 2)
+    monkeypatch.setenv("MNISTC_DATA_DIR", str(tmp_path / "env"))
+    assert fill_of(mnist.load_data()) == 2
+
+
+def test_missing_npz_falls_through_and_is_listed(isolated, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_set(tmp_path / "env" / "mnist", 2)
+    monkeypatch.setenv("MNISTC_DATA_DIR", str(tmp_path / "env"))
+    assert fill_of(mnist.load_data("mnist.npz")) == 2
+    monkeypatch.delenv("MNISTC_DATA_DIR")
+    with pytest.raises(FileNotFoundError) as ei:
+        mnist.load_data("mnist.npz")
+    msg = str(ei.value)
+    assert "path argument: mnist.npz does not exist" in msg
+    assert f"path argument in the Keras cache: {tmp_path / 'keras' / 'datasets' / 'mnist.npz'} does not exist" in msg
+    assert f"Keras cache: {tmp_path / 'keras' / 'datasets' / 'mnist.npz'} does not exist" in msg
+
+
+def npy_member(shape, data, descr="|u1"):
+    """The bytes of a .npy file whose header says shape/descr, followed by data (unchecked)."""
+    import io
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue() + data
+
+
+def zip_members(path, members, compression=None):
+    import zipfile
+    with zipfile.ZipFile(path, "w", compression or zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def good_members():
+    return {f"{k}.npy": npy_member(a.shape, a.tobytes()) for k, a in keras_arrays().items()}
+
+
+def malformed_npz(tmp_path, kind):
+    p = tmp_path / "bad.npz"
+    a = keras_arrays()
+    if kind == "not a zip":
+        p.write_bytes(b"\x93NUMPY not an archive")
+    elif kind == "empty file":
+        p.write_bytes(b"")
+    elif kind == "npy":
+        np.save(tmp_path / "bad.npy", a["x_train"])
+        (tmp_path / "bad.npy").rename(p)
+    elif kind == "missing key":
+        write_npz(p, x_train=a["x_train"], y_train=a["y_train"], x_test=a["x_test"])
+    elif kind == "float32":
+        write_npz(p, **dict(a, x_train=a["x_train"].astype(np.float32) / 255))
+    elif kind == "object":
+        write_npz(p, **dict(a, y_train=np.array([None, 1, "2", 3.0], dtype=object)))
+    elif kind == "rank":
+        write_npz(p, **dict(a, x_test=a["x_test"].reshape(3, 784)))
+    elif kind == "counts":
+        write_npz(p, **dict(a, y_train=a["y_train"][:3]))
+    elif kind == "truncated":
+        write_npz(p, **a)
+        p.write_bytes(p.read_bytes()[:-40])
+    elif kind == "crc":
+        zip_members(p, good_members())
+        data = bytearray(p.read_bytes())
+        data[200] ^= 0xFF          # inside x_train's pixels, stored uncompressed
+        p.write_bytes(bytes(data))
+    elif kind == "short member":
+        zip_members(p, dict(good_members(), **{"x_train.npy": npy_member((4, 28, 28), b"\0" * 100)}))
+    elif kind == "bomb":
+        import zipfile
+        zip_members(p, dict(good_members(), **{"x_train.npy": npy_member((1 << 20, 1 << 20, 28), b"\0" * 64)}),
+                    zipfile.ZIP_DEFLATED)
+    elif kind == "bad header":
+        zip_members(p, dict(good_members(), **{"y_test.npy": b"\x93NUMPY\x01\x00\x10\x00{'descr': oops}  \n"}))
+    return p
+
+
+@pytest.mark.parametrize("kind, found", [
+    ("not a zip", r"not a zip archive \(starts with 93 4e 55 4d\)"),
+    ("empty file", r"not a zip archive \(starts with nothing: empty file\)"),
+    ("npy", r"not a zip archive \(starts with 93 4e 55 4d\)"),
+    ("missing key", r"lacks y_test \(it holds x_train.npy, y_train.npy, x_test.npy\)"),
+    ("float32", r"x_train is float32 with shape \(4, 28, 28\)"),
+    ("object", r"y_train is object with shape \(4,\)"),
+    ("rank", r"x_test is uint8 with shape \(3, 784\)"),
+    ("counts", r"x_train holds 4 images but y_train 3 labels"),
+    ("truncated", r"corrupt archive \(BadZipFile: "),
+    ("crc", r"corrupt archive \(BadZipFile: Bad CRC-32 for file 'x_train.npy'\)"),
+    ("short member", r"x_train holds 100 bytes of data, its header \(4, 28, 28\) says 3136"),
+    ("bomb", r"x_train declares 30786325577728 bytes, above the limit of 1073741824"),
+    ("bad header", r"corrupt .npy member \("),
+])
+def test_malformed_npz_is_a_clear_format_error(isolated, tmp_path, kind, found):
+    p = malformed_npz(tmp_path, kind)
+    with pytest.raises(mnistc.FormatError, match=f"^{re.escape(str(p))}: {found}.*; expected a NumPy .npz "
+                                                 r"archive like Keras's mnist.npz, holding uint8 arrays") as ei:
+        mnist.load_data(p)
+    assert isinstance(ei.value, ValueError)
+
+
+def test_a_file_that_is_neither_folder_nor_npz_is_reported(isolated, tmp_path):
+    p = tmp_path / "train-images-idx3-ubyte.gz"
+    p.write_bytes(gzip.compress(b"\0\0\x08\x01\0\0\0\0"))
+    with pytest.raises(mnistc.FormatError, match=r"train-images-idx3-ubyte.gz: not a zip archive \(starts with 1f 8b"):
         mnist.load_data(p)
 
 

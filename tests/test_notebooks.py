@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import mnistc
+
 ROOT = Path(__file__).resolve().parent.parent
 NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = ["01_data_preparation", "02_build_and_train", "03_fine_tuning", "04_custom_training_loop"]
@@ -56,7 +58,8 @@ def run_env(tmp_path_factory):
     data = os.environ.get("MNISTC_DATA_DIR")
     if not data:
         _unavailable("MNISTC_DATA_DIR is not set (the folder holding mnist/)")
-    data = Path(data).resolve()   # the kernel runs in notebooks/, so pass an absolute path
+    given = data
+    data = Path(data).resolve()
     if not _has_idx_files(data / "mnist"):
         _unavailable(f"MNIST not found in {data / 'mnist'}")
     if not (_has_idx_files(data / "fashion-mnist") or _has_idx_files(FASHION_SYSTEM_DIR)):
@@ -71,8 +74,14 @@ def run_env(tmp_path_factory):
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Python 3 (mnistc tests)", "language": "python"}))
     jupyter_env = {"JUPYTER_PATH": str(jupyter), "JUPYTER_PLATFORM_DIRS": "1"}
-    kernel_env = dict(os.environ, MNISTC_DATA_DIR=str(data), **jupyter_env)
+    # The kernel runs in notebooks/. Run from the root (the README's command), a relative value
+    # goes as set, as when a user starts Jupyter there; mnistc takes it from the project root.
+    kernel_data = given if Path(given).is_absolute() or Path.cwd() == ROOT else str(data)
+    kernel_env = dict(os.environ, MNISTC_DATA_DIR=kernel_data, **jupyter_env)
     kernel_env.pop("MPLBACKEND", None)
+    # The kernel imports the mnistc under test, not another install on the path.
+    tested = str(Path(mnistc.__file__).resolve().parents[1])
+    kernel_env["PYTHONPATH"] = os.pathsep.join(p for p in (tested, os.environ.get("PYTHONPATH")) if p)
     return kernel_env, jupyter_env
 
 
@@ -85,16 +94,18 @@ def _execute(name, run_env, monkeypatch):
     for k, v in jupyter_env.items():
         monkeypatch.setenv(k, v)
     nb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
-    probe = nbformat.v4.new_code_cell("import sys; print(sys.executable)")
+    probe = nbformat.v4.new_code_cell("import sys, mnistc; print(sys.executable); print(mnistc.__file__)")
     nb.cells.insert(0, probe)
     client = NotebookClient(nb, kernel_name="python3", timeout=300, allow_errors=False,
                             resources={"metadata": {"path": str(NB_DIR)}})
     t0 = time.perf_counter()
     client.execute(env=kernel_env)
     seconds = time.perf_counter() - t0
-    ran_by = nb.cells.pop(0).outputs[0]["text"].strip()
+    ran_by, imported = nb.cells.pop(0).outputs[0]["text"].split()
     assert os.path.realpath(ran_by) == os.path.realpath(sys.executable), \
         f"the kernel ran {ran_by}, not the test interpreter {sys.executable}"
+    assert os.path.realpath(imported) == os.path.realpath(mnistc.__file__), \
+        f"the kernel imported {imported}, not the mnistc under test {mnistc.__file__}"
     return nb, seconds
 
 

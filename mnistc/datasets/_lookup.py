@@ -1,10 +1,16 @@
-"""Finding, and when need be downloading, the four IDX files of an MNIST-style data set.
+"""Finding, and when need be downloading, the files of an MNIST-style data set.
 
-One place for MNIST and Fashion-MNIST. The files are looked for, in order, in:
-  1. the `path` argument of load_data (a folder);
-  2. $MNISTC_DATA_DIR/<name>/ (name: "mnist" or "fashion-mnist");
+One place for MNIST and Fashion-MNIST. The data is looked for, in order, in:
+  1. the `path` argument of load_data: a folder holding the four IDX files, or a Keras-style .npz
+     archive (Keras's mnist.npz); a relative .npz path not found from the current folder is also
+     looked for in Keras's cache, $KERAS_HOME/datasets (default ~/.keras/datasets);
+  2. $MNISTC_DATA_DIR/<name>/ (name: "mnist" or "fashion-mnist"); a relative MNISTC_DATA_DIR is
+     taken from the current folder and then, in a source checkout, from the project root, so the
+     same value works in a Jupyter kernel started in notebooks/;
   3. the user cache, $XDG_CACHE_HOME/mnistc/<name>/ (default ~/.cache/mnistc/<name>/);
-  4. system folders of the data set (Fashion-MNIST: /usr/share/datasets/fashion-mnist, from
+  4. Keras's download cache (MNIST: ~/.keras/datasets/mnist.npz; Fashion-MNIST: the four .gz files
+     in ~/.keras/datasets/fashion-mnist/);
+  5. system folders of the data set (Fashion-MNIST: /usr/share/datasets/fashion-mnist, from
      Debian's dataset-fashion-mnist package).
 A folder counts only if it holds all four files, each gzip'd (`.gz`) or raw. Otherwise the files
 missing from the cache are downloaded there from the data set's mirrors (or from the
@@ -25,6 +31,8 @@ IMAGES_MAGIC = 0x00000803  # uint8, 3 dims
 LABELS_MAGIC = 0x00000801  # uint8, 1 dim
 TIMEOUT = 30.0             # seconds, per network operation
 MAX_BYTES = 1 << 30
+# The folder holding the mnistc package: the project root when running from a source checkout.
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def cache_dir(name):
@@ -60,21 +68,58 @@ def _find(folder):
     return found, missing
 
 
-def _places(name, path, system_dirs):
-    """[(label, folder or None, why it is None)] in lookup order."""
-    places = []
-    if path is None:
-        places.append(("path argument", None, "not given"))
-    else:
-        places.append(("path argument", os.fspath(path), ""))
+def keras_datasets_dir():
+    """Keras's download cache: $KERAS_HOME/datasets, default ~/.keras/datasets."""
+    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(base, "datasets")
+
+
+def data_dir_candidates(env):
+    """[(absolute folder, how it was reached)] that MNISTC_DATA_DIR=env may mean.
+
+    An absolute value means itself. A relative one is taken from the current folder and, in a source
+    checkout, also from the project root: a Jupyter kernel runs in notebooks/, where the value the
+    README sets at the root (../shared/data) would otherwise point one level too deep.
+    """
+    env = os.path.expanduser(env)
+    if os.path.isabs(env):
+        return [(os.path.normpath(env), "")]
+    found = [(os.path.abspath(env), f"{env} from {os.getcwd()}")]
+    if os.path.isfile(os.path.join(PROJECT_ROOT, "pyproject.toml")):
+        from_root = os.path.normpath(os.path.join(PROJECT_ROOT, env))
+        if from_root != found[0][0]:
+            found.append((from_root, f"{env} from the project root {PROJECT_ROOT}"))
+    return found
+
+
+def _path_places(path):
+    """The places the path argument names: a folder of IDX files or an .npz archive."""
+    given = os.path.expanduser(os.fsdecode(os.fspath(path)))
+    if os.path.isdir(given) or not (os.path.isfile(given) or given.endswith(".npz")):
+        return [("path argument", "idx", given, "")]
+    places = [("path argument", "npz", given, "")]
+    if not os.path.isabs(given):  # Keras's load_data(path="mnist.npz") names a file in its cache
+        places.append(("path argument in the Keras cache", "npz",
+                       os.path.join(keras_datasets_dir(), given), ""))
+    return places
+
+
+def _places(name, path, system_dirs, keras_cache):
+    """[(label, "idx" or "npz" or None, folder or file, why it is None)] in lookup order."""
+    places = _path_places(path) if path is not None else [("path argument", None, None, "not given")]
+    label = "$MNISTC_DATA_DIR/" + name
     env = os.environ.get("MNISTC_DATA_DIR")
     if env:
-        places.append(("$MNISTC_DATA_DIR/" + name, os.path.join(env, name), ""))
+        for folder, how in data_dir_candidates(env):
+            places.append((f"{label} ({how})" if how else label, "idx", os.path.join(folder, name), ""))
     else:
-        places.append(("$MNISTC_DATA_DIR/" + name, None, "MNISTC_DATA_DIR is not set"))
-    places.append(("user cache", cache_dir(name), ""))
+        places.append((label, None, None, "MNISTC_DATA_DIR is not set"))
+    places.append(("user cache", "idx", cache_dir(name), ""))
+    if keras_cache is not None:
+        kind, rel = keras_cache
+        places.append(("Keras cache", kind, os.path.join(keras_datasets_dir(), rel), ""))
     for d in system_dirs:
-        places.append(("system folder", d, ""))
+        places.append(("system folder", "idx", d, ""))
     return places
 
 
@@ -82,7 +127,7 @@ def _describe(folder, missing):
     if not os.path.exists(folder):
         return "does not exist"
     if not os.path.isdir(folder):
-        return "is not a folder"
+        return "is not a folder (nor an .npz archive)"
     if len(missing) == len(FILES):
         return "holds none of the files"
     return "lacks " + ", ".join(m + "[.gz]" for m in missing)
@@ -163,23 +208,27 @@ def _fetch_missing(folder, missing, urls, md5s):
     return []
 
 
-def locate(name, title, path, default_mirrors, md5s, system_dirs=(), hint=""):
-    """The four file paths of a data set {file name: path}, downloading into the cache if need be.
+def locate(name, title, path, default_mirrors, md5s, system_dirs=(), hint="", keras_cache=None):
+    """What load_data reads: {file name: path} of the four IDX files, or {"npz": path} of an .npz
+    archive; downloads the IDX files into the cache if need be.
 
     Raises:
         FileNotFoundError: nowhere to be found and not downloadable; the message lists every
             place looked at, every failed download and how to provide the files.
     """
-    places = _places(name, path, system_dirs)
     looked = []
-    for label, folder, why in places:
-        if folder is None:
+    for label, kind, where, why in _places(name, path, system_dirs, keras_cache):
+        if where is None:
             looked.append(f"  - {label}: {why}")
-            continue
-        found, missing = _find(folder)
-        if not missing:
-            return found
-        looked.append(f"  - {label}: {folder} {_describe(folder, missing)}")
+        elif kind == "npz":
+            if os.path.isfile(where):
+                return {"npz": where}
+            looked.append(f"  - {label}: {where} " + ("is not a file" if os.path.exists(where) else "does not exist"))
+        else:
+            found, missing = _find(where)
+            if not missing:
+                return found
+            looked.append(f"  - {label}: {where} {_describe(where, missing)}")
 
     cache = cache_dir(name)
     _, missing = _find(cache)
@@ -196,7 +245,8 @@ def locate(name, title, path, default_mirrors, md5s, system_dirs=(), hint=""):
            *looked,
            f"and could not download them into {cache}:",
            *("  - " + f for f in failures),
-           "To provide the files: put the four files in a folder and pass load_data(path=\"that/folder\"), "
+           "To provide the files: put the four files in a folder and pass load_data(path=\"that/folder\") "
+           "(or pass the path of a Keras-style .npz archive), "
            f"or set MNISTC_DATA_DIR to a folder holding {name}/ with them, or copy them into {cache}/."]
     if hint:
         msg.append(hint)
@@ -217,9 +267,12 @@ def read_pair(images_path, labels_path, max_bytes=MAX_BYTES):
     return x, y
 
 
-def load_data(name, title, path, default_mirrors, md5s, system_dirs=(), hint=""):
+def load_data(name, title, path, default_mirrors, md5s, system_dirs=(), hint="", keras_cache=None):
     """((x_train, y_train), (x_test, y_test)) of an MNIST-style data set; see the module docstring."""
-    files = locate(name, title, path, default_mirrors, md5s, system_dirs, hint)
+    files = locate(name, title, path, default_mirrors, md5s, system_dirs, hint, keras_cache)
+    if "npz" in files:
+        from mnistc.datasets import _npz  # zipfile and numpy.lib.format only when needed
+        return _npz.read_npz(files["npz"], MAX_BYTES)
     train = read_pair(files[FILES[0]], files[FILES[1]])
     test = read_pair(files[FILES[2]], files[FILES[3]])
     return train, test

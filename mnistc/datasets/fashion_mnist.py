@@ -21,6 +21,8 @@ MD5 = {
 }
 # Debian's dataset-fashion-mnist package installs the four .gz files here.
 SYSTEM_DIRS = ["/usr/share/datasets/fashion-mnist"]
+# Where Keras's own fashion_mnist.load_data() keeps its four .gz files, under ~/.keras/datasets.
+KERAS_CACHE = ("idx", "fashion-mnist")
 HINT = ("On Debian or Ubuntu: apt-get install dataset-fashion-mnist (installs them into "
         "/usr/share/datasets/fashion-mnist).")
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -30,13 +32,15 @@ CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 def load_data(path=None):
     """Load Fashion-MNIST: 60,000 training and 10,000 test 28x28 grayscale images of 10 clothing classes.
 
-    `path` is a folder holding the four IDX files (same names as MNIST's, gzip'd or raw). When it is
-    None or lacks them, they are looked for in $MNISTC_DATA_DIR/fashion-mnist/, in
-    ~/.cache/mnistc/fashion-mnist/ (honouring XDG_CACHE_HOME), in /usr/share/datasets/fashion-mnist
-    (Debian's dataset-fashion-mnist), and finally downloaded into the cache, md5-checked.
+    `path` is a folder holding the four IDX files (same names as MNIST's, gzip'd or raw), or an .npz
+    archive laid out as Keras's mnist.npz. When it is None or holds nothing, the files are looked
+    for in $MNISTC_DATA_DIR/fashion-mnist/, in ~/.cache/mnistc/fashion-mnist/ (honouring
+    XDG_CACHE_HOME), in Keras's ~/.keras/datasets/fashion-mnist/, in
+    /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist), and finally downloaded into
+    the mnistc cache, md5-checked.
 
     Args:
-        path: folder (str or os.PathLike) holding the four files, or None.
+        path: a folder or an .npz file (str or os.PathLike), or None.
 
     Returns:
         ((x_train, y_train), (x_test, y_test)): uint8 arrays of shapes (60000, 28, 28), (60000,),
@@ -49,4 +53,10 @@ def load_data(path=None):
             and label counts disagree.
         OSError: a file exists but cannot be read.
     """
-    return _lookup.load_data(NAME, TITLE, path, MIRRORS, MD5, SYSTEM_DIRS, HINT)
+    return _lookup.load_data(NAME, TITLE, path, MIRRORS, MD5, SYSTEM_DIRS, HINT, KERAS_CACHE)
+
+
+def locate(path=None):
+    """The files load_data(path) reads: {file name: path} of the four IDX files, or {"npz": path}
+    of an .npz archive (downloading the IDX files into the cache if they are nowhere)."""
+    return _lookup.locate(NAME, TITLE, path, MIRRORS, MD5, SYSTEM_DIRS, HINT, KERAS_CACHE)
