@@ -60,7 +60,7 @@ def _c_train_epoch(training, data, batch_size, perm, seed, hook=None, every_batc
     plan, opt = training.plan, training.optimizer
     loss_sum, metric_sum, count, _ = _C.train_epoch(
         training.table, plan.lfloats, plan.params, plan.grads, data.x, data.y, perm, batch_size,
-        training.loss.c_spec(), data.metric, opt.kind, opt.c_hyper(), training.segments, opt._slots,
+        training.loss.c_spec(), data.metric, opt.kind, opt.c_hyper(), opt._slots,
         opt._iterations, seed, hook, every_batch)
     return loss_sum, metric_sum, count
 
