@@ -3,8 +3,8 @@ mnistc and, when installed, PyTorch, Keras 3 on TensorFlow and Keras 3 on JAX, s
 
 Each framework runs in fresh child processes, alternating, on the same preloaded float32 data with
 the same thread count; one that is not installed is reported as skipped. A small FMA probe measures
-this machine's peak first. Printed per framework: median epoch time, samples/s, GFLOP/s (of the
-dense work, and of the work done), % of peak, test accuracy, peak RSS, import time, predict time on
+this machine's peak before and after. Printed per framework: median epoch time, samples/s, GFLOP/s
+(of the dense work, and of the operations run), % of peak, test accuracy, peak RSS, import time, predict time on
 the 10k test set and on one image (predict_on_batch for the Keras code), and each ratio to mnistc;
 then the CPU time other processes took while it ran.
 
