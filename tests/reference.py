@@ -3,8 +3,9 @@
 Written from the formulas (Keras 3 semantics, KERAS_SEMANTICS.md §4-§5, keras/src/layers/convolutional,
 pooling and normalization/batch_normalization.py, and the engine API), not from the C code. The windowed
 and normalising layers have forwards only: their gradients are checked against central differences
-(numeric_grad) of these forwards. Shapes: B batch rows, n_in / n_out widths, P parameters. Everything here is float64 except where a
-value must be bit-equal to what C draws (the dropout masks and their float32 scale).
+(numeric_grad) of these forwards. Shapes: B batch rows, n_in / n_out widths, P parameters. Everything
+here is float64 except where a value must be bit-equal to what C draws (the dropout masks and their
+float32 scale).
 """
 import math
 

@@ -18,6 +18,7 @@ from test_ops import check_directional
 
 L = mnistc.layers
 SPEC_MSE = (R.MSE, 0, 0.0)
+UNTOUCHED = 7.0  # what the gradient block holds before a call: ranges C must not write keep it
 
 
 # --- helpers ---
@@ -52,7 +53,7 @@ def c_loss_and_grad(model, x, y, training, trainable=True):
     plan = model._get_plan()
     table, _ = plan.tables([trainable])
     params = plan.params.copy()
-    grads = np.zeros_like(params)
+    grads = np.full_like(params, UNTOUCHED)
     loss, dx = _C.loss_and_grad(table, plan.lfloats, params, grads, x.reshape(len(x), -1),
                                 y.reshape(len(y), -1), SPEC_MSE, 0, training)
     layer = model.layers[0]
@@ -102,25 +103,24 @@ def check_layer(layer, in_shape, B, training=False, trainable=True, seed=0, fd_e
     assert got.shape == (B, *layer.output_shape)
     assert_close_scaled(got, want, 1e-5, 1e-6, "forward")
 
-    train_mode = training
-    out_ref, _ = R.keras_layer_forward(layer, x, weights, train_mode)
+    out_ref, _ = R.keras_layer_forward(layer, x, weights, training)
     y = (out_ref + rng.standard_normal(out_ref.shape)).astype(np.float32)
     loss, dx, grads, after = c_loss_and_grad(model, x, y, training, trainable)
-    np.testing.assert_allclose(loss, ref_loss(layer, x, weights, y, train_mode), rtol=1e-5)
+    np.testing.assert_allclose(loss, ref_loss(layer, x, weights, y, training), rtol=1e-5)
 
     x64 = x.astype(np.float64)
-    fd_dx = R.numeric_grad(lambda xx: ref_loss(layer, xx, weights, y, train_mode), x64)
+    fd_dx = R.numeric_grad(lambda xx: ref_loss(layer, xx, weights, y, training), x64)
     assert_close_scaled(dx, fd_dx, 1e-4, 1e-5, "dx")
     trained = [i for i, t in enumerate(layer._weight_trained) if t and trainable]
     for i, name in enumerate(layer._weight_names):
         if i not in trained:
-            assert not grads[i].any(), f"{name}: not trained, its gradient range stays untouched"
+            assert (grads[i] == UNTOUCHED).all(), f"{name}: not trained, its gradient range stays untouched"
             continue
 
         def loss_of(wi, i=i):
             ws = list(weights)
             ws[i] = wi
-            return ref_loss(layer, x, ws, y, train_mode)
+            return ref_loss(layer, x, ws, y, training)
         fd = R.numeric_grad(loss_of, weights[i].astype(np.float64))
         assert_close_scaled(grads[i], fd, 1e-4, 1e-5, name)
 
@@ -211,7 +211,8 @@ CONV_CASES = [
 def test_conv2d_matches_reference_and_central_differences(in_shape, filters, kernel, strides, padding, use_bias,
                                                           act, B):
     layer = L.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=use_bias, activation=act)
-    check_layer(layer, in_shape, B, seed=CONV_CASES.index((in_shape, filters, kernel, strides, padding, use_bias, act, B)))
+    case = (in_shape, filters, kernel, strides, padding, use_bias, act, B)
+    check_layer(layer, in_shape, B, seed=CONV_CASES.index(case))
 
 
 def test_frozen_conv2d_passes_dx_and_leaves_its_gradients_untouched():
