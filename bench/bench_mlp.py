@@ -119,7 +119,7 @@ def child_mnistc(args, uint8=False):
     one = xt[:1]
     model.predict_on_batch(one)
     one_s = _median_time(lambda: model.predict_on_batch(one), 2000)
-    info = mnistc._C.kernel_info()
+    info = mnistc._C.testing.kernel_info()
     skips = info["sparse"] and info["variant"] != "portable"  # the portable kernels have no skipping path
     return dict(import_s=import_s, epoch_times=epoch_times, acc=acc, predict_s=predict_s, one_s=one_s,
                 nonzero_pixels=int(numpy.count_nonzero(x)) if skips else None)
@@ -240,7 +240,7 @@ def fma_peak_per_core():
         from mnistc import _C
     except ImportError:
         return None
-    probe = getattr(_C, "fma_probe", None)
+    probe = getattr(_C.testing, "fma_probe", None)
     return probe(0.3) if probe else None
 
 
@@ -263,7 +263,7 @@ def own_cpu_s():
 
 def kernel_variant():
     from mnistc import _C
-    return _C.kernel_info()["variant"]
+    return _C.testing.kernel_info()["variant"]
 
 
 def machine_line():
