@@ -399,9 +399,9 @@ def main():
     text = "\n".join(lines)
     print(text)
     if args.write:
-        with open(args.write, "w") as f:
-            f.write(f"# Benchmark results\n\nProduced by `python {' '.join(sys.argv)}`.\n\n")
-            f.write(text + "\n")
+        from _results import write_section
+        write_section(args.write, "bench_mlp", f"## The seed MLP\n\nProduced by `python {' '.join(sys.argv)}`.\n\n"
+                      + text)
     return 0
 
 

@@ -13,8 +13,8 @@ import numpy as np
 from mnistc import _C
 
 # Each weight starts on a 64-byte boundary (16 floats): the kernels read weight rows with 32- and
-# 64-byte vector loads, and a load that straddles two cache lines costs two (a 784x128 kernel at a
-# 16-byte boundary made the first layer's zero-skipping product ~1.4x slower on AMD Zen 3).
+# 64-byte vector loads, and a load that straddles two cache lines costs two (bench/RESULTS.md,
+# "Design measurements").
 ALIGN = 16
 
 
