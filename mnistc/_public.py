@@ -32,7 +32,8 @@ def _elsewhere(module, name):
     found = []
     for mod_name in getattr(root, "__all__", ()):
         mod = getattr(root, mod_name, None)
-        if isinstance(mod, types.ModuleType) and name in public_names(mod) and mod is not module:
+        # mnistc.keras is mnistc itself, not a module to point at
+        if isinstance(mod, types.ModuleType) and mod not in (module, root) and name in public_names(mod):
             found.append(f"{mod.__name__}.{name}")
     return found
 
