@@ -12,7 +12,27 @@
 
 #define CLIP_EPS 1e-7
 
-mc_status mc_loss_check(const mc_loss_spec *spec, int metric, mc_error *err) {
+static mc_status metrics_check(const mc_metrics *metrics, int loss_kind, mc_error *err) {
+    if (metrics->n > MC_MAX_METRICS)
+        return mc_set_error(err, MC_ERR_ARG, "metric: at most %d metrics, got %zu", MC_MAX_METRICS, metrics->n);
+    for (size_t i = 0; i < metrics->n; i++) {
+        int code = metrics->m[i].code;
+        if (code < 0 || code >= MC_METRIC_COUNT)
+            return mc_set_error(err, MC_ERR_ARG, "metric: expected a code in [0, %d), got %d (metric %zu)",
+                                MC_METRIC_COUNT, code, i);
+        if ((code == MC_METRIC_SPARSE_CATEGORICAL || code == MC_METRIC_SPARSE_TOP_K) && loss_kind != MC_LOSS_SCCE)
+            return mc_set_error(err, MC_ERR_ARG,
+                                "metric: sparse %s accuracy (%d) needs int32 class ids (loss kind 4), got loss "
+                                "kind %d with float targets", code == MC_METRIC_SPARSE_TOP_K ? "top-k" : "categorical",
+                                code, loss_kind);
+        if ((code == MC_METRIC_SPARSE_TOP_K || code == MC_METRIC_TOP_K) && metrics->m[i].k < 1)
+            return mc_set_error(err, MC_ERR_ARG, "metric: top-k accuracy (%d) needs k >= 1, got k = %d (metric %zu)",
+                                code, metrics->m[i].k, i);
+    }
+    return MC_OK;
+}
+
+mc_status mc_loss_check(const mc_loss_spec *spec, const mc_metrics *metrics, mc_error *err) {
     if (spec->kind < 0 || spec->kind >= MC_LOSS_COUNT)
         return mc_set_error(err, MC_ERR_ARG, "loss: kind must be in [0, %d), got %d", MC_LOSS_COUNT, spec->kind);
     if (spec->from_logits != 0 && spec->from_logits != 1)
@@ -24,13 +44,7 @@ mc_status mc_loss_check(const mc_loss_spec *spec, int metric, mc_error *err) {
         return mc_set_error(err, MC_ERR_ARG,
                             "loss: label_smoothing applies to categorical (3) and binary (2) crossentropy "
                             "only, got %g with loss kind %d", (double)ls, spec->kind);
-    if (metric < 0 || metric >= MC_METRIC_COUNT)
-        return mc_set_error(err, MC_ERR_ARG, "metric: expected a code in [0, %d), got %d", MC_METRIC_COUNT, metric);
-    if (metric == MC_METRIC_SPARSE_CATEGORICAL && spec->kind != MC_LOSS_SCCE)
-        return mc_set_error(err, MC_ERR_ARG,
-                            "metric: sparse categorical accuracy (1) needs int32 class ids (loss kind 4), "
-                            "got loss kind %d with float targets", spec->kind);
-    return MC_OK;
+    return metrics ? metrics_check(metrics, spec->kind, err) : MC_OK;
 }
 
 /* target t_j of row i: smoothed one-hot for class ids, smoothed y otherwise */
@@ -216,15 +230,32 @@ static size_t argmax_row(const float *r, size_t n) {
     return k;
 }
 
-double mc_metric_sum(int metric, const float *pred, const float *y, const int32_t *labels, size_t B, size_t n) {
+/* Keras's in_top_k: the label's score is at least the k-th largest of the row, i.e. fewer than k
+ * scores are above it. A NaN score is never inside. */
+static int in_top_k(const float *r, size_t n, size_t label, int k) {
+    float v = r[label];
+    if (v != v) return 0;
+    size_t above = 0;
+    for (size_t j = 0; j < n; j++) above += r[j] > v;
+    return above < (size_t)k;
+}
+
+double mc_metric_sum(const mc_metric_spec *metric, const float *pred, const float *y, const int32_t *labels,
+                     size_t B, size_t n) {
     double total = 0.0;
     for (size_t i = 0; i < B; i++) {
         const float *r = pred + i * n;
-        switch (metric) {
+        switch (metric->code) {
         case MC_METRIC_SPARSE_CATEGORICAL:
         case MC_METRIC_CATEGORICAL: {
             size_t want = labels ? (size_t)labels[i] : argmax_row(y + i * n, n);
             total += argmax_row(r, n) == want ? 1.0 : 0.0;
+            break;
+        }
+        case MC_METRIC_SPARSE_TOP_K:
+        case MC_METRIC_TOP_K: {
+            size_t want = labels ? (size_t)labels[i] : argmax_row(y + i * n, n);
+            total += in_top_k(r, n, want, metric->k) ? 1.0 : 0.0;
             break;
         }
         case MC_METRIC_BINARY: {
@@ -236,9 +267,25 @@ double mc_metric_sum(int metric, const float *pred, const float *y, const int32_
             total += (double)hits / (double)n;
             break;
         }
+        case MC_METRIC_MSE:
+        case MC_METRIC_MAE: {
+            double row = 0.0;
+            for (size_t j = 0; j < n; j++) {
+                double e = (double)r[j] - (labels ? (double)labels[i] : (double)y[i * n + j]);
+                row += metric->code == MC_METRIC_MSE ? e * e : fabs(e);
+            }
+            total += row / (double)n;
+            break;
+        }
         default:
             break;
         }
     }
     return total;
+}
+
+void mc_metrics_add(const mc_metrics *metrics, double *sums, const float *pred, const float *y,
+                    const int32_t *labels, size_t B, size_t n) {
+    for (size_t i = 0; metrics && i < metrics->n; i++)
+        sums[i] += mc_metric_sum(&metrics->m[i], pred, y, labels, B, n);
 }

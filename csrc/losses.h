@@ -18,13 +18,35 @@ typedef enum {
     MC_LOSS_COUNT
 } mc_loss_kind;
 
+/* The metrics computed inside the batch loops: each is a mean over samples of a per-sample value,
+ * so the loops keep its sum. Class ids count as one-hot rows where a metric reads a target row. */
 typedef enum {
     MC_METRIC_NONE = 0,
     MC_METRIC_SPARSE_CATEGORICAL,  /* argmax(row) == label (ties: first max) */
     MC_METRIC_CATEGORICAL,         /* argmax(pred) == argmax(y) */
     MC_METRIC_BINARY,              /* mean over the row of (pred > 0.5) == (y > 0.5) */
+    MC_METRIC_SPARSE_TOP_K,        /* the label's score is among the k highest (ties with the k-th count) */
+    MC_METRIC_TOP_K,               /* the same for argmax(y) */
+    MC_METRIC_MSE,                 /* mean over the row of (pred - t)^2 */
+    MC_METRIC_MAE,                 /* mean over the row of |pred - t| */
     MC_METRIC_COUNT
 } mc_metric;
+
+/* MSE and MAE with class ids compare every score with the id itself, t = label (Keras expands the
+ * (B,) targets to (B, 1) and broadcasts them over the row). */
+
+#define MC_MAX_METRICS 8
+
+typedef struct {
+    int code;  /* mc_metric */
+    int k;     /* top-k metrics: how many of the highest scores count (>= 1); unused by the others */
+} mc_metric_spec;
+
+/* The metrics of one call, in the caller's order; n == 0: none. */
+typedef struct {
+    size_t n;
+    mc_metric_spec m[MC_MAX_METRICS];
+} mc_metrics;
 
 typedef struct {
     int kind;               /* mc_loss_kind */
@@ -32,9 +54,9 @@ typedef struct {
     float label_smoothing;  /* CCE: y*(1-ls) + ls/n; BCE: y*(1-ls) + ls/2; must be 0 for other kinds */
 } mc_loss_spec;
 
-/* Checks spec and metric codes and their compatibility (sparse accuracy needs SCCE class ids).
- * MC_ERR_ARG with a message naming the field otherwise. */
-mc_status mc_loss_check(const mc_loss_spec *spec, int metric, mc_error *err);
+/* Checks spec, the metrics (NULL: none) and their compatibility (the sparse metrics need SCCE class
+ * ids, top-k a k >= 1). MC_ERR_ARG with a message naming the field otherwise. */
+mc_status mc_loss_check(const mc_loss_spec *spec, const mc_metrics *metrics, mc_error *err);
 
 /* Each loss below takes one batch of B rows of n values and returns the SUM over rows of the
  * per-sample losses (double). d (B, n), if not NULL, is OVERWRITTEN with the gradient of the batch
@@ -67,8 +89,13 @@ double mc_loss_cce_probs(float *dp, const float *p, const float *y, const int32_
 double mc_loss_eval(const mc_loss_spec *spec, int fused, float *d, const float *out, const float *logits,
                     const float *y, const int32_t *labels, size_t B, size_t n);
 
-/* Sum over the B rows of the per-sample metric value (0 or 1; binary: the row's fraction of
- * matches). pred (B, n); targets as above (class ids count as one-hot rows). 0 for MC_METRIC_NONE. */
-double mc_metric_sum(int metric, const float *pred, const float *y, const int32_t *labels, size_t B, size_t n);
+/* Sum over the B rows of the per-sample metric value (accuracies 0 or 1; binary: the row's fraction
+ * of matches; MSE/MAE: the row's mean). pred (B, n); targets as above. 0 for MC_METRIC_NONE. */
+double mc_metric_sum(const mc_metric_spec *metric, const float *pred, const float *y, const int32_t *labels,
+                     size_t B, size_t n);
+
+/* sums[i] += mc_metric_sum of metrics->m[i] over the batch, for each of the metrics (NULL: none). */
+void mc_metrics_add(const mc_metrics *metrics, double *sums, const float *pred, const float *y,
+                    const int32_t *labels, size_t B, size_t n);
 
 #endif

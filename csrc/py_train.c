@@ -5,6 +5,7 @@
  * back to check signals and call Python. No state survives a call. */
 #include "pyutil.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -239,7 +240,67 @@ static int parse_y(call_state *s, PyObject *o, int loss_kind) {
     return 0;
 }
 
-static int parse_loss(PyObject *o, int metric, mc_loss_spec *spec) {
+/* One metric: an int code, or a (code, k) pair for the top-k metrics. */
+static int parse_metric(PyObject *o, mc_metric_spec *spec, Py_ssize_t i) {
+    long code = 0, k = 0;
+    if (PyTuple_Check(o) && PyTuple_GET_SIZE(o) == 2) {
+        code = PyLong_AsLong(PyTuple_GET_ITEM(o, 0));
+        if (!(code == -1 && PyErr_Occurred())) k = PyLong_AsLong(PyTuple_GET_ITEM(o, 1));
+    } else {
+        code = PyLong_AsLong(o);
+    }
+    if (PyErr_Occurred() || PyBool_Check(o)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "metric[%zd]: expected an int code or a (code, k) pair of ints, got %.100R",
+                     i, o);
+        return -1;
+    }
+    if (code < INT_MIN || code > INT_MAX || k < INT_MIN || k > INT_MAX) {  /* the codes are checked in C */
+        PyErr_Format(PyExc_ValueError, "metric[%zd]: %.100R does not fit a C int", i, o);
+        return -1;
+    }
+    spec->code = (int)code;
+    spec->k = (int)k;
+    return 0;
+}
+
+/* metric: an int code (one metric; 0: none), whose sum the call returns as a float, or a tuple of
+ * up to MC_MAX_METRICS metrics (int codes or (code, k) pairs), whose sums it returns as a tuple. */
+static int parse_metrics(PyObject *o, mc_metrics *metrics, int *as_tuple) {
+    memset(metrics, 0, sizeof *metrics);
+    *as_tuple = PyTuple_Check(o);
+    if (!*as_tuple) {
+        if (parse_metric(o, &metrics->m[0], 0) < 0) return -1;
+        metrics->n = metrics->m[0].code != MC_METRIC_NONE;
+        return 0;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(o);
+    if (n > MC_MAX_METRICS) {
+        PyErr_Format(PyExc_ValueError, "metric: at most %d metrics, got %zd", MC_MAX_METRICS, n);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (parse_metric(PyTuple_GET_ITEM(o, i), &metrics->m[i], i) < 0) return -1;
+    metrics->n = (size_t)n;
+    return 0;
+}
+
+/* The metric sums as the call's `metric` asked: a tuple of floats, or one float. New reference. */
+static PyObject *metric_sums_object(const double *sums, size_t n, int as_tuple) {
+    if (!as_tuple) return PyFloat_FromDouble(n ? sums[0] : 0.0);
+    PyObject *t = PyTuple_New((Py_ssize_t)n);
+    for (size_t i = 0; t && i < n; i++) {
+        PyObject *v = PyFloat_FromDouble(sums[i]);
+        if (!v) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, (Py_ssize_t)i, v);
+    }
+    return t;
+}
+
+static int parse_loss(PyObject *o, const mc_metrics *metrics, mc_loss_spec *spec) {
     int kind, from_logits;
     double ls;
     if (!PyTuple_Check(o) || PyTuple_GET_SIZE(o) != 3) {
@@ -254,7 +315,7 @@ static int parse_loss(PyObject *o, int metric, mc_loss_spec *spec) {
     spec->from_logits = from_logits;
     spec->label_smoothing = (float)ls;
     mc_error err = {0};
-    if (mc_loss_check(spec, metric, &err) != MC_OK) return raise_err(&err);
+    if (mc_loss_check(spec, metrics, &err) != MC_OK) return raise_err(&err);
     return 0;
 }
 
@@ -369,6 +430,7 @@ typedef struct {
     PyObject *fn;  /* Py_None or a callable */
     int failed;    /* a Python exception is set (hook raised, or a signal handler did) */
     int stopped;   /* the hook returned a truthy value */
+    int metrics_as_tuple;  /* the metric sums go to the hook as a tuple (else one float) */
 } hook_ctx;
 
 /* Runs with the GIL released by the caller: takes it back, checks signals, calls the Python hook. */
@@ -379,8 +441,11 @@ static int py_progress(void *vctx, const mc_progress *p) {
     if (PyErr_CheckSignals() < 0) {
         c->failed = stop = 1;
     } else if (c->fn != Py_None) {
-        PyObject *r = PyObject_CallFunction(c->fn, "nddn", (Py_ssize_t)p->batch, p->loss_sum, p->metric_sum,
-                                            (Py_ssize_t)p->n_seen);
+        PyObject *sums = metric_sums_object(p->metric_sums, p->n_metrics, c->metrics_as_tuple);
+        PyObject *r = sums ? PyObject_CallFunction(c->fn, "ndOn", (Py_ssize_t)p->batch, p->loss_sum, sums,
+                                                   (Py_ssize_t)p->n_seen)
+                           : NULL;
+        Py_XDECREF(sums);
         if (!r) {
             c->failed = stop = 1;
         } else {
@@ -423,12 +488,12 @@ static PyObject *py_train_epoch(PyObject *self, PyObject *args, PyObject *kwargs
     (void)self;
     static char *kwlist[] = {"layers", "lfloats", "params", "grads", "x", "y", "perm", "batch_size", "loss",
                              "metric", "opt", "hyper", "slots", "iterations", "seed", "hook", "every_batch", NULL};
-    PyObject *lo, *fo, *po, *go, *xo, *yo, *permo, *losso, *ho, *slo, *io, *hook = Py_None;
+    PyObject *lo, *fo, *po, *go, *xo, *yo, *permo, *losso, *mo, *ho, *slo, *io, *hook = Py_None;
     Py_ssize_t batch_size;
-    int metric, kind, every_batch = 0;
+    int kind, every_batch = 0, as_tuple;
     unsigned long long seed;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOnOiiOOOK|Op:train_epoch", kwlist, &lo, &fo, &po, &go,
-                                     &xo, &yo, &permo, &batch_size, &losso, &metric, &kind, &ho, &slo, &io, &seed,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOnOOiOOOK|Op:train_epoch", kwlist, &lo, &fo, &po, &go,
+                                     &xo, &yo, &permo, &batch_size, &losso, &mo, &kind, &ho, &slo, &io, &seed,
                                      &hook, &every_batch))
         return NULL;
     call_state s;
@@ -437,8 +502,9 @@ static PyObject *py_train_epoch(PyObject *self, PyObject *args, PyObject *kwargs
     const int64_t *perm = NULL;
     unsigned char *seen = NULL;
     mc_loss_spec spec;
+    mc_metrics metrics;
     if (check_batch_size(batch_size) < 0 || check_hook(hook) < 0) goto done;
-    if (parse_loss(losso, metric, &spec) < 0) goto done;
+    if (parse_metrics(mo, &metrics, &as_tuple) < 0 || parse_loss(losso, &metrics, &spec) < 0) goto done;
     if (parse_x(&s, xo, 1) < 0) goto done;
     int i_params = s.n_held + 2, i_grads = s.n_held + 3;
     if (parse_model(&s, lo, fo, po, go) < 0) goto done;
@@ -475,18 +541,18 @@ static PyObject *py_train_epoch(PyObject *self, PyObject *args, PyObject *kwargs
     if (parse_opt(&s, kind, ho, segments, n_segments, slo, io, held_array(&s, i_params), held_array(&s, i_grads)) < 0)
         goto done;
 
-    hook_ctx hc = {hook, 0, 0};
+    hook_ctx hc = {hook, 0, 0, as_tuple};
     mc_hook h = {py_progress, &hc, every_batch ? 0.0 : HOOK_INTERVAL};
-    mc_sums sums = {0.0, 0.0, 0};
+    mc_sums sums = {0};
     mc_error err = {0};
     mc_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = mc_train_epoch(&s.model, &s.data, perm, (size_t)batch_size, &spec, metric, &s.opt, s.iterations,
+    st = mc_train_epoch(&s.model, &s.data, perm, (size_t)batch_size, &spec, &metrics, &s.opt, s.iterations,
                         (uint64_t)seed, &h, &sums, &err);
     Py_END_ALLOW_THREADS
     if (finish(st, &err, &hc) < 0) goto done;
-    ret = Py_BuildValue("(ddnN)", sums.loss_sum, sums.metric_sum, (Py_ssize_t)sums.n_seen,
-                        PyBool_FromLong(hc.stopped));
+    ret = Py_BuildValue("(dNnN)", sums.loss_sum, metric_sums_object(sums.metric_sums, metrics.n, as_tuple),
+                        (Py_ssize_t)sums.n_seen, PyBool_FromLong(hc.stopped));
 done:
     mc_free(seen);
     state_release(&s);
@@ -498,32 +564,34 @@ done:
 static PyObject *py_evaluate(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
     static char *kwlist[] = {"layers", "lfloats", "params", "x", "y", "batch_size", "loss", "metric", "hook", NULL};
-    PyObject *lo, *fo, *po, *xo, *yo, *losso, *hook = Py_None;
+    PyObject *lo, *fo, *po, *xo, *yo, *losso, *mo, *hook = Py_None;
     Py_ssize_t batch_size;
-    int metric;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOnOi|O:evaluate", kwlist, &lo, &fo, &po, &xo, &yo,
-                                     &batch_size, &losso, &metric, &hook))
+    int as_tuple;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOnOO|O:evaluate", kwlist, &lo, &fo, &po, &xo, &yo,
+                                     &batch_size, &losso, &mo, &hook))
         return NULL;
     call_state s;
     memset(&s, 0, sizeof s);
     PyObject *ret = NULL;
     mc_loss_spec spec;
+    mc_metrics metrics;
     if (check_batch_size(batch_size) < 0 || check_hook(hook) < 0) goto done;
-    if (parse_loss(losso, metric, &spec) < 0) goto done;
+    if (parse_metrics(mo, &metrics, &as_tuple) < 0 || parse_loss(losso, &metrics, &spec) < 0) goto done;
     if (parse_x(&s, xo, 1) < 0) goto done;
     if (parse_model(&s, lo, fo, po, NULL) < 0) goto done;
     if (parse_y(&s, yo, spec.kind) < 0) goto done;
 
-    hook_ctx hc = {hook, 0, 0};
+    hook_ctx hc = {hook, 0, 0, as_tuple};
     mc_hook h = {py_progress, &hc, HOOK_INTERVAL};
-    mc_sums sums = {0.0, 0.0, 0};
+    mc_sums sums = {0};
     mc_error err = {0};
     mc_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = mc_evaluate(&s.model, &s.data, (size_t)batch_size, &spec, metric, &h, &sums, &err);
+    st = mc_evaluate(&s.model, &s.data, (size_t)batch_size, &spec, &metrics, &h, &sums, &err);
     Py_END_ALLOW_THREADS
     if (finish(st, &err, &hc) < 0) goto done;
-    ret = Py_BuildValue("(ddn)", sums.loss_sum, sums.metric_sum, (Py_ssize_t)sums.n_seen);
+    ret = Py_BuildValue("(dNn)", sums.loss_sum, metric_sums_object(sums.metric_sums, metrics.n, as_tuple),
+                        (Py_ssize_t)sums.n_seen);
 done:
     state_release(&s);
     return ret;
@@ -591,7 +659,7 @@ static PyObject *py_predict(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (check_disjoint(out, "out", xa, "x") < 0 || check_disjoint(out, "out", held_array(&s, i_params), "params") < 0)
         goto done;
 
-    hook_ctx hc = {hook, 0, 0};
+    hook_ctx hc = {hook, 0, 0, 0};
     mc_hook h = {py_progress, &hc, HOOK_INTERVAL};
     mc_error err = {0};
     mc_status st;
@@ -621,7 +689,7 @@ static PyObject *py_loss_and_grad(PyObject *self, PyObject *args, PyObject *kwar
     memset(&s, 0, sizeof s);
     PyObject *ret = NULL, *dx = NULL;
     mc_loss_spec spec;
-    if (parse_loss(losso, MC_METRIC_NONE, &spec) < 0) goto done;
+    if (parse_loss(losso, NULL, &spec) < 0) goto done;
     if (parse_x(&s, xo, 0) < 0) goto done;
     if (s.data.N == 0) {
         PyErr_SetString(PyExc_ValueError, "x: expected at least one row, got 0");
@@ -776,7 +844,9 @@ PyMethodDef mc_py_train_methods[] = {
     {"train_epoch", (PyCFunction)(void (*)(void))py_train_epoch, METH_VARARGS | METH_KEYWORDS,
      "train_epoch(layers, lfloats, params, grads, x, y, perm, batch_size, loss, metric, opt, hyper, "
      "slots, iterations, seed, hook=None, every_batch=False) -> (loss_sum, metric_sum, n_seen, stopped)\n\n"
-     "One epoch of minibatch training in C with the GIL released (engine API)."},
+     "One epoch of minibatch training in C with the GIL released (engine API). metric: an int code, its sum "
+     "returned as a float, or a tuple of codes and (code, k) pairs, their sums returned as a tuple; the hook "
+     "gets hook(batch, loss_sum, metric_sum, n_seen) with metric_sum in the same form."},
     {"segments", (PyCFunction)(void (*)(void))py_segments, METH_VARARGS | METH_KEYWORDS,
      "segments(layers, lfloats, params) -> int64 (S, 2) [offset, length]: the ranges train_epoch's optimizer "
      "updates (the trained weights of the layers with trainable = 1, in order, touching ones merged)."},

@@ -5,6 +5,7 @@
 #include "pyutil.h"
 
 #include "layer.h"
+#include "losses.h"
 
 /* The codes and column indices of the layer table (layer.h), for mnistc/_plan.py and the tests. */
 static const struct {
@@ -26,6 +27,18 @@ static const struct {
     {"FCOL_RATE", MC_FCOL_RATE}, {"FCOL_SCALE", MC_FCOL_SCALE}, {"FCOL_OFFSET", MC_FCOL_OFFSET},
     {"FCOL_EPSILON", MC_FCOL_EPSILON}, {"FCOL_MOMENTUM", MC_FCOL_MOMENTUM},
     {"FTABLE_COLS", MC_FTABLE_COLS},
+};
+
+/* The codes of the metrics the batch loops compute (losses.h), for mnistc/metrics.py and the tests. */
+static const struct {
+    const char *name;
+    long value;
+} metric_constants[] = {
+    {"METRIC_NONE", MC_METRIC_NONE}, {"METRIC_SPARSE_CATEGORICAL", MC_METRIC_SPARSE_CATEGORICAL},
+    {"METRIC_CATEGORICAL", MC_METRIC_CATEGORICAL}, {"METRIC_BINARY", MC_METRIC_BINARY},
+    {"METRIC_SPARSE_TOP_K", MC_METRIC_SPARSE_TOP_K}, {"METRIC_TOP_K", MC_METRIC_TOP_K},
+    {"METRIC_MSE", MC_METRIC_MSE}, {"METRIC_MAE", MC_METRIC_MAE}, {"METRIC_COUNT", MC_METRIC_COUNT},
+    {"MAX_METRICS", MC_MAX_METRICS},
 };
 
 static PyObject *py_fail_alloc_after(PyObject *self, PyObject *arg) {
@@ -78,6 +91,8 @@ PyMODINIT_FUNC PyInit__C(void) {
     }
     for (size_t i = 0; i < sizeof layer_constants / sizeof *layer_constants; i++)
         if (PyModule_AddIntConstant(m, layer_constants[i].name, layer_constants[i].value) < 0) goto fail;
+    for (size_t i = 0; i < sizeof metric_constants / sizeof *metric_constants; i++)
+        if (PyModule_AddIntConstant(m, metric_constants[i].name, metric_constants[i].value) < 0) goto fail;
     return m;
 fail:
     Py_DECREF(m);

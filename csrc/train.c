@@ -202,7 +202,8 @@ static mc_status check_targets(const mc_loss_spec *loss, const float *y, const i
 }
 
 /* Calls the hook if it is due; returns nonzero when it asks to stop. */
-static int report(const mc_hook *hook, double *last, size_t batch, size_t n_batches, const mc_sums *s) {
+static int report(const mc_hook *hook, double *last, size_t batch, size_t n_batches, const mc_sums *s,
+                  size_t n_metrics) {
     if (!hook || !hook->fn) return 0;
     int is_last = batch + 1 == n_batches;
     double now = 0.0;
@@ -210,7 +211,7 @@ static int report(const mc_hook *hook, double *last, size_t batch, size_t n_batc
         now = now_seconds();
         if (now - *last < hook->interval) return 0;
     }
-    mc_progress p = {batch, n_batches, s->loss_sum, s->metric_sum, s->n_seen};
+    mc_progress p = {batch, n_batches, s->loss_sum, s->metric_sums, n_metrics, s->n_seen};
     int stop = hook->fn(hook->ctx, &p);
     if (hook->interval > 0.0) *last = now_seconds();
     return stop;
@@ -285,9 +286,9 @@ static void infer(const mc_model *m, mc_arena *a, const float *x, size_t first, 
 
 /* Shared loop of train / evaluate / predict (mode 0 / 1 / 2). */
 static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, size_t batch_size,
-                     const mc_loss_spec *loss, int metric, const mc_optim *opt, int64_t *iterations,
+                     const mc_loss_spec *loss, const mc_metrics *metrics, const mc_optim *opt, int64_t *iterations,
                      uint64_t seed, const mc_hook *hook, mc_sums *sums, float *pred, int mode, mc_error *err) {
-    mc_sums s = {0.0, 0.0, 0};
+    mc_sums s = {0};
     if (sums) *sums = s;
     mc_status st = check_call(m, batch_size, err);
     if (st == MC_OK && mode != 2) st = check_targets(loss, dt->y, dt->labels, err);
@@ -361,7 +362,7 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
             float *dl = training ? a.g0 : NULL;
             double lsum = mc_loss_eval(loss, fused, dl, outp, logits, yb, lb, b, n_out);
             s.loss_sum += lsum;
-            s.metric_sum += mc_metric_sum(metric, outp, yb, lb, b, n_out);
+            mc_metrics_add(metrics, s.metric_sums, outp, yb, lb, b, n_out);
             if (training) {
                 mc_model_backward_from(m, &a, xb, gp.first, b, 1, dl, fused, NULL);
                 mc_optim_step(opt, m->params, m->grads, iterations);
@@ -372,7 +373,7 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
         /* the hook may run Python code that forks or calls the engine: the pool must be free then
          * (a small model has no parallel job after the forward pass to end the gather) */
         mc_parallel_end();
-        if (report(hook, &last, k, n_batches, &s)) {
+        if (report(hook, &last, k, n_batches, &s, metrics ? metrics->n : 0)) {
             st = mc_set_error(err, MC_STOPPED, "stopped by the progress hook after batch %zu of %zu", k + 1,
                               n_batches);
             break;
@@ -386,19 +387,19 @@ done:
 }
 
 mc_status mc_train_epoch(const mc_model *m, const mc_data *data, const int64_t *perm, size_t batch_size,
-                         const mc_loss_spec *loss, int metric, const mc_optim *opt, int64_t *iterations,
+                         const mc_loss_spec *loss, const mc_metrics *metrics, const mc_optim *opt, int64_t *iterations,
                          uint64_t seed, const mc_hook *hook, mc_sums *sums, mc_error *err) {
-    return run(m, data, perm, batch_size, loss, metric, opt, iterations, seed, hook, sums, NULL, 0, err);
+    return run(m, data, perm, batch_size, loss, metrics, opt, iterations, seed, hook, sums, NULL, 0, err);
 }
 
 mc_status mc_evaluate(const mc_model *m, const mc_data *data, size_t batch_size, const mc_loss_spec *loss,
-                      int metric, const mc_hook *hook, mc_sums *sums, mc_error *err) {
-    return run(m, data, NULL, batch_size, loss, metric, NULL, NULL, 0, hook, sums, NULL, 1, err);
+                      const mc_metrics *metrics, const mc_hook *hook, mc_sums *sums, mc_error *err) {
+    return run(m, data, NULL, batch_size, loss, metrics, NULL, NULL, 0, hook, sums, NULL, 1, err);
 }
 
 mc_status mc_predict(const mc_model *m, const mc_data *data, float *out, size_t batch_size, const mc_hook *hook,
                      mc_error *err) {
-    return run(m, data, NULL, batch_size, NULL, MC_METRIC_NONE, NULL, NULL, 0, hook, NULL, out, 2, err);
+    return run(m, data, NULL, batch_size, NULL, NULL, NULL, NULL, 0, hook, NULL, out, 2, err);
 }
 
 mc_status mc_loss_and_grad(const mc_model *m, const float *x, size_t B, const float *y, const int32_t *labels,

@@ -17,7 +17,8 @@ typedef struct {
     size_t batch;       /* index of the batch just finished, from 0 */
     size_t n_batches;   /* batches in this call */
     double loss_sum;    /* sum over finished batches of batch mean loss * batch rows */
-    double metric_sum;  /* sum of per-sample metric values */
+    const double *metric_sums;  /* per metric of the call, in its order: sum of per-sample values */
+    size_t n_metrics;
     size_t n_seen;      /* rows finished */
 } mc_progress;
 
@@ -44,7 +45,7 @@ typedef struct {
 
 typedef struct {
     double loss_sum;
-    double metric_sum;
+    double metric_sums[MC_MAX_METRICS];  /* per metric of the call, in its order */
     size_t n_seen;
 } mc_sums;
 
@@ -58,13 +59,13 @@ typedef struct {
  * must lie in [0, n_out) (not checked here: out-of-range ids only make wrong losses, never
  * out-of-bounds accesses). */
 mc_status mc_train_epoch(const mc_model *m, const mc_data *data, const int64_t *perm, size_t batch_size,
-                         const mc_loss_spec *loss, int metric, const mc_optim *opt, int64_t *iterations,
+                         const mc_loss_spec *loss, const mc_metrics *metrics, const mc_optim *opt, int64_t *iterations,
                          uint64_t seed, const mc_hook *hook, mc_sums *sums, mc_error *err);
 
 /* Loss and metric sums over the data in order, inference mode (no dropout), nothing written but sums.
  * Same return codes as mc_train_epoch. */
 mc_status mc_evaluate(const mc_model *m, const mc_data *data, size_t batch_size, const mc_loss_spec *loss,
-                      int metric, const mc_hook *hook, mc_sums *sums, mc_error *err);
+                      const mc_metrics *metrics, const mc_hook *hook, mc_sums *sums, mc_error *err);
 
 /* Model output for every row, inference mode: out (N, n_out of the last layer), overwritten in order.
  * On MC_STOPPED the rows after the last finished batch are left as they were. */

@@ -1,9 +1,10 @@
 """Metrics with Keras 3 names: standalone objects (`update_state`, `result`, `reset_state`, and a call
-that does both), their function forms, and the accuracy metrics compile() counts in C.
+that does both), their function forms, and the metrics compile() has computed in C.
 
-Standalone metrics run in NumPy (float64 accumulators, results as float32 like Keras's variables);
-inside fit only the accuracy metrics are computed (in C, one per model), resolved from "accuracy"
-by Keras's shape rules.
+Standalone metrics run in NumPy (float64 accumulators, results as float32 like Keras's variables).
+Inside fit and evaluate, C sums the metrics that are means of per-sample values (the accuracies,
+top-k accuracies, mean squared and absolute error; up to MAX_METRICS of them per model) along with
+the loss; "accuracy" is resolved by Keras's shape rules.
 
 Example:
     train_loss = mnistc.metrics.Mean(name="train_loss")
@@ -12,13 +13,16 @@ Example:
 """
 import numpy as np
 
-from mnistc import _public
+from mnistc import _C, _public
 from mnistc._tensor import as_tensor
 
 __getattr__, __dir__ = _public.hooks(__name__)
 
-# C codes of the accuracy metrics compile() runs inside the training loop
-NONE, SPARSE_CATEGORICAL, CATEGORICAL, BINARY = 0, 1, 2, 3
+# C codes of the metrics compile() runs inside the batch loops
+NONE, SPARSE_CATEGORICAL, CATEGORICAL, BINARY = (_C.METRIC_NONE, _C.METRIC_SPARSE_CATEGORICAL,
+                                                 _C.METRIC_CATEGORICAL, _C.METRIC_BINARY)
+SPARSE_TOP_K, TOP_K, MSE_CODE, MAE_CODE = _C.METRIC_SPARSE_TOP_K, _C.METRIC_TOP_K, _C.METRIC_MSE, _C.METRIC_MAE
+MAX_METRICS = _C.MAX_METRICS
 NEG_INF = -1e10  # keras/src/metrics/metrics_utils.py: the "below every threshold" value of top_k
 
 
@@ -276,6 +280,8 @@ class BinaryAccuracy(MeanMetricWrapper):
 class TopKCategoricalAccuracy(MeanMetricWrapper):
     """How often argmax(y_true) is among the k highest scores (one-hot targets)."""
 
+    code = TOP_K
+
     def __init__(self, k=5, name="top_k_categorical_accuracy", dtype=None):
         super().__init__(top_k_categorical_accuracy, name, dtype, k=_positive_k(k))
         self.k = k
@@ -286,6 +292,8 @@ class TopKCategoricalAccuracy(MeanMetricWrapper):
 
 class SparseTopKCategoricalAccuracy(TopKCategoricalAccuracy):
     """How often the integer label y_true is among the k highest scores."""
+
+    code = SPARSE_TOP_K
 
     def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None):
         MeanMetricWrapper.__init__(self, sparse_top_k_categorical_accuracy, name, dtype, k=_positive_k(k))
@@ -301,12 +309,16 @@ def _positive_k(k):
 class MeanSquaredError(MeanMetricWrapper):
     """The mean over samples of mean((y_true - y_pred)^2) over the last axis."""
 
+    code = MSE_CODE
+
     def __init__(self, name="mean_squared_error", dtype=None):
         super().__init__(mean_squared_error, name, dtype)
 
 
 class MeanAbsoluteError(MeanMetricWrapper):
     """The mean over samples of mean(|y_true - y_pred|) over the last axis."""
+
+    code = MAE_CODE
 
     def __init__(self, name="mean_absolute_error", dtype=None):
         super().__init__(mean_absolute_error, name, dtype)
@@ -398,19 +410,30 @@ _BY_NAME = {
     "sparse_categorical_accuracy": SparseCategoricalAccuracy,
     "categorical_accuracy": CategoricalAccuracy,
     "binary_accuracy": BinaryAccuracy,
+    "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
+    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+    "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError,
 }
 _BY_CLASS = {c.__name__: c for c in _BY_NAME.values()}
+_BY_FUNCTION = {sparse_categorical_accuracy: SparseCategoricalAccuracy, categorical_accuracy: CategoricalAccuracy,
+                binary_accuracy: BinaryAccuracy, sparse_top_k_categorical_accuracy: SparseTopKCategoricalAccuracy,
+                top_k_categorical_accuracy: TopKCategoricalAccuracy, mean_squared_error: MeanSquaredError,
+                mean_absolute_error: MeanAbsoluteError}
 SUPPORTED = ("accuracy", "acc", *_BY_NAME)
 
 
 def _unsupported(identifier):
     return ValueError(f"Unsupported metric {identifier!r}: compile() computes {', '.join(SUPPORTED)} inside fit "
-                      "(the loss is always reported as 'loss'). Other metrics (Mean, Precision, "
-                      "MeanSquaredError, ...) work standalone: update_state(y_true, y_pred), then result().")
+                      "(as names, functions, classes or objects; the loss is always reported as 'loss'). Other "
+                      "metrics (Mean, Precision, Recall, ...) work standalone: update_state(y_true, y_pred), then "
+                      "result().")
 
 
 def get(identifier):
-    """A metric compile() can compute, from a name, a class, a config dict or an instance.
+    """A metric compile() can compute, from a name, a function, a class, a config dict or an instance.
+    A metric given by name or function is named as Keras names it: 'mse' logs as 'mse', the function
+    mean_squared_error as 'mean_squared_error'.
 
     Raises:
         ValueError: a metric mnistc does not compute inside fit.
@@ -428,22 +451,32 @@ def get(identifier):
     if isinstance(identifier, str):
         if identifier.lower() in ("accuracy", "acc"):
             return _Auto(identifier)
-        if identifier in _BY_NAME:
-            return _BY_NAME[identifier]()
+        cls = _BY_NAME.get(identifier) or _BY_CLASS.get(identifier)
+        if cls is not None:
+            metric = cls()
+            metric.name = identifier
+            return metric
+    if callable(identifier):
+        cls = next((c for fn, c in _BY_FUNCTION.items() if fn is identifier), None)
+        if cls is not None:
+            metric = cls()
+            metric.name = identifier.__name__
+            return metric
     if isinstance(identifier, dict) and identifier.get("class_name") in _BY_CLASS:
         return get(_BY_CLASS[identifier["class_name"]](**identifier.get("config", {})))
     raise _unsupported(identifier)
 
 
 def resolve(metric, y_ndim, y_last, out_units):
-    """C code for `metric` given the targets' rank and last dim and the output's units (Keras rules)."""
+    """(C code, k) for `metric` given the targets' rank and last dim and the output's units (Keras
+    rules for "accuracy"); k is the top-k metrics' k, else 0."""
     if not isinstance(metric, _Auto):
-        return metric.code
+        return metric.code, getattr(metric, "k", 0)
     if out_units == 1:
-        return BINARY
+        return BINARY, 0
     if y_ndim < 2 or (y_last == 1 and out_units > 1):
-        return SPARSE_CATEGORICAL
-    return CATEGORICAL
+        return SPARSE_CATEGORICAL, 0
+    return CATEGORICAL, 0
 
 
 def serialize(metric):

@@ -197,7 +197,7 @@ def save_model(model, filepath, overwrite=True):
         config["compile_config"] = {
             "optimizer": optimizers.serialize(model.optimizer),
             "loss": losses.serialize(model.loss) if model.loss is not None else None,
-            "metrics": [metrics.serialize(model._metric)] if model._metric else [],
+            "metrics": [metrics.serialize(m) for m in model._metrics],
         }
     arrays = dict(_weight_keys(model))
     opt = model.optimizer

@@ -2,8 +2,8 @@
 predict and the on-batch calls, their logs and callbacks.
 
 Python checks arguments, keeps callbacks and prints; every per-batch step (gather, forward, loss,
-backward, optimizer update, running loss and accuracy) happens in one C call per epoch with the GIL
-released. Each C entry point is called from one function below.
+backward, optimizer update, running sums of the loss and the compiled metrics) happens in one C call
+per epoch with the GIL released. Each C entry point is called from one function below.
 """
 import contextlib
 import math
@@ -20,16 +20,17 @@ _VERBOSE = (0, 1, 2, "auto")
 
 class Data(NamedTuple):
     """A call's arrays as C reads them: x (N, d) float32 or uint8; y int32 class ids (N,) or float32
-    rows (N, units); the accuracy metric's C code; whether x looked like unscaled 0..255 pixels."""
+    rows (N, units); the compiled metrics' (C code, k) pairs, in compile order; whether x looked like
+    unscaled 0..255 pixels."""
     x: np.ndarray
     y: np.ndarray
-    metric: int
+    metrics: tuple
     unscaled: bool = False
 
     def split(self, at):
         """(rows [0, at), rows [at, N)) as views, for validation_split."""
-        return (Data(self.x[:at], self.y[:at], self.metric, self.unscaled),
-                Data(self.x[at:], self.y[at:], self.metric))
+        return (Data(self.x[:at], self.y[:at], self.metrics, self.unscaled),
+                Data(self.x[at:], self.y[at:], self.metrics))
 
 
 class Training(NamedTuple):
@@ -54,21 +55,21 @@ class Epochs(NamedTuple):
 
 def _c_train_epoch(training, data, batch_size, perm, seed, hook=None, every_batch=False):
     """Optimizer steps over data in batches of batch_size (rows in `perm` order, or as they stand
-    for None), in one C call; (loss_sum, metric_sum, count) measured before each batch's update.
-    hook(batch, loss_sum, metric_sum, count) -> stop runs after every batch when every_batch, else
-    at most every 0.05 s (the progress bar's pace)."""
+    for None), in one C call; (loss_sum, metric_sums, count) measured before each batch's update,
+    metric_sums a tuple in data.metrics' order. hook(batch, loss_sum, metric_sums, count) -> stop runs
+    after every batch when every_batch, else at most every 0.05 s (the progress bar's pace)."""
     plan, opt = training.plan, training.optimizer
-    loss_sum, metric_sum, count, _ = _C.train_epoch(
+    loss_sum, metric_sums, count, _ = _C.train_epoch(
         training.table, plan.lfloats, plan.params, plan.grads, data.x, data.y, perm, batch_size,
-        training.loss.c_spec(), data.metric, opt.kind, opt.c_hyper(), opt._slots,
+        training.loss.c_spec(), data.metrics, opt.kind, opt.c_hyper(), opt._slots,
         opt._iterations, seed, hook, every_batch)
-    return loss_sum, metric_sum, count
+    return loss_sum, metric_sums, count
 
 
 def _c_evaluate(plan, loss, data, batch_size, hook=None):
-    """(loss_sum, metric_sum, count) of the model over data; no dropout, nothing updated."""
+    """(loss_sum, metric_sums, count) of the model over data; no dropout, nothing updated."""
     return _C.evaluate(plan.layers, plan.lfloats, plan.params, data.x, data.y, batch_size, loss.c_spec(),
-                       data.metric, hook)
+                       data.metrics, hook)
 
 
 def _c_predict(plan, x, out, batch_size, hook=None):
@@ -107,7 +108,7 @@ class Trainer:
     def __init__(self):
         self.optimizer = None
         self.loss = None
-        self._metric = None
+        self._metrics = []
         self._compiled_flags = None
         self._compile_count = 0
         self.stop_training = False
@@ -130,11 +131,18 @@ class Trainer:
         if isinstance(metrics, dict) or not isinstance(metrics, (list, tuple)):
             raise ValueError(f"Expected `metrics` argument to be a list or tuple. Received: metrics={metrics!r}")
         metric_objs = [metrics_mod.get(m) for m in metrics]
-        if len(metric_objs) > 1:
-            raise ValueError(f"mnistc computes one accuracy metric per model; received {list(metrics)!r}")
+        if len(metric_objs) > metrics_mod.MAX_METRICS:
+            raise ValueError(f"mnistc computes at most {metrics_mod.MAX_METRICS} metrics per model inside fit; "
+                             f"received {len(metric_objs)}: {list(metrics)!r}")
+        names = [m.name for m in metric_objs]
+        for name in names:
+            if name == "loss" or names.count(name) > 1:
+                raise ValueError(f"Two of the compiled values would both be logged as {name!r} (metrics "
+                                 f"{names!r}, and 'loss'); give the metric objects distinct names, e.g. "
+                                 f"{type(metric_objs[names.index(name)]).__name__}(name=...)")
         self.optimizer = opt
         self.loss = loss_obj
-        self._metric = metric_objs[0] if metric_objs else None
+        self._metrics = metric_objs
         self._compiled_flags = [layer.trainable for layer in self._layers]
         self._compile_count += 1
 
@@ -144,7 +152,7 @@ class Trainer:
 
     @property
     def metrics_names(self):
-        return ["loss"] + ([self._metric.name] if self._metric else [])
+        return ["loss"] + [m.name for m in self._metrics]
 
     def _assert_compiled(self):
         if not self.compiled:
@@ -184,12 +192,10 @@ class Trainer:
                                 f"{type(loss).__name__}(from_logits=True), or activation='{prob_act}' on the "
                                 "last layer.")
 
-    def _metric_code(self, y):
-        if self._metric is None:
-            return 0
-        y_ndim = y.ndim
+    def _metric_specs(self, y):
+        """The compiled metrics' (C code, k) pairs for targets y (resolving "accuracy" by y's shape)."""
         y_last = y.shape[-1] if y.ndim else 1
-        return metrics_mod.resolve(self._metric, y_ndim, y_last, self._out_units)
+        return tuple(metrics_mod.resolve(m, y.ndim, y_last, self._out_units) for m in self._metrics)
 
     # --- data and logs ---
     def _prepare(self, x, y, what="x", training=False):
@@ -205,26 +211,27 @@ class Trainer:
         unscaled = _data.scan_input(x2, what, scale=training and not rescales)
         y_arr = _data._as_array(y, "y" if what == "x" else what.replace("x", "y"))
         _data.check_cardinality(x2, y_arr)
-        code = self._metric_code(y_arr)
+        specs = self._metric_specs(y_arr)
         y_c = _data.adapt_target(y_arr, self.loss, self._out_units)
-        return Data(x2, y_c, code, unscaled)
+        return Data(x2, y_c, specs, unscaled)
 
     def _logs(self, sums, prefix=""):
-        """Keras logs (keys sorted) from a C call's (loss_sum, metric_sum, count): the means."""
-        loss_sum, metric_sum, count = sums
+        """Keras logs (keys sorted) from a C call's (loss_sum, metric_sums, count): the means."""
+        loss_sum, metric_sums, count = sums
         count = max(count, 1)
         logs = {prefix + "loss": loss_sum / count}
-        if self._metric:
-            logs[prefix + self._metric.name] = metric_sum / count
+        for metric, total in zip(self._metrics, metric_sums):
+            logs[prefix + metric.name] = total / count
         return dict(sorted(logs.items()))
 
     def _result(self, logs, return_dict):
-        """What evaluate and the on-batch calls return: the logs, the loss, or [loss, metric]."""
+        """What evaluate and the on-batch calls return: the logs, the loss, or [loss, *metrics] in
+        compile order."""
         if return_dict:
             return logs
-        if self._metric is None:
+        if not self._metrics:
             return logs["loss"]
-        return [logs["loss"], logs[self._metric.name]]
+        return [logs["loss"]] + [logs[m.name] for m in self._metrics]
 
     @contextlib.contextmanager
     def _exclusive(self):
@@ -300,7 +307,7 @@ class Trainer:
             if len(validation_data) == 3 and validation_data[2] is not None:
                 raise ValueError("sample weights in `validation_data` are not supported by mnistc")
             val = self._prepare(validation_data[0], validation_data[1], what="x_val")
-            return data, val._replace(metric=data.metric)
+            return data, val._replace(metrics=data.metrics)
         if not validation_split:
             return data, None
         n = len(data.x)
@@ -363,10 +370,10 @@ class Trainer:
     # --- evaluate / predict ---
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False, **kwargs):
-        """Loss (and metric) over the whole data set, batch-size-weighted means, no dropout.
+        """Loss and metrics over the whole data set, batch-size-weighted means, no dropout.
 
         Returns:
-            The loss (no metric compiled), [loss, metric], or a dict with return_dict=True.
+            The loss (no metric compiled), [loss, *metrics] in compile order, or a dict with return_dict=True.
         """
         if kwargs:
             raise ValueError(f"Arguments not recognized: {kwargs}")
@@ -433,7 +440,7 @@ class Trainer:
         return self._result(self._logs(sums), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
-        """Loss (and metric) on one batch, without updating anything."""
+        """Loss and metrics on one batch, without updating anything."""
         self._assert_compiled()
         no_unsupported(sample_weight=sample_weight)
         data = self._prepare(x, y)

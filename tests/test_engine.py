@@ -481,7 +481,7 @@ def bad_cases():
         (dict(loss=(R.SCCE, 0, 0.1)), ValueError, "label_smoothing applies to categorical"),
         (dict(loss=(R.MSE, 0, 0.0), y=np.zeros((10, 3), np.float32)), ValueError,
          r"metric: sparse categorical accuracy \(1\) needs int32 class ids"),
-        (dict(metric=9), ValueError, r"metric: expected a code in \[0, 4\), got 9"),
+        (dict(metric=9), ValueError, rf"metric: expected a code in \[0, {_C.METRIC_COUNT}\), got 9"),
         (dict(hook=3), TypeError, "hook: expected None or a callable, got int"),
         (dict(perm=np.arange(9)), ValueError, r"perm: expected length 10 \(rows of x\), got 9"),
         (dict(perm=np.arange(10, dtype=np.int32)), TypeError, "perm: expected int64 array, got int32"),

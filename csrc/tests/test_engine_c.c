@@ -194,21 +194,21 @@ static void test_epoch_loop(void) {
     hook_state hs = {0, 1};
     mc_hook hook = {stop_hook, &hs, 0.0};
     mc_sums sums;
-    CHECK(mc_train_epoch(&model, &data, perm, 4, &loss, MC_METRIC_SPARSE_CATEGORICAL, &opt, &it, 7, &hook, &sums,
+    mc_metrics accuracy = {1, {{MC_METRIC_SPARSE_CATEGORICAL, 0}}};
+    CHECK(mc_train_epoch(&model, &data, perm, 4, &loss, &accuracy, &opt, &it, 7, &hook, &sums,
                          &err) == MC_STOPPED);
     CHECK(hs.calls == 2 && it == 2 && sums.n_seen == 8);
     /* a full epoch: 3 batches (4, 4, 2), the hook once per batch */
     hs.stop_at = 99;
     hs.calls = 0;
-    CHECK(mc_train_epoch(&model, &data, perm, 4, &loss, MC_METRIC_SPARSE_CATEGORICAL, &opt, &it, 7, &hook, &sums,
-                         &err) == MC_OK);
-    CHECK(hs.calls == 3 && it == 5 && sums.n_seen == N && sums.metric_sum >= 0 && sums.metric_sum <= N);
+    CHECK(mc_train_epoch(&model, &data, perm, 4, &loss, &accuracy, &opt, &it, 7, &hook, &sums, &err) == MC_OK);
+    CHECK(hs.calls == 3 && it == 5 && sums.n_seen == N && sums.metric_sums[0] >= 0 && sums.metric_sums[0] <= N);
     /* every allocation of a call can fail: clean error, nothing written, nothing leaked */
     float before[P];
     memcpy(before, params, sizeof params);
     for (long k = 0; k < 2; k++) {
         mc_fail_alloc_after(k);
-        mc_status st = mc_train_epoch(&model, &data, perm, 4, &loss, MC_METRIC_NONE, &opt, &it, 7, NULL, &sums, &err);
+        mc_status st = mc_train_epoch(&model, &data, perm, 4, &loss, NULL, &opt, &it, 7, NULL, &sums, &err);
         mc_fail_alloc_after(-1);
         CHECK(st == MC_ERR_NOMEM && it == 5 && memcmp(before, params, sizeof params) == 0);
     }
@@ -230,9 +230,9 @@ static void test_epoch_loop(void) {
     mc_loss_and_grad(&model, xm, N, NULL, labels, &loss, 0, 0, &lm, NULL, &err);
     CHECK_NEAR(lp - lm, an, 1e-5, 2e-2);
     /* batch_size 0 and targets that do not fit the loss are argument errors */
-    CHECK(mc_evaluate(&model, &data, 0, &loss, MC_METRIC_NONE, NULL, &sums, &err) == MC_ERR_ARG);
+    CHECK(mc_evaluate(&model, &data, 0, &loss, NULL, NULL, &sums, &err) == MC_ERR_ARG);
     mc_loss_spec cce = {MC_LOSS_CCE, 0, 0.0f};
-    CHECK(mc_evaluate(&model, &data, 4, &cce, MC_METRIC_NONE, NULL, &sums, &err) == MC_ERR_ARG);
+    CHECK(mc_evaluate(&model, &data, 4, &cce, NULL, NULL, &sums, &err) == MC_ERR_ARG);
     CHECK(strstr(err.msg, "y: loss kind 3 needs float32 targets") != NULL);
     /* predict with check_finite: a NaN in the third batch is reported with its rows */
     float out[N * 3];
