@@ -286,3 +286,44 @@ def test_seed_workflow_in_tensorflow_form(mnist_dir, tmp_path):
     fine_tuned = float(re.search(r"^fine-tuned: test accuracy (\S+)$", stdout, re.M).group(1))
     assert trained >= 0.97 and fine_tuned >= trained - 0.002, stdout
     assert "body unchanged: True" in stdout and "head changed: True" in stdout
+
+
+# --- what the import swap relies on ---
+
+def test_mnistc_is_its_own_keras_with_the_same_module_objects():
+    import mnistc as tf
+    import mnistc.keras.layers
+    from mnistc.keras.datasets import mnist
+    from mnistc.keras.layers import Dense
+    assert tf.keras is mnistc and mnistc.keras.layers is mnistc.layers and Dense is mnistc.layers.Dense
+    assert mnist is mnistc.datasets.mnist and tf.keras.optimizers.Adam is mnistc.optimizers.Adam
+    assert {"keras", "nn"} <= set(dir(mnistc))
+    with pytest.raises(AttributeError, match="no attribute 'Sequential'; it is mnistc.models.Sequential; "):
+        mnistc.layers.Sequential          # mnistc.keras (mnistc itself) is not offered as another place
+
+
+def test_nn_softmax_and_log_softmax_against_float64():
+    rng = np.random.default_rng(0)
+    z = (rng.standard_normal((4, 10)) * 30).astype(np.float32)
+    z[0] = [1000.0] * 10                 # no overflow: the maximum is subtracted
+    p = mnistc.nn.softmax(z)
+    assert p.dtype == np.float32 and p.numpy().dtype == np.float32 and type(p.numpy()) is np.ndarray
+    np.testing.assert_allclose(p, reference_softmax(z), rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(mnistc.nn.log_softmax(z), np.log(reference_softmax(z.astype(np.float64))),
+                               rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(mnistc.nn.softmax(z, axis=0), reference_softmax(z.T).T, rtol=1e-6, atol=1e-30)
+    assert mnistc.nn.softmax(z.astype(np.float64)).dtype == np.float64
+    np.testing.assert_array_equal(mnistc.nn.softmax(mnistc.nn.softmax(z)), mnistc.nn.softmax(p.numpy()))
+    with pytest.raises(TypeError, match=r"softmax: expected floating-point logits .* got int64"):
+        mnistc.nn.softmax(np.arange(3))
+    with pytest.raises(ValueError, match=r"axis 2 is out of range for logits of shape \(4, 10\)"):
+        mnistc.nn.softmax(z, axis=2)
+    with pytest.raises(AttributeError, match="mnistc.nn has: log_softmax, softmax"):
+        mnistc.nn.relu
+
+
+def test_a_loss_object_called_on_arrays_gives_a_scalar_tensor():
+    logits = np.array([[2.0, -1.0, 0.5]], np.float32)
+    value = mnistc.losses.SparseCategoricalCrossentropy(from_logits=True)(np.array([2], np.uint8), logits)
+    assert value.shape == () and value.numpy().dtype == np.float32
+    assert float(value.numpy()) == pytest.approx(-np.log(reference_softmax(logits)[0, 2]), rel=1e-6)
