@@ -621,10 +621,10 @@ class BatchNormalization(Layer):
         if axis not in (-1, 3) and not (isinstance(axis, (list, tuple)) and list(axis) in ([-1], [3])):
             raise ValueError(f"BatchNormalization: mnistc normalises the last axis (axis=-1, channels_last), "
                              f"got axis={axis!r}")
-        for what, v, ok in (("momentum", momentum, 0.0 <= float(momentum) <= 1.0),
-                            ("epsilon", epsilon, float(epsilon) > 0.0 and math.isfinite(float(epsilon)))):
-            if not ok:
-                raise ValueError(f"BatchNormalization: `{what}` must be {'in [0, 1]' if what == 'momentum' else 'a positive number'}, got {v!r}")
+        if not 0.0 <= float(momentum) <= 1.0:
+            raise ValueError(f"BatchNormalization: `momentum` must be in [0, 1], got {momentum!r}")
+        if not (float(epsilon) > 0.0 and math.isfinite(float(epsilon))):
+            raise ValueError(f"BatchNormalization: `epsilon` must be a positive number, got {epsilon!r}")
         self.axis = -1
         self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
