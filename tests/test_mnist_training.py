@@ -90,6 +90,11 @@ def test_readme_example_runs_as_written(mnist_dir, monkeypatch, capsys):
     assert "Epoch 5/5" in capsys.readouterr().out
 
 
+# Keras 3.15.1 on TensorFlow, the same model and settings, seed 0: 97.52%, 98.38%, 98.65% test accuracy
+# after epochs 1-3 (bench/RESULTS.md, "Design measurements").
+EPOCHS, ACCURACY = 3, 0.983
+
+
 @pytest.mark.slow
 def test_keras_convnet_example_learns_mnist(mnist):
     """Keras's "Simple MNIST convnet" as its tutorial writes it (3 epochs here), on the real MNIST."""
