@@ -13,7 +13,7 @@ time on the 10k test set, and each time's ratio to mnistc's.
 
     python bench/bench_cnn.py                 # 2 epochs per child, 3 rounds
     python bench/bench_cnn.py --quick         # CI: 1 epoch on 2048 images, 1 round
-    python bench/bench_cnn.py --write bench/RESULTS_CNN.md
+    python bench/bench_cnn.py --write bench/RESULTS.md
 """
 import argparse
 import json
@@ -211,8 +211,9 @@ def main():
     text = "\n".join(lines)
     print(text)
     if args.write:
-        with open(args.write, "w") as f:
-            f.write(text + "\n")
+        from _results import write_section
+        write_section(args.write, "bench_cnn", f"## The convnet\n\nProduced by `python {' '.join(sys.argv)}`.\n\n"
+                      + text)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """GFLOP/s of mnistc's GEMM kernels (each variant this CPU runs, at several thread counts) on the
 seed MLP's shapes (784-128-10, batch 128; plus batch 1 and 32 forward) and square 512/1024, and the
 whole sequence of GEMM calls of one training epoch, next to the single-core FMA peak measured by
-_C.fma_probe and, optionally, NumPy's BLAS on the same shapes.
+_C.testing.fma_probe and, optionally, NumPy's BLAS on the same shapes.
 
     python bench/bench_gemm.py                # all variants, 1 and all usable threads
     python bench/bench_gemm.py --quick        # CI: short timings, no 1024
@@ -76,7 +76,7 @@ def bench_mnistc(shapes, variants, threads, min_time, rounds):
                     A, B, C = operands(ta, tb, M, N, K)
                     flops = 2.0 * M * N * K
                     med, best = time_call(
-                        lambda: _C.gemm_variant(ta, tb, 1.0, A, B, 0.0, C, variant), flops, min_time, rounds)
+                        lambda: _C.testing.gemm_variant(ta, tb, 1.0, A, B, 0.0, C, variant), flops, min_time, rounds)
                     rows.append({"impl": variant, "threads": nt, "shape": label, "M": M, "N": N, "K": K,
                                  "us": med * 1e6, "gflops": flops / med * 1e-9,
                                  "gflops_best": flops / best * 1e-9})
@@ -118,7 +118,7 @@ def bench_epoch(variants, threads, rounds, n):
                 _C.set_num_threads(nt)
 
                 def epoch():
-                    g = _C.gemm_variant
+                    g = _C.testing.gemm_variant
                     for start in range(0, n, 128):
                         B = min(128, n - start)
                         x, h, dh, y = X[:B], H[:B], dH[:B], Y[:B]
@@ -198,7 +198,7 @@ def main():
         return 0
 
     from mnistc import _C
-    info = _C.kernel_info()
+    info = _C.testing.kernel_info()
     variants = args.variants or info["supported"]
     unknown = [v for v in variants if v not in info["supported"]]
     if unknown:
@@ -206,7 +206,7 @@ def main():
     threads = args.threads or sorted({1, info["default_threads"]})
     shapes = MLP + (SQUARE[:1] if args.quick else SQUARE)
 
-    peak_core = _C.fma_probe(0.1 if args.quick else 0.5)
+    peak_core = _C.testing.fma_probe(0.1 if args.quick else 0.5)
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:

@@ -76,7 +76,7 @@ void mc_activation_forward(int act, float *out, const float *inp, size_t B, size
         if (out != inp) for (size_t i = 0; i < T; i++) out[i] = inp[i];
         break;
     case MC_ACT_RELU:
-        for (size_t i = 0; i < T; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+        for (size_t i = 0; i < T; i++) out[i] = inp[i] > 0.0f || inp[i] != inp[i] ? inp[i] : 0.0f; /* NaN stays NaN */
         break;
     case MC_ACT_SIGMOID:
         for (size_t i = 0; i < T; i++) out[i] = mc_sigmoidf(inp[i]);
@@ -194,10 +194,10 @@ void mc_bias_activation_block(int act, float *out, float *pre, const float *b, s
                 const float *restrict bb = bias;
                 for (size_t j = 0; j < w; j++) {
                     float z = o[j] + bb[j];
-                    o[j] = z > 0.0f ? z : 0.0f;
+                    o[j] = z > 0.0f || z != z ? z : 0.0f;
                 }
             } else {
-                for (size_t j = 0; j < w; j++) o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+                for (size_t j = 0; j < w; j++) o[j] = o[j] > 0.0f || o[j] != o[j] ? o[j] : 0.0f;
             }
         }
         return;

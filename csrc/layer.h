@@ -88,7 +88,9 @@ typedef struct {
 typedef struct {
     float *out;               /* (rows, n_out) */
     const float *inp;         /* (rows, n_in) */
-    float *scratch;           /* rows * ops->scratch(ly) floats the layer keeps for its backward */
+    float *scratch;           /* what the layer keeps for its backward: the batch's scratch (batch_rows *
+                               * ops->scratch(ly) floats) + r0 * ops->scratch(ly); logits and backward
+                               * get the batch's (r0 = 0) */
     float *params;            /* the whole parameter block (written only by layers that keep state) */
     size_t rows;
     size_t batch_rows;        /* samples in the whole batch these rows belong to */
@@ -132,7 +134,8 @@ struct mc_layer_ops {
     const float *(*logits)(const mc_layer *ly, const float *inp, const float *out, const float *scratch);
     /* threads the forward pass of a batch of B samples runs on (1 when absent) */
     int (*threads)(const mc_layer *ly, size_t B);
-    /* whether forward on x (B samples) skips x's zeros (mc_gemm_skips_zeros), -1 when absent */
+    /* whether the product of a forward on x (B samples) skips its left operand's zeros
+     * (mc_gemm_skips_zeros), decided once for a batch split in blocks; -1 when absent */
     int (*sparse_input)(const mc_layer *ly, const float *x, size_t B);
     /* 1 with *scale, *offset when the layer is out = inp * scale + offset, computed as such in
      * float32: the uint8 batch gather applies it itself */

@@ -146,48 +146,34 @@ mc_status mc_layers_from_table(mc_layer *layers, const int64_t *rows, const doub
     return st;
 }
 
-/* Merges touching ranges of a sorted list in place; returns the new count. */
-static size_t merge_ranges(prange *r, size_t n) {
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (r[i].hi == r[i].lo) continue;
-        if (k && r[k - 1].hi == r[i].lo) r[k - 1].hi = r[i].hi;
-        else r[k++] = r[i];
-    }
-    return k;
+static int cmp_pair(const void *pa, const void *pb) {
+    const int64_t *a = pa, *b = pb;
+    return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
 }
 
-mc_status mc_model_check_segments(const mc_model *m, const int64_t *segments, size_t S, mc_error *err) {
-    mc_status st = MC_OK;
-    size_t nt = 0, ns = 0;
-    prange *t = mc_malloc((MC_MAX_WEIGHTS * m->L + S + 1) * sizeof *t);
-    if (!t) return mc_set_error(err, MC_ERR_NOMEM, "segments: out of memory checking %zu segments", S);
+size_t mc_model_segments(const mc_model *m, int64_t *out) {
+    size_t n = 0;
     for (size_t l = 0; l < m->L; l++) {
         const mc_layer *ly = &m->layers[l];
-        for (size_t i = 0; i < ly->n_weights; i++) {
-            if (!ly->trainable || !ly->w[i].trained || !ly->w[i].len) continue;
-            size_t w = (size_t)ly->w[i].off;
-            t[nt++] = (prange){w, w + ly->w[i].len, l, "weight"};
+        for (size_t i = 0; i < ly->n_weights && ly->trainable; i++) {
+            if (!ly->w[i].trained || !ly->w[i].len) continue;
+            out[2 * n] = (int64_t)ly->w[i].off;
+            out[2 * n + 1] = (int64_t)ly->w[i].len;
+            n++;
         }
     }
-    qsort(t, nt, sizeof *t, cmp_range);
-    nt = merge_ranges(t, nt);
-    prange *s = t + nt;
-    for (size_t i = 0; i < S; i++)
-        s[i] = (prange){(size_t)segments[2 * i], (size_t)(segments[2 * i] + segments[2 * i + 1]), i, "segment"};
-    ns = merge_ranges(s, S);
-    for (size_t i = 0; i < nt || i < ns; i++) {
-        if (i < nt && i < ns && t[i].lo == s[i].lo && t[i].hi == s[i].hi) continue;
-        char want[64] = "nothing", got[64] = "nothing";
-        if (i < nt) snprintf(want, sizeof want, "[%zu, %zu)", t[i].lo, t[i].hi);
-        if (i < ns) snprintf(got, sizeof got, "[%zu, %zu)", s[i].lo, s[i].hi);
-        st = mc_set_error(err, MC_ERR_SHAPE, "segments: do not match the weights of the trainable layers: expected "
-                          "%s, found %s as contiguous range %zu (segments must list exactly the weights of layers "
-                          "with trainable=1)", want, got, i);
-        break;
+    qsort(out, n, 2 * sizeof *out, cmp_pair);
+    size_t k = 0;  /* the ranges are disjoint (mc_layers_from_table): merge the touching ones */
+    for (size_t i = 0; i < n; i++) {
+        if (k && out[2 * (k - 1)] + out[2 * (k - 1) + 1] == out[2 * i]) {
+            out[2 * (k - 1) + 1] += out[2 * i + 1];
+        } else {
+            out[2 * k] = out[2 * i];
+            out[2 * k + 1] = out[2 * i + 1];
+            k++;
+        }
     }
-    mc_free(t);
-    return st;
+    return k;
 }
 
 int mc_model_fused(const mc_model *m, int loss_kind, int from_logits) {

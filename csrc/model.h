@@ -30,11 +30,10 @@ typedef struct mc_model {
 mc_status mc_layers_from_table(mc_layer *layers, const int64_t *rows, const double *lfloats, size_t L,
                                size_t d, size_t P, mc_error *err);
 
-/* Checks that segments (S, 2) [offset, length] (sorted and disjoint, see mc_optim_check) cover exactly
- * the trained weights (mc_weight.trained) of the layers with trainable = 1: contiguous pieces may be split or merged freely, but no
- * frozen or unused parameter may be inside and no trainable one outside. MC_ERR_SHAPE naming the first
- * difference, MC_ERR_NOMEM. */
-mc_status mc_model_check_segments(const mc_model *m, const int64_t *segments, size_t S, mc_error *err);
+/* The optimizer's segments (model.h's side of optim.h): the ranges [offset, length] of the trained
+ * weights (mc_weight.trained) of the layers with trainable = 1, in increasing order, touching ranges
+ * merged, into out (room for 2 * MC_MAX_WEIGHTS * L values); returns their count. Cannot fail. */
+size_t mc_model_segments(const mc_model *m, int64_t *out);
 
 /* Whether the loss should read the last layer's logits (see mc_loss_eval): loss kind CCE/SCCE with
  * a final softmax, or BCE with a final sigmoid, in a last layer whose kind can give its logits,

@@ -385,8 +385,8 @@ static void upd_pick(void) {
 }
 
 /* Segments of at least UPD_PAR_MIN elements are split over the thread pool in UPD_CHUNK pieces:
- * disjoint element ranges, so the result is the same for any thread count. Measured on the seed
- * MLP's 101,770 Adam parameters: 38 us per step on one thread, 25 us on two. */
+ * disjoint element ranges, so the result is the same for any thread count (bench/RESULTS.md,
+ * "Design measurements"). */
 #define UPD_PAR_MIN 32768
 #define UPD_CHUNK 16384
 

@@ -203,6 +203,11 @@ PyMethodDef mc_py_threads_methods[] = {
      "set_num_threads(n): threads the C core may use from now on (1 <= n <= 256)."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS,
      "get_num_threads() -> int: threads the C core may use."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* Hooks for the tests and benchmarks, in mnistc._C.testing: not the engine API. */
+PyMethodDef mc_py_testing_methods[] = {
     {"kernel_info", py_kernel_info, METH_NOARGS,
      "kernel_info() -> dict: GEMM variant in use, variants this CPU supports, the MNISTC_KERNEL "
      "request (or None), threads, default threads and where the count came from, and whether "

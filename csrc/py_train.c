@@ -24,6 +24,7 @@ typedef struct {
     PyObject *held[MAX_HELD];
     int n_held;
     mc_layer *layers;
+    int64_t *segments;  /* derived from the table (mc_model_segments), for train_epoch */
     mc_model model;
     mc_data data;
     mc_optim opt;
@@ -35,6 +36,8 @@ static void state_release(call_state *s) {
     s->n_held = 0;
     mc_free(s->layers);
     s->layers = NULL;
+    mc_free(s->segments);
+    s->segments = NULL;
 }
 
 static void hold(call_state *s, PyArrayObject *a) {
@@ -255,18 +258,39 @@ static int parse_loss(PyObject *o, int metric, mc_loss_spec *spec) {
     return 0;
 }
 
-/* The trainable segments must be exactly the weight ranges of the layers with trainable=1. */
-static int check_segments(const call_state *s) {
-    mc_error err = {0};
-    if (mc_model_check_segments(&s->model, s->opt.segments, s->opt.n_segments, &err) != MC_OK)
-        return raise_err(&err);
+/* The optimizer's segments of the parsed model, into s->segments: the trainable flags cross once,
+ * in the table. */
+static int derive_segments(call_state *s, const int64_t **segments, size_t *S) {
+    s->segments = mc_malloc(2 * MC_MAX_WEIGHTS * s->model.L * sizeof *s->segments);
+    if (!s->segments) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *S = mc_model_segments(&s->model, s->segments);
+    *segments = s->segments;
     return 0;
 }
 
-/* opt, hyper (8 + the schedule's parameters) float64, segments (S, 2) int64, slots (tuple of float32
- * writeable arrays), iterations (1,) int64 writeable. P = len(params). params/grads arrays for the overlap checks. */
-static int parse_opt(call_state *s, int kind, PyObject *ho, PyObject *so, PyObject *slo, PyObject *io,
-                     PyArrayObject *params, PyArrayObject *grads) {
+/* segments (S, 2) int64, as optimizer_step takes them. */
+static int parse_segments(call_state *s, PyObject *so, const int64_t **segments, size_t *S) {
+    PyArrayObject *seg = get_array(so, "segments", NPY_INT64, -1, 2, 0);
+    if (!seg) return -1;
+    hold(s, seg);
+    if (PyArray_DIM(seg, 1) != 2) {
+        PyErr_Format(PyExc_ValueError, "segments: expected shape (S, 2), got (%zd, %zd)",
+                     (Py_ssize_t)PyArray_DIM(seg, 0), (Py_ssize_t)PyArray_DIM(seg, 1));
+        return -1;
+    }
+    *segments = PyArray_DATA(seg);
+    *S = (size_t)PyArray_DIM(seg, 0);
+    return 0;
+}
+
+/* opt, hyper (8 + the schedule's parameters) float64, the segments (S, 2) [offset, length] it trains,
+ * slots (tuple of float32 writeable arrays), iterations (1,) int64 writeable. P = len(params).
+ * params/grads arrays for the overlap checks. */
+static int parse_opt(call_state *s, int kind, PyObject *ho, const int64_t *segments, size_t n_segments,
+                     PyObject *slo, PyObject *io, PyArrayObject *params, PyArrayObject *grads) {
     if (kind < 0 || kind >= MC_OPT_COUNT) {
         PyErr_Format(PyExc_ValueError, "opt: expected 0 (SGD), 1 (Adam), 2 (RMSprop), 3 (Adagrad), 4 (Adamax) or "
                      "5 (Nadam), got %d", kind);
@@ -280,14 +304,6 @@ static int parse_opt(call_state *s, int kind, PyObject *ho, PyObject *so, PyObje
                      "the schedule's parameters), got %zd", (int)MC_HYPER_COUNT, (Py_ssize_t)PyArray_DIM(hyper, 0));
         return -1;
     }
-    PyArrayObject *seg = get_array(so, "segments", NPY_INT64, -1, 2, 0);
-    if (!seg) return -1;
-    hold(s, seg);
-    if (PyArray_DIM(seg, 1) != 2) {
-        PyErr_Format(PyExc_ValueError, "segments: expected shape (S, 2), got (%zd, %zd)",
-                     (Py_ssize_t)PyArray_DIM(seg, 0), (Py_ssize_t)PyArray_DIM(seg, 1));
-        return -1;
-    }
     PyArrayObject *it = get_array(io, "iterations", NPY_INT64, -1, 1, 1);
     if (!it) return -1;
     hold(s, it);
@@ -298,8 +314,8 @@ static int parse_opt(call_state *s, int kind, PyObject *ho, PyObject *so, PyObje
     memcpy(opt->hyper, PyArray_DATA(hyper), sizeof opt->hyper);
     opt->sched = (const double *)PyArray_DATA(hyper) + MC_HYPER_COUNT;
     opt->n_sched = (size_t)PyArray_DIM(hyper, 0) - MC_HYPER_COUNT;
-    opt->segments = PyArray_DATA(seg);
-    opt->n_segments = (size_t)PyArray_DIM(seg, 0);
+    opt->segments = segments;
+    opt->n_segments = n_segments;
     if (!PyTuple_Check(slo) && !PyList_Check(slo)) {
         PyErr_Format(PyExc_TypeError, "slots: expected a tuple of float32 arrays, got %.100s", Py_TYPE(slo)->tp_name);
         return -1;
@@ -406,15 +422,14 @@ static int finish(mc_status st, const mc_error *err, const hook_ctx *hc) {
 static PyObject *py_train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
     static char *kwlist[] = {"layers", "lfloats", "params", "grads", "x", "y", "perm", "batch_size", "loss",
-                             "metric", "opt", "hyper", "segments", "slots", "iterations", "seed", "hook",
-                             "every_batch", NULL};
-    PyObject *lo, *fo, *po, *go, *xo, *yo, *permo, *losso, *ho, *so, *slo, *io, *hook = Py_None;
+                             "metric", "opt", "hyper", "slots", "iterations", "seed", "hook", "every_batch", NULL};
+    PyObject *lo, *fo, *po, *go, *xo, *yo, *permo, *losso, *ho, *slo, *io, *hook = Py_None;
     Py_ssize_t batch_size;
     int metric, kind, every_batch = 0;
     unsigned long long seed;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOnOiiOOOOK|Op:train_epoch", kwlist, &lo, &fo, &po, &go,
-                                     &xo, &yo, &permo, &batch_size, &losso, &metric, &kind, &ho, &so, &slo, &io,
-                                     &seed, &hook, &every_batch))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOnOiiOOOK|Op:train_epoch", kwlist, &lo, &fo, &po, &go,
+                                     &xo, &yo, &permo, &batch_size, &losso, &metric, &kind, &ho, &slo, &io, &seed,
+                                     &hook, &every_batch))
         return NULL;
     call_state s;
     memset(&s, 0, sizeof s);
@@ -454,8 +469,11 @@ static PyObject *py_train_epoch(PyObject *self, PyObject *args, PyObject *kwargs
             seen[v] = 1;
         }
     }
-    if (parse_opt(&s, kind, ho, so, slo, io, held_array(&s, i_params), held_array(&s, i_grads)) < 0) goto done;
-    if (check_segments(&s) < 0) goto done;
+    const int64_t *segments;
+    size_t n_segments;
+    if (derive_segments(&s, &segments, &n_segments) < 0) goto done;
+    if (parse_opt(&s, kind, ho, segments, n_segments, slo, io, held_array(&s, i_params), held_array(&s, i_grads)) < 0)
+        goto done;
 
     hook_ctx hc = {hook, 0, 0};
     mc_hook h = {py_progress, &hc, every_batch ? 0.0 : HOOK_INTERVAL};
@@ -506,6 +524,36 @@ static PyObject *py_evaluate(PyObject *self, PyObject *args, PyObject *kwargs) {
     Py_END_ALLOW_THREADS
     if (finish(st, &err, &hc) < 0) goto done;
     ret = Py_BuildValue("(ddn)", sums.loss_sum, sums.metric_sum, (Py_ssize_t)sums.n_seen);
+done:
+    state_release(&s);
+    return ret;
+}
+
+/* --- segments --- */
+
+static PyObject *py_segments(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"layers", "lfloats", "params", NULL};
+    PyObject *lo, *fo, *po;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO:segments", kwlist, &lo, &fo, &po)) return NULL;
+    call_state s;
+    memset(&s, 0, sizeof s);
+    PyObject *ret = NULL;
+    /* the input width is the first layer's own: the table alone is checked */
+    PyArrayObject *tab = get_array(lo, "layers", NPY_INT64, -1, 2, 0);
+    if (!tab) goto done;
+    if (PyArray_DIM(tab, 0) > 0 && PyArray_DIM(tab, 1) == MC_TABLE_COLS) {
+        const int64_t *r = PyArray_DATA(tab);
+        if (r[MC_COL_IN_H] > 0 && r[MC_COL_IN_W] > 0 && r[MC_COL_IN_C] > 0)
+            s.data.d = (size_t)r[MC_COL_IN_H] * (size_t)r[MC_COL_IN_W] * (size_t)r[MC_COL_IN_C];
+    }
+    if (parse_model(&s, lo, fo, po, NULL) < 0) goto done;
+    const int64_t *segments;
+    size_t S;
+    if (derive_segments(&s, &segments, &S) < 0) goto done;
+    npy_intp dims[2] = {(npy_intp)S, 2};
+    ret = PyArray_SimpleNew(2, dims, NPY_INT64);
+    if (ret) memcpy(PyArray_DATA((PyArrayObject *)ret), segments, 2 * S * sizeof *segments);
 done:
     state_release(&s);
     return ret;
@@ -625,7 +673,10 @@ static PyObject *py_optimizer_step(PyObject *self, PyObject *args, PyObject *kwa
     s.model.P = (size_t)PyArray_DIM(params, 0);
     if (check_len(grads, "grads", (npy_intp)s.model.P, "len(params)") < 0) goto done;
     if (check_disjoint(grads, "grads", params, "params") < 0) goto done;
-    if (parse_opt(&s, kind, ho, so, slo, io, params, grads) < 0) goto done;
+    const int64_t *segments;
+    size_t n_segments;
+    if (parse_segments(&s, so, &segments, &n_segments) < 0) goto done;
+    if (parse_opt(&s, kind, ho, segments, n_segments, slo, io, params, grads) < 0) goto done;
     float *pp = PyArray_DATA(params);
     const float *gp = PyArray_DATA(grads);
     Py_BEGIN_ALLOW_THREADS
@@ -723,9 +774,12 @@ static PyObject *py_first_bad_label(PyObject *self, PyObject *args, PyObject *kw
 
 PyMethodDef mc_py_train_methods[] = {
     {"train_epoch", (PyCFunction)(void (*)(void))py_train_epoch, METH_VARARGS | METH_KEYWORDS,
-     "train_epoch(layers, lfloats, params, grads, x, y, perm, batch_size, loss, metric, opt, hyper, segments, "
+     "train_epoch(layers, lfloats, params, grads, x, y, perm, batch_size, loss, metric, opt, hyper, "
      "slots, iterations, seed, hook=None, every_batch=False) -> (loss_sum, metric_sum, n_seen, stopped)\n\n"
      "One epoch of minibatch training in C with the GIL released (engine API)."},
+    {"segments", (PyCFunction)(void (*)(void))py_segments, METH_VARARGS | METH_KEYWORDS,
+     "segments(layers, lfloats, params) -> int64 (S, 2) [offset, length]: the ranges train_epoch's optimizer "
+     "updates (the trained weights of the layers with trainable = 1, in order, touching ones merged)."},
     {"evaluate", (PyCFunction)(void (*)(void))py_evaluate, METH_VARARGS | METH_KEYWORDS,
      "evaluate(layers, lfloats, params, x, y, batch_size, loss, metric, hook=None) -> (loss_sum, metric_sum, n)"},
     {"predict", (PyCFunction)(void (*)(void))py_predict, METH_VARARGS | METH_KEYWORDS,

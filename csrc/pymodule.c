@@ -1,5 +1,6 @@
 /* PyInit__C: creates mnistc._C, imports the NumPy C API and adds the method tables of the
- * binding files (py_idx.c, py_train.c). The private test hooks live here too. */
+ * binding files (py_idx.c, py_train.c, py_threads.c), and the submodule mnistc._C.testing that
+ * holds the hooks for tests and benchmarks apart from the engine API. */
 #define MC_PYMODULE_MAIN
 #include "pyutil.h"
 
@@ -35,14 +36,20 @@ static PyObject *py_fail_alloc_after(PyObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
-static PyMethodDef module_methods[] = {
-    {"_fail_alloc_after", py_fail_alloc_after, METH_O,
-     "Test hook: make the (k+1)-th following C allocation fail; k < 0 disables."},
+static PyMethodDef fault_methods[] = {
+    {"fail_alloc_after", py_fail_alloc_after, METH_O,
+     "fail_alloc_after(k): make the (k+1)-th following C allocation fail; k < 0 disables."},
     {NULL, NULL, 0, NULL},
 };
 
+static struct PyModuleDef testing_def = {
+    PyModuleDef_HEAD_INIT, "mnistc._C.testing",
+    "Hooks of the C core for its tests and benchmarks (kernel variants, zero skipping, the FMA probe, "
+    "allocation failures); not the engine API.", -1, NULL, NULL, NULL, NULL, NULL,
+};
+
 static struct PyModuleDef moduledef = {
-    PyModuleDef_HEAD_INIT, "mnistc._C", "The C core of mnistc (private).", -1, module_methods,
+    PyModuleDef_HEAD_INIT, "mnistc._C", "The C core of mnistc (private).", -1, NULL,
     NULL, NULL, NULL, NULL,
 };
 
@@ -62,6 +69,13 @@ PyMODINIT_FUNC PyInit__C(void) {
         goto fail;
     }
     if (PyModule_AddStringConstant(m, "__version__", MC_VERSION) < 0) goto fail;
+    PyObject *testing = PyModule_Create(&testing_def);
+    if (!testing) goto fail;
+    if (PyModule_AddFunctions(testing, mc_py_testing_methods) < 0 ||
+        PyModule_AddFunctions(testing, fault_methods) < 0 || PyModule_AddObject(m, "testing", testing) < 0) {
+        Py_DECREF(testing);
+        goto fail;
+    }
     for (size_t i = 0; i < sizeof layer_constants / sizeof *layer_constants; i++)
         if (PyModule_AddIntConstant(m, layer_constants[i].name, layer_constants[i].value) < 0) goto fail;
     return m;

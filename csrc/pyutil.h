@@ -25,5 +25,6 @@ PyObject *mc_py_raise(const mc_error *err, PyObject *path);
 extern PyMethodDef mc_py_idx_methods[];
 extern PyMethodDef mc_py_train_methods[];
 extern PyMethodDef mc_py_threads_methods[];
+extern PyMethodDef mc_py_testing_methods[];
 
 #endif

@@ -1,8 +1,10 @@
 /* A small process-wide pthread pool for splitting independent pieces of work (the output blocks
  * of a GEMM) over cores. It never splits a reduction: callers hand it tasks whose results do not
- * depend on which thread runs them, so results are identical for every thread count. It is the
- * only process-wide mutable state of the C core besides the allocation-failure test hook; its
- * configuration is under a mutex. Independent of NumPy's BLAS threads (see gemm.h). */
+ * depend on which thread runs them, so results are identical for every thread count. Its
+ * configuration is under a mutex. The C core's other process-wide state: the choices made once at
+ * first use (the GEMM kernel variant and zero skipping, gemm.h; the vector width of the optimizer's
+ * and softmax's loops, from the CPU), each thread's GEMM packing buffers, and the allocation-failure
+ * test hook. Independent of NumPy's BLAS threads (see gemm.h). */
 #ifndef MC_THREADS_H
 #define MC_THREADS_H
 

@@ -13,8 +13,8 @@ import numpy as np
 from mnistc import _C
 
 # Each weight starts on a 64-byte boundary (16 floats): the kernels read weight rows with 32- and
-# 64-byte vector loads, and a load that straddles two cache lines costs two (a 784x128 kernel at a
-# 16-byte boundary made the first layer's zero-skipping product ~1.4x slower on AMD Zen 3).
+# 64-byte vector loads, and a load that straddles two cache lines costs two (bench/RESULTS.md,
+# "Design measurements").
 ALIGN = 16
 
 
@@ -111,18 +111,10 @@ class Plan:
             table = self.layers.copy()
             if len(table):
                 table[:, _C.COL_TRAINABLE] = np.array(flags, np.int64)[self._owners]
-            segs = []
-            for layer, offs, flag in zip(self.model_layers, self.offsets, flags):
-                if not flag:
-                    continue
-                for off, w, trained in zip(offs, layer._weights, layer._weight_trained):
-                    if not trained:
-                        continue
-                    if segs and segs[-1][0] + segs[-1][1] == off:
-                        segs[-1][1] += w.size
-                    else:
-                        segs.append([off, w.size])
-            cached = (table, np.array(segs, np.int64).reshape(-1, 2))
+            # the optimizer's ranges as C derives them from the table's trainable column
+            segments = (_C.segments(table, self.lfloats, self.params if self.params is not None else
+                                    np.zeros(self.P, np.float32)) if len(table) else np.zeros((0, 2), np.int64))
+            cached = (table, segments)
             self._tables[flags] = cached
         return cached
 

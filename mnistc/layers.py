@@ -130,7 +130,8 @@ class Layer:
         """Write `weights` into the layer's arrays (in place; nothing changes if any check fails).
 
         Raises:
-            ValueError: wrong count or shape, or non-finite values.
+            ValueError: wrong count or shape. Non-finite values are written as Keras writes them;
+            fit then refuses to start, naming the weights.
         """
         weights = list(weights)
         if len(weights) != len(self._weights):

@@ -183,9 +183,13 @@ class Model(Trainer):
         if isinstance(x, layers_mod.KerasTensor):
             raise ValueError("Calling a model on a symbolic input (nesting models) is not supported; "
                              "list the layers in one Sequential or functional model instead")
-        if training and any(isinstance(l, layers_mod.Dropout) and l.rate > 0 for l in self._layers):
-            raise ValueError("model(x, training=True) is not supported for models with Dropout; "
-                             "use train_on_batch or fit to train")
+        if training:
+            modal = [type(l).__name__ for l in self._layers if isinstance(l, layers_mod.BatchNormalization)
+                     or (isinstance(l, layers_mod.Dropout) and l.rate > 0)]
+            if modal:
+                raise ValueError(f"model(x, training=True) is not supported for models with "
+                                 f"{' or '.join(sorted(set(modal)))}, which act differently in training; use "
+                                 "train_on_batch or fit to train")
         return as_tensor(self.predict_on_batch(x))
 
     # --- weights ---

@@ -60,7 +60,7 @@ def _c_train_epoch(training, data, batch_size, perm, seed, hook=None, every_batc
     plan, opt = training.plan, training.optimizer
     loss_sum, metric_sum, count, _ = _C.train_epoch(
         training.table, plan.lfloats, plan.params, plan.grads, data.x, data.y, perm, batch_size,
-        training.loss.c_spec(), data.metric, opt.kind, opt.c_hyper(), training.segments, opt._slots,
+        training.loss.c_spec(), data.metric, opt.kind, opt.c_hyper(), opt._slots,
         opt._iterations, seed, hook, every_batch)
     return loss_sum, metric_sum, count
 
@@ -238,6 +238,14 @@ class Trainer:
     def _training(self, data):
         """The Training for a call on data: plan, compiled flags' table and segments, optimizer built."""
         plan = self._get_plan()
+        n_nan, n_inf, _, _ = _C.scan_floats(plan.params)
+        if n_nan or n_inf:
+            bad = [f"{layer.name}/{name}" for layer in self._layers
+                   for name, w in zip(layer._weight_names, layer._weights) if not np.all(np.isfinite(w))]
+            raise ValueError(f"Cannot train: the weights {bad} hold {n_nan} NaN and {n_inf} infinite value(s) "
+                             "(from set_weights, load_weights or an earlier fit that diverged). Give them finite "
+                             "values (set_weights, or a new model) and, if training diverged, a smaller "
+                             "learning_rate.")
         table, segments = plan.tables(self._train_flags())
         self.optimizer.build(segments)
         self._check_loss_head(plan)

@@ -1,8 +1,11 @@
 """Float64 NumPy versions of every op of the C training engine: the oracle of the numeric tests.
 
-Written from the formulas (Keras 3 semantics, KERAS_SEMANTICS.md §4-§5 and the engine API), not from the
-C code. Shapes: B batch rows, n_in / n_out widths, P parameters. Everything here is float64 except where a
-value must be bit-equal to what C draws (the dropout masks and their float32 scale).
+Written from the formulas (Keras 3 semantics, KERAS_SEMANTICS.md §4-§5, keras/src/layers/convolutional,
+pooling and normalization/batch_normalization.py, and the engine API), not from the C code. The windowed
+and normalising layers have forwards only: their gradients are checked against central differences
+(numeric_grad) of these forwards. Shapes: B batch rows, n_in / n_out widths, P parameters. Everything
+here is float64 except where a value must be bit-equal to what C draws (the dropout masks and their
+float32 scale).
 """
 import math
 
@@ -131,6 +134,126 @@ def dense_backward(dout, x, w):
     """(dx, dw, db) of out = x @ w + b."""
     dout = np.asarray(dout, np.float64)
     return dout @ np.asarray(w, np.float64).T, np.asarray(x, np.float64).T @ dout, dout.sum(axis=0)
+
+
+# --- windowed layers on channels-last batches (B, H, W, C) (Keras 3 / TF semantics) ---
+
+def window_geometry(n, k, s, padding):
+    """(out, pad_before, pad_after) along one spatial axis of length n, window k, stride s.
+    'valid': windows inside the input, out = floor((n - k) / s) + 1. 'same': out = ceil(n / s),
+    pad_total = max((out - 1) s + k - n, 0), the smaller half before (TF's split)."""
+    if padding == "valid":
+        return (n - k) // s + 1, 0, 0
+    out = -(-n // s)
+    total = max((out - 1) * s + k - n, 0)
+    return out, total // 2, total - total // 2
+
+
+def _pad_and_windows(x, kernel, strides, padding, fill):
+    """Windows (B, oh, ow, C, kh, kw) of x (B, H, W, C) padded with `fill`, and the same windows of
+    the mask of cells inside the input."""
+    x = np.asarray(x, np.float64)
+    (kh, kw), (sh, sw) = kernel, strides
+    oh, top, bottom = window_geometry(x.shape[1], kh, sh, padding)
+    ow, left, right = window_geometry(x.shape[2], kw, sw, padding)
+    pads = ((0, 0), (top, bottom), (left, right), (0, 0))
+    xp = np.pad(x, pads, constant_values=fill)
+    inside = np.pad(np.ones_like(x), pads, constant_values=0.0)
+
+    def windows(a):
+        v = np.lib.stride_tricks.sliding_window_view(a, (kh, kw), axis=(1, 2))
+        return v[:, ::sh, ::sw][:, :oh, :ow]
+    return windows(xp), windows(inside)
+
+
+def conv2d(x, kernel, bias=None, strides=(1, 1), padding="valid"):
+    """Keras Conv2D before its activation: out[b, i, j, f] = sum_{u, v, c} xpad[b, i sh + u, j sw + v, c]
+    kernel[u, v, c, f] + bias[f]; kernel (kh, kw, cin, cout), zeros as padding."""
+    kernel = np.asarray(kernel, np.float64)
+    win, _ = _pad_and_windows(x, kernel.shape[:2], strides, padding, 0.0)
+    out = np.einsum("bijcuv,uvcf->bijf", win, kernel)
+    return out if bias is None else out + np.asarray(bias, np.float64)
+
+
+def max_pool2d(x, pool_size=(2, 2), strides=None, padding="valid"):
+    """The largest value of each window per channel; 'same' padding never wins (-inf)."""
+    win, _ = _pad_and_windows(x, pool_size, strides or pool_size, padding, -np.inf)
+    return win.max(axis=(4, 5))
+
+
+def avg_pool2d(x, pool_size=(2, 2), strides=None, padding="valid"):
+    """The mean of each window per channel over its cells inside the input (Keras 'same' excludes the
+    padding from the count)."""
+    win, inside = _pad_and_windows(x, pool_size, strides or pool_size, padding, 0.0)
+    return win.sum(axis=(4, 5)) / inside.sum(axis=(4, 5))
+
+
+def global_avg_pool2d(x):
+    """(B, H, W, C) -> (B, C): the mean of each feature map."""
+    return np.asarray(x, np.float64).mean(axis=(1, 2))
+
+
+def batch_norm(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3, momentum=0.99, training=False):
+    """Keras BatchNormalization on the last axis: (out, new moving_mean, new moving_var).
+    Training: the batch mean and biased variance over all axes but the last normalise x, and the moving
+    statistics become moving * momentum + batch * (1 - momentum). Otherwise the moving statistics
+    normalise x and stay. gamma / beta None: scale=False / center=False."""
+    x = np.asarray(x, np.float64)
+    moving_mean = np.asarray(moving_mean, np.float64)
+    moving_var = np.asarray(moving_var, np.float64)
+    if training:
+        axes = tuple(range(x.ndim - 1))
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
+        new_mean = moving_mean * momentum + mean * (1.0 - momentum)
+        new_var = moving_var * momentum + var * (1.0 - momentum)
+    else:
+        mean, var = moving_mean, moving_var
+        new_mean, new_var = moving_mean, moving_var
+    out = (x - mean) / np.sqrt(var + epsilon)
+    if gamma is not None:
+        out = out * np.asarray(gamma, np.float64)
+    if beta is not None:
+        out = out + np.asarray(beta, np.float64)
+    return out, new_mean, new_var
+
+
+def keras_layer_forward(layer, x, weights, training=False):
+    """The float64 forward of a built mnistc Keras layer on a batch x (B, *layer.input_shape), from its
+    configuration and `weights` (its get_weights() order). Returns (out, new weights: the moving
+    statistics of a BatchNormalization moved when it trains, else `weights`)."""
+    x = np.asarray(x, np.float64)
+    weights = [np.asarray(w, np.float64) for w in weights]
+    name = type(layer).__name__
+    if name in ("Dense", "Conv2D"):
+        bias = weights[1] if layer.use_bias else None
+        if name == "Dense":
+            pre = dense_forward(x, weights[0], bias)  # the last axis, as Keras's Dense
+        else:
+            pre = conv2d(x, weights[0], bias, layer.strides, layer.padding)
+        return act_forward(ACT[layer.activation], pre), weights
+    if name in ("MaxPooling2D", "AveragePooling2D"):
+        pool = max_pool2d if name == "MaxPooling2D" else avg_pool2d
+        return pool(x, layer.pool_size, layer.strides, layer.padding), weights
+    if name == "GlobalAveragePooling2D":
+        out = global_avg_pool2d(x)
+        return (out[:, None, None, :] if layer.keepdims else out), weights
+    if name == "BatchNormalization":
+        it = iter(weights)
+        gamma = next(it) if layer.scale else None
+        beta = next(it) if layer.center else None
+        mean, var = next(it), next(it)
+        out, mean, var = batch_norm(x, gamma, beta, mean, var, layer.epsilon, layer.momentum,
+                                    training and layer.trainable)
+        return out, weights[:len(weights) - 2] + [mean, var]
+    if name == "Flatten":
+        return x.reshape(len(x), -1), weights
+    if name == "Dropout":
+        if training and layer.rate > 0:
+            raise ValueError("keras_layer_forward: dropout while training has no float64 mask here")
+        return x.copy(), weights
+    if name in ("Activation", "ReLU", "Softmax"):
+        return act_forward(ACT[layer.activation], x), weights
+    raise ValueError(f"keras_layer_forward: no reference for {name}")
 
 
 # --- losses: (per-sample losses (B,), gradient of the batch mean w.r.t. the input) ---
@@ -412,6 +535,9 @@ def model_loss_and_grad(layers, lfloats, params, x, y, spec, training=False, see
                 g = g * mask
         elif kind == RESCALING:
             g = g * float(np.float32(lfloats[l, _C.FCOL_SCALE]))
+        else:
+            raise ValueError(f"model_loss_and_grad: no backward for layer kind {kind}; differentiate "
+                             "keras_layer_forward numerically (numeric_grad)")
     return per.mean(), grads, g, out
 
 

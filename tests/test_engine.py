@@ -41,7 +41,7 @@ class Net:
     def epoch(self, x, y, perm=None, batch_size=4, seed=0, hook=None, every_batch=False, loss=SCCE_SPEC,
               metric=R.M_SPARSE):
         return _C.train_epoch(self.layers, self.lfloats, self.params, self.grads, x, y, perm, batch_size, loss,
-                              metric, self.kind, self.hyper, self.segments, self.slots, self.iterations, seed,
+                              metric, self.kind, self.hyper, self.slots, self.iterations, seed,
                               hook, every_batch)
 
     def evaluate(self, x, y, batch_size=4, loss=SCCE_SPEC, metric=R.M_SPARSE, hook=None):
@@ -393,9 +393,17 @@ def test_ctrl_c_interrupts_a_long_epoch_without_a_hook():
 
 # --- validation of the arguments ---
 
+@pytest.mark.parametrize("trainable", [None, [0, 1], [1, 0], [0, 0]])
+def test_c_derives_the_optimizer_segments_from_the_trainable_column(trainable):
+    net = Net([("dense", 8, "relu"), ("dense", 3, "softmax")], 6, trainable=trainable)
+    segments = _C.segments(net.layers, net.lfloats, net.params)
+    np.testing.assert_array_equal(segments, R.segments_of(net.layers))
+    assert segments.dtype == np.int64 and segments.shape[1] == 2
+
+
 def args_for(net, x, y, /, **over):
     a = dict(layers=net.layers, lfloats=net.lfloats, params=net.params, grads=net.grads, x=x, y=y, perm=None,
-             batch_size=4, loss=SCCE_SPEC, metric=R.M_SPARSE, opt=net.kind, hyper=net.hyper, segments=net.segments,
+             batch_size=4, loss=SCCE_SPEC, metric=R.M_SPARSE, opt=net.kind, hyper=net.hyper,
              slots=net.slots, iterations=net.iterations, seed=0, hook=None, every_batch=False)
     a.update(over)
     return a
@@ -420,7 +428,7 @@ def bad_cases():
     drop = Net(MLP_DROPOUT, 6)
     drop_lf = drop.lfloats.copy()
     drop_lf[1, _C.FCOL_RATE] = 1.5
-    frozen_tab = table_with(net, 0, _C.COL_TRAINABLE, 0)  # layer 0 frozen but its weights still in the segments
+    frozen_tab = table_with(net, 0, _C.COL_TRAINABLE, 0)  # layer 0 frozen: slots sized for every weight
     act = Net([("dense", 8, "relu"), ("act", "tanh"), ("dense", 3, "softmax")], 6)
     return net, x, y, [
         (dict(x=x.astype(np.float64)), TypeError, "x: expected float32 or uint8 array, got float64"),
@@ -465,8 +473,8 @@ def bad_cases():
         (dict(params=net.params.astype(np.float64)), TypeError, "params: expected float32 array, got float64"),
         (dict(grads=net.grads[:-1].copy()), ValueError, r"grads: expected length 83 \(len\(params\)\), got 82"),
         (dict(grads=net.params), ValueError, "grads: must not share memory with params"),
-        (dict(layers=frozen_tab), ValueError, "segments: do not match the weights of the trainable layers"),
-        (dict(segments=net.segments[:, :1].copy()), ValueError, r"segments: expected shape \(S, 2\)"),
+        (dict(layers=frozen_tab), ValueError, r"slots\[0\]: expected length 27 \(sum of the segment lengths\), "
+         r"got 83"),
         (dict(batch_size=0), ValueError, "batch_size: expected a positive integer, got 0"),
         (dict(loss=[4, 0, 0.0]), TypeError, "loss: expected a tuple"),
         (dict(loss=(7, 0, 0.0)), ValueError, r"loss: kind must be in \[0, 5\), got 7"),

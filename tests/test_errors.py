@@ -244,3 +244,14 @@ def test_second_fit_while_training_is_refused():
 
     model.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[Reenter()])
     assert errors == ["fit() is already running on this model"]
+
+
+def test_fit_refuses_non_finite_weights_naming_them():
+    model, x, y = setup()
+    w = model.get_weights()
+    w[0][0, 0] = np.nan
+    model.set_weights(w)
+    with pytest.raises(ValueError, match=r"Cannot train: the weights \['dense.*/kernel'\] hold 1 NaN"):
+        model.fit(x, y, verbose=0)
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(w, model.get_weights()))
+    assert model.optimizer.iterations == 0

@@ -1,7 +1,7 @@
 """Faults: allocation failure at every C allocation, Ctrl-C during fit, SIGKILL during save, a full
 disk, and unwritable targets (RELIABILITY.md section 2, F1 and F3-F6).
 
-Allocation failures use the test hook `mnistc._C._fail_alloc_after(k)`: the (k+1)-th following
+Allocation failures use the test hook `mnistc._C.testing.fail_alloc_after(k)`: the (k+1)-th following
 mc_malloc/mc_calloc fails. Each sweep raises k from 0 until the call succeeds; every failure must
 be a MemoryError that leaves the model usable (and, before the first optimizer step, unchanged).
 """
@@ -32,11 +32,11 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 @contextlib.contextmanager
 def failing_alloc(k):
-    _C._fail_alloc_after(k)
+    _C.testing.fail_alloc_after(k)
     try:
         yield
     finally:
-        _C._fail_alloc_after(-1)
+        _C.testing.fail_alloc_after(-1)
 
 
 def sweep(call, limit=400):

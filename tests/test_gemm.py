@@ -15,7 +15,7 @@ import pytest
 
 from mnistc import _C
 
-INFO = _C.kernel_info()
+INFO = _C.testing.kernel_info()
 VARIANTS = INFO["supported"]
 SIMD = [v for v in VARIANTS if v != "portable"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def run_case(rng, variant, ta, tb, M, N, K, alpha=1.0, beta=0.0, pad=0):
     full = C.base if C.base is not None else C
     full0 = full.copy()
     want, bound = reference(ta, tb, alpha, A, B, beta, C)
-    _C.gemm_variant(ta, tb, alpha, A, B, beta, C, variant)
+    _C.testing.gemm_variant(ta, tb, alpha, A, B, beta, C, variant)
     err = np.abs(C.astype(np.float64) - want)
     assert np.all(err <= bound), (
         f"{variant} ta={ta} tb={tb} M={M} N={N} K={K} alpha={alpha} beta={beta}: "
@@ -141,9 +141,9 @@ def test_alpha_zero_scales_c_only(rng, variant):
     B = np.full((7, 5), np.inf, np.float32)
     C = rng.standard_normal((6, 5)).astype(np.float32)
     C0 = C.copy()
-    _C.gemm_variant(0, 0, 0.0, A, B, 0.5, C, variant)
+    _C.testing.gemm_variant(0, 0, 0.0, A, B, 0.5, C, variant)
     assert np.array_equal(C, np.float32(0.5) * C0)
-    _C.gemm_variant(0, 0, 0.0, A, B, 0.0, C, variant)
+    _C.testing.gemm_variant(0, 0, 0.0, A, B, 0.0, C, variant)
     assert np.array_equal(C, np.zeros_like(C))
 
 
@@ -153,7 +153,7 @@ def test_nan_in_inputs_propagates(rng, variant):
     B = rng.standard_normal((30, 40)).astype(np.float32)
     A[3, 7] = np.nan
     C = np.zeros((20, 40), np.float32)
-    _C.gemm_variant(0, 0, 1.0, A, B, 0.0, C, variant)
+    _C.testing.gemm_variant(0, 0, 1.0, A, B, 0.0, C, variant)
     assert np.all(np.isnan(C[3])) and np.isfinite(np.delete(C, 3, axis=0)).all()
 
 
@@ -166,8 +166,8 @@ def test_simd_agrees_with_portable(rng, variant, ta, tb):
         B = make(rng, *((N, K) if tb else (K, N)))
         C0 = make(rng, M, N)
         Cp, Cs = C0.copy(), C0.copy()
-        _C.gemm_variant(ta, tb, 1.0, A, B, 1.0, Cp, "portable")
-        _C.gemm_variant(ta, tb, 1.0, A, B, 1.0, Cs, variant)
+        _C.testing.gemm_variant(ta, tb, 1.0, A, B, 1.0, Cp, "portable")
+        _C.testing.gemm_variant(ta, tb, 1.0, A, B, 1.0, Cs, variant)
         _, bound = reference(ta, tb, 1.0, A, B, 1.0, C0)
         assert np.all(np.abs(Cp.astype(np.float64) - Cs) <= 2 * bound)
 
@@ -191,8 +191,8 @@ def test_b_read_in_place_equals_packed(rng, variant, ta, M, N, K):
     B = np.ascontiguousarray(wide[:, :N])
     C_in_place = np.zeros((M, N), np.float32)
     C_packed = np.zeros((M, N + 1), np.float32)
-    _C.gemm_variant(ta, 0, 1.0, A, B, 0.0, C_in_place, variant)
-    _C.gemm_variant(ta, 0, 1.0, A, wide, 0.0, C_packed, variant)
+    _C.testing.gemm_variant(ta, 0, 1.0, A, B, 0.0, C_in_place, variant)
+    _C.testing.gemm_variant(ta, 0, 1.0, A, wide, 0.0, C_packed, variant)
     assert np.array_equal(C_in_place.view(np.uint32), C_packed[:, :N].view(np.uint32))
     want, bound = reference(ta, 0, 1.0, A, B, 0.0, C_in_place)
     assert np.all(np.abs(C_in_place - want) <= bound)
@@ -207,10 +207,10 @@ def test_narrow_products_equal_the_wide_tile(rng, variant, ta, M, K):
     A = make(rng, *((K, M) if ta else (M, K)))
     wide = make(rng, K, 40)
     C_wide = np.zeros((M, 40), np.float32)
-    _C.gemm_variant(ta, 0, 1.0, A, wide, 0.0, C_wide, variant)
+    _C.testing.gemm_variant(ta, 0, 1.0, A, wide, 0.0, C_wide, variant)
     for n in (10, 16, 1):
         C = np.zeros((M, n), np.float32)
-        _C.gemm_variant(ta, 0, 1.0, A, np.ascontiguousarray(wide[:, :n]), 0.0, C, variant)
+        _C.testing.gemm_variant(ta, 0, 1.0, A, np.ascontiguousarray(wide[:, :n]), 0.0, C, variant)
         assert np.array_equal(C.view(np.uint32), C_wide[:, :n].view(np.uint32)), f"N={n}"
 
 
@@ -224,7 +224,7 @@ def test_bit_identical_for_any_thread_count(rng, variant):
         for n in (1, 2, 3, 1):
             _C.set_num_threads(n)
             C = C0.copy()
-            _C.gemm_variant(ta, tb, 1.0, A, B, 0.5, C, variant)
+            _C.testing.gemm_variant(ta, tb, 1.0, A, B, 0.5, C, variant)
             results.append(C)
         for n, C in zip((2, 3, 1), results[1:]):
             assert np.array_equal(C.view(np.uint32), results[0].view(np.uint32)), (
@@ -238,14 +238,14 @@ def test_concurrent_callers_get_correct_results(rng):
     A = make(rng, 128, 784)
     B = make(rng, 784, 128)
     want = np.zeros((128, 128), np.float32)
-    _C.gemm_variant(0, 0, 1.0, A, B, 0.0, want, INFO["variant"])
+    _C.testing.gemm_variant(0, 0, 1.0, A, B, 0.0, want, INFO["variant"])
     outs = [np.zeros((128, 128), np.float32) for _ in range(4)]
     errors = []
 
     def work(C):
         try:
             for _ in range(20):
-                _C.gemm_variant(0, 0, 1.0, A, B, 0.0, C, INFO["variant"])
+                _C.testing.gemm_variant(0, 0, 1.0, A, B, 0.0, C, INFO["variant"])
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
@@ -262,8 +262,8 @@ def test_concurrent_callers_get_correct_results(rng):
 def test_num_threads_roundtrip():
     _C.set_num_threads(3)
     assert _C.get_num_threads() == 3
-    assert _C.kernel_info()["threads"] == 3
-    assert _C.kernel_info()["threads_source"] == "set"
+    assert _C.testing.kernel_info()["threads"] == 3
+    assert _C.testing.kernel_info()["threads_source"] == "set"
     _C.set_num_threads(1)
     assert _C.get_num_threads() == 1
 
@@ -287,7 +287,7 @@ def test_set_num_threads_rejects(bad, exc, msg):
 
 
 def test_kernel_info_shape():
-    info = _C.kernel_info()
+    info = _C.testing.kernel_info()
     assert info["variant"] in info["supported"]
     assert "portable" in info["supported"]
     assert set(info["supported"]) <= {"portable", "avx2", "avx512"}
@@ -320,7 +320,7 @@ def expected_default_threads():
     return min(n, quota) if quota else n
 
 
-def child_info(env_extra, code="import json; from mnistc import _C; print(json.dumps(_C.kernel_info()))"):
+def child_info(env_extra, code="import json; from mnistc import _C; print(json.dumps(_C.testing.kernel_info()))"):
     env = dict(os.environ)
     env.pop("MNISTC_KERNEL", None)
     env.pop("MNISTC_NUM_THREADS", None)
@@ -352,7 +352,7 @@ def test_affinity_bounds_default_threads():
     env = dict(os.environ)
     env.pop("MNISTC_NUM_THREADS", None)
     out = subprocess.run(["taskset", "-c", str(cpu), sys.executable, "-c",
-                          "from mnistc import _C; print(_C.kernel_info()['default_threads'])"],
+                          "from mnistc import _C; print(_C.testing.kernel_info()['default_threads'])"],
                          env=env, capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "1"
 
@@ -384,11 +384,11 @@ def test_forced_kernel_is_what_mc_gemm_runs():
         A = rng.standard_normal((64, 300)).astype(np.float32)
         B = rng.standard_normal((300, 50)).astype(np.float32)
         C = {}
-        for v in [None] + _C.kernel_info()["supported"]:
+        for v in [None] + _C.testing.kernel_info()["supported"]:
             C[v] = np.zeros((64, 50), np.float32)
-            _C.gemm_variant(0, 0, 1.0, A, B, 0.0, C[v], v)
-        same = {v: bool(np.array_equal(C[None], C[v])) for v in _C.kernel_info()["supported"]}
-        print(json.dumps({"variant": _C.kernel_info()["variant"], "same": same}))
+            _C.testing.gemm_variant(0, 0, 1.0, A, B, 0.0, C[v], v)
+        same = {v: bool(np.array_equal(C[None], C[v])) for v in _C.testing.kernel_info()["supported"]}
+        print(json.dumps({"variant": _C.testing.kernel_info()["variant"], "same": same}))
     """)
     for variant in VARIANTS:
         info = child_info({"MNISTC_KERNEL": variant}, code)
@@ -401,7 +401,7 @@ def test_pool_survives_fork(rng):
     A = make(rng, 128, 784)
     B = make(rng, 784, 128)
     want = np.zeros((128, 128), np.float32)
-    _C.gemm_variant(0, 0, 1.0, A, B, 0.0, want, INFO["variant"])  # workers exist now
+    _C.testing.gemm_variant(0, 0, 1.0, A, B, 0.0, want, INFO["variant"])  # workers exist now
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
         pid = os.fork()
@@ -410,7 +410,7 @@ def test_pool_survives_fork(rng):
         try:
             C = np.zeros((128, 128), np.float32)
             for _ in range(5):
-                _C.gemm_variant(0, 0, 1.0, A, B, 0.0, C, INFO["variant"])
+                _C.testing.gemm_variant(0, 0, 1.0, A, B, 0.0, C, INFO["variant"])
             code = 0 if np.array_equal(C, want) else 2
         finally:
             os._exit(code)
@@ -443,7 +443,7 @@ def test_gemm_variant_rejects(kwargs, exc, msg):
             "variant": "portable"}
     args.update(kwargs)
     with pytest.raises(exc, match=msg):
-        _C.gemm_variant(**args)
+        _C.testing.gemm_variant(**args)
 
 
 def test_gemm_variant_rejects_readonly_and_overlap():
@@ -452,27 +452,27 @@ def test_gemm_variant_rejects_readonly_and_overlap():
     C = np.zeros((2, 2), np.float32)
     C.flags.writeable = False
     with pytest.raises(ValueError, match="C must be writeable"):
-        _C.gemm_variant(0, 0, 1.0, A, B, 0.0, C, "portable")
+        _C.testing.gemm_variant(0, 0, 1.0, A, B, 0.0, C, "portable")
     buf = np.zeros((2, 3), np.float32)
     with pytest.raises(ValueError, match="C must not share memory with A or B"):
-        _C.gemm_variant(0, 0, 1.0, buf, B, 0.0, buf[:, :2], "portable")
+        _C.testing.gemm_variant(0, 0, 1.0, buf, B, 0.0, buf[:, :2], "portable")
 
 
 @pytest.mark.skipif("avx512" in VARIANTS, reason="this CPU has AVX-512F")
 def test_unsupported_variant_is_refused():
     with pytest.raises(ValueError, match="variant 'avx512' is not supported by this CPU"):
-        _C.gemm_variant(0, 0, 1.0, np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32),
+        _C.testing.gemm_variant(0, 0, 1.0, np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32),
                         0.0, np.zeros((1, 1), np.float32), "avx512")
 
 
 def test_fma_probe():
-    peak = _C.fma_probe(0.05)
+    peak = _C.testing.fma_probe(0.05)
     assert isinstance(peak, float) and peak > 0.5  # GFLOP/s of one core: any FPU does better
     for bad in (0, -1, 11, float("nan")):
         with pytest.raises(ValueError, match="seconds must be in"):
-            _C.fma_probe(bad)
+            _C.testing.fma_probe(bad)
     with pytest.raises(TypeError):
-        _C.fma_probe("1")
+        _C.testing.fma_probe("1")
 
 
 def c_compiler():

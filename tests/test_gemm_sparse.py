@@ -2,7 +2,7 @@
 first layer's forward product (X @ W) and its weight gradient (X^T @ dY) run over the nonzero
 pixels only. It must give the dense kernels' bits, on each variant that has it (avx512, avx2) and
 for any thread count, keep NaN and infinities where the dense path has them, and leave training
-bit-for-bit unchanged; MNISTC_SPARSE=0 or _C.set_sparse(False) turn it off."""
+bit-for-bit unchanged; MNISTC_SPARSE=0 or _C.testing.set_sparse(False) turn it off."""
 import json
 import os
 import subprocess
@@ -15,9 +15,9 @@ import mnistc
 from mnistc import _C
 
 # the variants with zero-skipping kernels that this CPU runs
-VARIANTS = [v for v in ("avx512", "avx2") if v in _C.kernel_info()["supported"]]
+VARIANTS = [v for v in ("avx512", "avx2") if v in _C.testing.kernel_info()["supported"]]
 pytestmark = pytest.mark.skipif(not VARIANTS, reason="the zero skipping needs AVX2 or AVX-512")
-in_use = pytest.mark.skipif(_C.kernel_info()["variant"] not in VARIANTS,
+in_use = pytest.mark.skipif(_C.testing.kernel_info()["variant"] not in VARIANTS,
                             reason="the kernel variant in use has no zero skipping")
 
 
@@ -29,13 +29,13 @@ def images(mnist_dir):
 
 def product(ta, alpha, A, B, beta, C0, sparse, variant):
     """C = alpha*op(A)@B + beta*C0 with a kernel variant, zero skipping on or off."""
-    previous = _C.set_sparse(sparse)
+    previous = _C.testing.set_sparse(sparse)
     try:
         C = C0.copy()
-        _C.gemm_variant(ta, False, alpha, A, B, beta, C, variant)
+        _C.testing.gemm_variant(ta, False, alpha, A, B, beta, C, variant)
         return C
     finally:
-        _C.set_sparse(previous)
+        _C.testing.set_sparse(previous)
 
 
 def same_bits(a, b):
@@ -126,27 +126,27 @@ def test_training_and_predict_are_bit_for_bit_the_same_without_it(mnist_dir):
     (x, y), _ = mnistc.datasets.mnist.load_data(mnist_dir)
     x = (x[:4096].reshape(-1, 784) / np.float32(255)).astype(np.float32)
     y = y[:4096]
-    previous = _C.set_sparse(True)
+    previous = _C.testing.set_sparse(True)
     try:
         w_sparse, loss_sparse, *p_sparse = train_weights(x, y)
-        _C.set_sparse(False)
+        _C.testing.set_sparse(False)
         w_dense, loss_dense, *p_dense = train_weights(x, y)
     finally:
-        _C.set_sparse(previous)
+        _C.testing.set_sparse(previous)
     assert loss_sparse == loss_dense and loss_sparse[-1] < loss_sparse[0]
     assert all(same_bits(a, b) for a, b in zip(w_sparse, w_dense))
     assert all(same_bits(a, b) for a, b in zip(p_sparse, p_dense))
 
 
 def test_set_sparse_returns_the_previous_setting_and_the_environment_turns_it_off():
-    previous = _C.set_sparse(False)
+    previous = _C.testing.set_sparse(False)
     try:
-        assert _C.kernel_info()["sparse"] is False
-        assert _C.set_sparse(True) is False
-        assert _C.kernel_info()["sparse"] is True
+        assert _C.testing.kernel_info()["sparse"] is False
+        assert _C.testing.set_sparse(True) is False
+        assert _C.testing.kernel_info()["sparse"] is True
     finally:
-        _C.set_sparse(previous)
-    code = "import json; from mnistc import _C; print(json.dumps(_C.kernel_info()['sparse']))"
+        _C.testing.set_sparse(previous)
+    code = "import json; from mnistc import _C; print(json.dumps(_C.testing.kernel_info()['sparse']))"
     for value, expected in (("0", False), ("1", True), (None, True)):
         env = {k: v for k, v in os.environ.items() if k != "MNISTC_SPARSE"}
         if value is not None:

@@ -466,14 +466,14 @@ def test_allocation_failures_raise_memory_error_and_leave_no_trace(tmp_path):
     failures = 0
     try:
         for k in range(12):
-            _C._fail_alloc_after(k)
+            _C.testing.fail_alloc_after(k)
             try:
                 a = idx.load(src)
             except MemoryError:
                 failures += 1
             else:
                 np.testing.assert_array_equal(a, expect)
-            _C._fail_alloc_after(k)
+            _C.testing.fail_alloc_after(k)
             out = tmp_path / f"out{k}.gz"
             try:
                 idx.save(out, expect)
@@ -481,10 +481,10 @@ def test_allocation_failures_raise_memory_error_and_leave_no_trace(tmp_path):
                 failures += 1
                 assert not out.exists()
             else:
-                _C._fail_alloc_after(-1)
+                _C.testing.fail_alloc_after(-1)
                 np.testing.assert_array_equal(idx.load(out), expect)
     finally:
-        _C._fail_alloc_after(-1)
+        _C.testing.fail_alloc_after(-1)
     assert failures >= 5  # reader, buffer and zlib state, writer buffers all go through mc_malloc
     assert not [f for f in os.listdir(tmp_path) if ".tmp-" in f]
     np.testing.assert_array_equal(idx.load(src), expect)

@@ -145,23 +145,23 @@ def cases(tmp_path):
         f.write(Path(wpath).read_bytes()[:-30])
 
     def failing_predict():
-        _C._fail_alloc_after(1)
+        _C.testing.fail_alloc_after(1)
         try:
             model.predict_on_batch(x16)
         except MemoryError:
             return
         finally:
-            _C._fail_alloc_after(-1)
+            _C.testing.fail_alloc_after(-1)
         raise AssertionError("no MemoryError")
 
     def failing_idx_load():
-        _C._fail_alloc_after(2)
+        _C.testing.fail_alloc_after(2)
         try:
             idx.load(gz_path)
         except MemoryError:
             return
         finally:
-            _C._fail_alloc_after(-1)
+            _C.testing.fail_alloc_after(-1)
         raise AssertionError("no MemoryError")
 
     def save_load():

@@ -1,0 +1,325 @@
+"""Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, BatchNormalization and Dense on N-D
+samples, each as the one layer of a small model, against the float64 reference (reference.py, written
+from Keras's semantics): forward through model.predict, the C loss and its gradients (dx and every
+trained weight) from _C.loss_and_grad with an MSE loss against float64 central differences of the
+reference loss, and a directional finite-difference check on the C loss itself. BatchNormalization
+also in training mode (batch statistics, the moving statistics it writes into params) and frozen.
+
+Tolerances: C computes in float32 with float64 reductions where it matters; forward values agree
+to rtol 1e-5 (atol 1e-6 of the output's scale for sums that cancel); gradients to rtol 1e-4 (atol 1e-5
+of the gradient's scale), the float64 central differences themselves being exact to ~1e-8."""
+import numpy as np
+import pytest
+
+import mnistc
+import reference as R
+from mnistc import _C
+from test_ops import check_directional
+
+L = mnistc.layers
+SPEC_MSE = (R.MSE, 0, 0.0)
+UNTOUCHED = 7.0  # what the gradient block holds before a call: ranges C must not write keep it
+
+
+# --- helpers ---
+
+def one_layer_model(layer, in_shape, seed=0):
+    """Sequential([Input(in_shape), layer]) with every weight random (biases, BN statistics too),
+    so that no term of the forward is a trivial zero or one."""
+    mnistc.utils.set_random_seed(seed)
+    model = mnistc.Sequential([mnistc.Input(in_shape), layer])
+    rng = np.random.default_rng(seed + 100)
+    new = []
+    for name, w in zip(layer._weight_names, layer.get_weights()):
+        if name == "moving_variance":
+            new.append(rng.uniform(0.5, 2.0, w.shape))
+        elif name == "gamma":
+            new.append(rng.uniform(0.5, 1.5, w.shape) * rng.choice([-1, 1], w.shape))
+        elif name == "kernel":
+            new.append(w)  # glorot_uniform from the seed
+        else:
+            new.append(rng.uniform(-0.5, 0.5, w.shape))
+    layer.set_weights(new)
+    return model
+
+
+def batch(rng, B, shape):
+    return rng.standard_normal((B, *shape)).astype(np.float32)
+
+
+def c_loss_and_grad(model, x, y, training, trainable=True):
+    """(loss, dx shaped like x, per-weight gradients of the layer, params after the call) from one
+    _C.loss_and_grad on a copy of the model's parameter block (the model is left as it was)."""
+    plan = model._get_plan()
+    table, _ = plan.tables([trainable])
+    params = plan.params.copy()
+    grads = np.full_like(params, UNTOUCHED)
+    loss, dx = _C.loss_and_grad(table, plan.lfloats, params, grads, x.reshape(len(x), -1),
+                                y.reshape(len(y), -1), SPEC_MSE, 0, training)
+    layer = model.layers[0]
+    per_weight = [grads[off:off + w.size].reshape(w.shape) for off, w in zip(plan.offsets[0], layer._weights)]
+    after = [params[off:off + w.size].reshape(w.shape) for off, w in zip(plan.offsets[0], layer._weights)]
+    return loss, np.asarray(dx).reshape(x.shape), per_weight, after
+
+
+def c_loss(model, x, y, training, weights=None, trainable=True):
+    """The C loss with the layer's weights replaced by `weights` (float32), on a copy of params."""
+    plan = model._get_plan()
+    table, _ = plan.tables([trainable])
+    params = plan.params.copy()
+    if weights is not None:
+        for off, w in zip(plan.offsets[0], weights):
+            params[off:off + w.size] = np.asarray(w, np.float32).ravel()
+    grads = np.zeros_like(params)
+    loss, _ = _C.loss_and_grad(table, plan.lfloats, params, grads, x.reshape(len(x), -1),
+                               y.reshape(len(y), -1), SPEC_MSE, 0, training)
+    return loss
+
+
+def ref_loss(layer, x, weights, y, training):
+    out, _ = R.keras_layer_forward(layer, x, weights, training)
+    return float(R.mse(out.reshape(len(x), -1), np.asarray(y, np.float64).reshape(len(y), -1))[0].mean())
+
+
+def assert_close_scaled(actual, desired, rtol, scale_tol, what):
+    """assert_allclose with atol = scale_tol * max|desired| (sums that cancel lose float32 digits)."""
+    desired = np.asarray(desired, np.float64)
+    atol = scale_tol * max(float(np.abs(desired).max(initial=0.0)), 1e-30)
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol, err_msg=what)
+
+
+def check_layer(layer, in_shape, B, training=False, trainable=True, seed=0, fd_eps=1e-3):
+    """Forward (inference) against the reference; the C loss, dx and every trained weight's gradient
+    against central differences of the reference loss; directional differences of the C loss.
+    Returns (model, x, y, the layer's weights after C's training call)."""
+    model = one_layer_model(layer, in_shape, seed)
+    layer.trainable = trainable
+    rng = np.random.default_rng(seed)
+    x = batch(rng, B, in_shape)
+    weights = layer.get_weights()
+
+    want, _ = R.keras_layer_forward(layer, x, weights, training=False)
+    got = model.predict(x, verbose=0)
+    assert got.shape == (B, *layer.output_shape)
+    assert_close_scaled(got, want, 1e-5, 1e-6, "forward")
+
+    out_ref, _ = R.keras_layer_forward(layer, x, weights, training)
+    y = (out_ref + rng.standard_normal(out_ref.shape)).astype(np.float32)
+    loss, dx, grads, after = c_loss_and_grad(model, x, y, training, trainable)
+    np.testing.assert_allclose(loss, ref_loss(layer, x, weights, y, training), rtol=1e-5)
+
+    x64 = x.astype(np.float64)
+    fd_dx = R.numeric_grad(lambda xx: ref_loss(layer, xx, weights, y, training), x64)
+    assert_close_scaled(dx, fd_dx, 1e-4, 1e-5, "dx")
+    trained = [i for i, t in enumerate(layer._weight_trained) if t and trainable]
+    for i, name in enumerate(layer._weight_names):
+        if i not in trained:
+            assert (grads[i] == UNTOUCHED).all(), f"{name}: not trained, its gradient range stays untouched"
+            continue
+
+        def loss_of(wi, i=i):
+            ws = list(weights)
+            ws[i] = wi
+            return ref_loss(layer, x, ws, y, training)
+        fd = R.numeric_grad(loss_of, weights[i].astype(np.float64))
+        assert_close_scaled(grads[i], fd, 1e-4, 1e-5, name)
+
+    check_directional(lambda xx: c_loss(model, xx, y, training, trainable=trainable), x, dx, rng, eps=fd_eps)
+    for i in trained:
+        def c_loss_of(wi, i=i):
+            ws = list(weights)
+            ws[i] = wi
+            return c_loss(model, x, y, training, ws, trainable)
+        check_directional(c_loss_of, weights[i], grads[i], rng, eps=fd_eps)
+    # the model's own weights are untouched by these calls
+    for w, w0 in zip(layer.get_weights(), weights):
+        assert np.array_equal(w, w0)
+    return model, x, y, after
+
+
+# --- the reference's geometry: Keras / TF facts, by hand ---
+
+def test_reference_same_padding_splits_as_tensorflow_and_average_counts_cells_inside():
+    assert R.window_geometry(5, 2, 1, "same") == (5, 0, 1)     # the odd pixel of padding goes after
+    assert R.window_geometry(5, 4, 1, "same") == (5, 1, 2)
+    assert R.window_geometry(6, 3, 2, "same") == (3, 0, 1)
+    assert R.window_geometry(8, 2, 3, "same") == (3, 0, 0)
+    assert R.window_geometry(11, 2, 2, "valid") == (5, 0, 0)   # valid floors: 11 -> 5
+    x = np.arange(9.0).reshape(1, 3, 3, 1)
+    np.testing.assert_array_equal(R.avg_pool2d(x, (2, 2), None, "same")[0, :, :, 0], [[2.0, 3.5], [6.5, 8.0]])
+    np.testing.assert_array_equal(R.max_pool2d(x, (2, 2), None, "same")[0, :, :, 0], [[4.0, 5.0], [7.0, 8.0]])
+    # a 3x3 kernel of ones with 'same' padding sums each 3x3 neighbourhood, zeros outside
+    k = np.ones((3, 3, 1, 1))
+    np.testing.assert_array_equal(R.conv2d(x, k, None, (1, 1), "same")[0, :, :, 0],
+                                  [[8, 15, 12], [21, 36, 27], [20, 33, 24]])
+
+
+def test_reference_conv2d_is_the_direct_sum():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 6, 3))
+    k = rng.standard_normal((3, 2, 3, 4))
+    b = rng.standard_normal(4)
+    out = R.conv2d(x, k, b, (2, 3), "same")
+    oh, top, _ = R.window_geometry(5, 3, 2, "same")
+    ow, left, _ = R.window_geometry(6, 2, 3, "same")
+    want = np.zeros((2, oh, ow, 4))
+    for bi in range(2):
+        for i in range(oh):
+            for j in range(ow):
+                for u in range(3):
+                    for v in range(2):
+                        r, c = i * 2 + u - top, j * 3 + v - left
+                        if 0 <= r < 5 and 0 <= c < 6:
+                            want[bi, i, j] += x[bi, r, c] @ k[u, v]
+    np.testing.assert_allclose(out, want + b, rtol=1e-12)
+
+
+def test_reference_batch_norm_moments_and_moving_update():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 3, 2, 5)) * 3 + 1
+    gamma, beta = rng.standard_normal(5), rng.standard_normal(5)
+    mm, mv = rng.standard_normal(5), rng.uniform(0.5, 2, 5)
+    out, nm, nv = R.batch_norm(x, gamma, beta, mm, mv, 1e-3, 0.9, training=True)
+    flat = x.reshape(-1, 5)
+    np.testing.assert_allclose(nm, 0.9 * mm + 0.1 * flat.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(nv, 0.9 * mv + 0.1 * ((flat - flat.mean(0)) ** 2).mean(0), rtol=1e-12)
+    normed = (out - beta) / gamma
+    np.testing.assert_allclose(normed.reshape(-1, 5).mean(0), 0, atol=1e-12)
+    out, nm2, nv2 = R.batch_norm(x, gamma, beta, mm, mv, 1e-3, 0.9, training=False)
+    assert nm2 is mm or np.array_equal(nm2, mm)
+    np.testing.assert_allclose(out, (x - mm) / np.sqrt(mv + 1e-3) * gamma + beta, rtol=1e-12)
+
+
+# --- Conv2D ---
+
+CONV_CASES = [
+    # in_shape, filters, kernel, strides, padding, use_bias, activation, batch
+    ((7, 7, 1), 3, 3, 1, "valid", True, "relu", 5),
+    ((7, 6, 3), 4, 3, 2, "same", True, "tanh", 1),
+    ((7, 6, 3), 8, 5, 3, "same", False, "sigmoid", 5),
+    ((3, 4, 8), 2, 1, 1, "valid", True, "linear", 5),
+    ((6, 7, 3), 3, 2, 2, "valid", False, "relu", 1),
+    ((5, 7, 1), 2, (2, 3), (1, 2), "same", True, "linear", 5),
+    ((4, 4, 3), 2, 5, 1, "same", True, "tanh", 5),     # window larger than the input, 'same' pads 2 + 2
+    ((11, 11, 1), 8, 3, 3, "same", True, "relu", 1),   # pad 0 before, 1 after
+    ((8, 5, 3), 3, 2, 3, "same", True, "sigmoid", 5),  # 'same' that needs no padding
+    ((9, 5, 8), 3, (5, 1), (2, 1), "valid", True, "linear", 1),
+]
+
+
+@pytest.mark.parametrize("in_shape,filters,kernel,strides,padding,use_bias,act,B", CONV_CASES)
+def test_conv2d_matches_reference_and_central_differences(in_shape, filters, kernel, strides, padding, use_bias,
+                                                          act, B):
+    layer = L.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=use_bias, activation=act)
+    case = (in_shape, filters, kernel, strides, padding, use_bias, act, B)
+    check_layer(layer, in_shape, B, seed=CONV_CASES.index(case))
+
+
+def test_frozen_conv2d_passes_dx_and_leaves_its_gradients_untouched():
+    check_layer(L.Conv2D(4, 3, padding="same", activation="tanh"), (6, 5, 3), 5, training=True, trainable=False)
+
+
+# --- pooling ---
+
+POOL_CASES = [
+    # in_shape, pool_size, strides, padding, batch
+    ((6, 6, 1), 2, None, "valid", 5),
+    ((7, 7, 3), 2, None, "valid", 1),        # the odd row and column are dropped
+    ((7, 5, 3), 3, 2, "same", 5),
+    ((3, 5, 8), 2, 1, "same", 5),
+    ((9, 7, 3), (3, 2), (3, 1), "valid", 1),
+    ((5, 6, 1), 3, 3, "same", 5),
+    ((4, 4, 3), 5, 2, "same", 5),            # window larger than the input
+]
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("in_shape,pool,strides,padding,B", POOL_CASES)
+def test_pooling_matches_reference_and_central_differences(kind, in_shape, pool, strides, padding, B):
+    cls = L.MaxPooling2D if kind == "max" else L.AveragePooling2D
+    # max: the float64 differences step 1e-6, the C ones 1e-3, far below the gaps between distinct
+    # standard-normal values of a window, so no argmax changes within a step
+    check_layer(cls(pool, strides=strides, padding=padding), in_shape, B, fd_eps=1e-4)
+
+
+def test_average_pooling_same_divides_by_the_cells_inside_the_input():
+    model = mnistc.Sequential([mnistc.Input((3, 3, 1)), L.AveragePooling2D(2, padding="same")])
+    x = np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1)
+    np.testing.assert_array_equal(model.predict(x, verbose=0)[0, :, :, 0], [[2.0, 3.5], [6.5, 8.0]])
+
+
+def test_max_pooling_propagates_nan():
+    model = mnistc.Sequential([mnistc.Input((4, 4, 2)), L.MaxPooling2D()])
+    plan = model._get_plan()
+    x = np.zeros((1, 4, 4, 2), np.float32)
+    x[0, 1, 1, 0] = np.nan
+    out = np.empty((1, 8), np.float32)
+    _C.predict(plan.layers, plan.lfloats, plan.params, x.reshape(1, -1), out, 1)
+    out = out.reshape(2, 2, 2)
+    assert np.isnan(out[0, 0, 0]) and np.isnan(out).sum() == 1
+
+
+@pytest.mark.parametrize("in_shape,B,keepdims", [((5, 7, 3), 5, False), ((1, 1, 8), 1, False),
+                                                 ((4, 3, 1), 5, True), ((6, 2, 8), 1, True)])
+def test_global_average_pooling_matches_reference_and_central_differences(in_shape, B, keepdims):
+    check_layer(L.GlobalAveragePooling2D(keepdims=keepdims), in_shape, B)
+
+
+# --- BatchNormalization ---
+
+BN_CASES = [
+    # in_shape, batch, center, scale, momentum, epsilon
+    ((5, 4, 3), 5, True, True, 0.99, 1e-3),
+    ((5, 4, 3), 5, False, True, 0.9, 1e-3),
+    ((3, 8), 5, True, False, 0.5, 1e-2),
+    ((6,), 5, False, False, 0.99, 1e-3),
+    ((2, 3, 8), 1, True, True, 0.8, 1e-3),
+    ((4, 4, 1), 5, True, True, 0.0, 1e-5),
+]
+
+
+@pytest.mark.parametrize("mode", ["inference", "training", "frozen"])
+@pytest.mark.parametrize("in_shape,B,center,scale,momentum,epsilon", BN_CASES)
+def test_batch_norm_matches_reference_and_central_differences(mode, in_shape, B, center, scale, momentum, epsilon):
+    layer = L.BatchNormalization(center=center, scale=scale, momentum=momentum, epsilon=epsilon)
+    training = mode != "inference"
+    model, x, y, after = check_layer(layer, in_shape, B, training=training, trainable=mode != "frozen")
+    weights = layer.get_weights()
+    _, moved = R.keras_layer_forward(layer, x, weights, training)  # frozen: inference mode
+    for name, got, want, before in zip(layer._weight_names, after, moved, weights):
+        if mode == "training" and name.startswith("moving_"):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, err_msg=name)
+            assert not np.array_equal(got, before)
+        else:
+            assert np.array_equal(got, before), f"{name} must not change in {mode} mode"
+
+
+def test_frozen_batch_norm_uses_the_moving_statistics_in_training():
+    """Keras 3: trainable=False runs BatchNormalization in inference mode even while training."""
+    layer = L.BatchNormalization()
+    model = one_layer_model(layer, (3, 4), seed=4)
+    rng = np.random.default_rng(4)
+    x = batch(rng, 6, (3, 4)) * 2 + 1
+    y = np.zeros((6, 3, 4), np.float32)
+    weights = layer.get_weights()
+    trained = c_loss(model, x, y, True)
+    frozen = c_loss(model, x, y, True, trainable=False)
+    inference = c_loss(model, x, y, False)
+    assert frozen == inference and trained != frozen
+    np.testing.assert_allclose(frozen, ref_loss(layer, x, weights, y, False), rtol=1e-5)
+    np.testing.assert_allclose(trained, ref_loss(layer, x, weights, y, True), rtol=1e-5)
+
+
+# --- Dense on N-D samples: the last axis ---
+
+@pytest.mark.parametrize("in_shape,units,use_bias,act,B", [
+    ((4, 3, 5), 6, True, "relu", 5),
+    ((7, 4), 3, True, "tanh", 1),
+    ((7, 4), 5, False, "sigmoid", 5),
+    ((2, 3, 1), 4, True, "linear", 1),
+])
+def test_dense_on_nd_samples_applies_to_the_last_axis(in_shape, units, use_bias, act, B):
+    layer = L.Dense(units, activation=act, use_bias=use_bias)
+    model, *_ = check_layer(layer, in_shape, B)
+    assert layer.kernel.shape == (in_shape[-1], units)
+    assert model.output_shape == (None, *in_shape[:-1], units)
