@@ -1017,7 +1017,7 @@ def _conv_body(seed=0):
     (lambda: layers.Conv2D(2**40, 3), (MemoryError, ValueError), r"1099511627776"),
     (lambda: layers.Conv2D(2**62, 3), (MemoryError, ValueError), r"too big|allocate"),
     (lambda: layers.Conv2D(2, 10**6, padding="same"), (MemoryError, ValueError), r"1000000"),
-    (lambda: layers.Conv2D(2, 2**40, padding="same"), (MemoryError, ValueError), r"too big|allocate"),
+    (lambda: layers.Conv2D(2, 2**40, padding="same"), (MemoryError, ValueError), r"`kernel_size` must be at most 16777216"),
 ])
 def test_bad_geometry_and_huge_layers_leave_the_model_as_it_was(make, exc, match):
     model = _conv_body()
@@ -1043,24 +1043,6 @@ C_LIMIT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("make, match", C_LIMIT_CASES)
-def test_windows_beyond_the_c_limit_are_named_at_the_first_call_and_lose_nothing(make, match):
-    """'same' padding takes any window in Python; the C core's bound (2**24) is checked when the plan
-    is made, and names the layer, the limit and the value."""
-    model = _conv_body()
-    x = make_images(n=4)[0]
-    before = model.predict(x, verbose=0)
-    model.add(make())
-    keep = Unchanged(model, x)
-    for call in (lambda: model.predict(x, verbose=0), lambda: model.predict_on_batch(x)):
-        rejects(model, ValueError, match, call, x)
-    keep.check()
-    model.pop()
-    assert model.predict(x, verbose=0).tobytes() == before.tobytes()
-
-
-@pytest.mark.xfail(strict=True, reason="layers._window_geometry does not check the C core's 2**24 bound on windows "
-                   "and strides: model.add accepts the layer, and every later call on the model fails until pop()")
 @pytest.mark.parametrize("make, match", C_LIMIT_CASES)
 def test_windows_beyond_the_c_limit_are_refused_when_added(make, match):
     model = _conv_body()
@@ -1094,18 +1076,11 @@ def test_strides_larger_than_the_image_keep_the_first_window():
     np.testing.assert_allclose(out[:, 0, 0], np.einsum("nij,ijo->no", x[:, :3, :3, 0], k[:, :, 0]), rtol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="layers._pair lets int() raise OverflowError for an infinite size ('cannot convert float "
-                          "infinity to integer', naming no argument); it catches TypeError and ValueError only")
 def test_an_infinite_kernel_size_names_the_argument():
     with pytest.raises(ValueError, match=r"`kernel_size` must be a positive int"):
         layers.Conv2D(2, (float("inf"), 3))
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="Conv2D/_Pooling2D accept sizes >= 2**63 (_pair has no upper bound); the plan then fails in "
-                          "_plan.table_row with OverflowError 'Python int too large to convert to C long', naming "
-                          "neither the layer nor the argument (below 2**63 the C check names both)")
 def test_strides_beyond_int64_name_the_layer_and_the_limit():
     model = _conv_body()
     with pytest.raises(ValueError, match=r"stride"):
@@ -1129,10 +1104,6 @@ def test_batch_normalization_hyperparameters_out_of_range(kwargs, match):
         layers.BatchNormalization(**kwargs)
 
 
-@pytest.mark.xfail(strict=True, raises=(TypeError, ValueError),
-                   reason="BatchNormalization.__init__ calls float(momentum) / float(epsilon) before its check, so "
-                          "None or a word fails in float() ('float() argument must be a string or a real number, not "
-                          "'NoneType'', 'could not convert string to float') without naming the argument")
 @pytest.mark.parametrize("kwargs, word", [(dict(momentum=None), "momentum"), (dict(epsilon="x"), "epsilon")])
 def test_batch_normalization_non_numbers_name_the_argument(kwargs, word):
     try:
@@ -1155,10 +1126,6 @@ def test_channels_first_is_refused_naming_the_transpose(make):
         make()
 
 
-@pytest.mark.xfail(strict=True, reason="layers.Flatten accepts data_format and ignores it: Keras's "
-                   "Flatten(data_format='channels_first') moves axis 1 last before flattening (layers/reshaping/"
-                   "flatten.py), so mnistc flattens in another order, silently; it should do the same or refuse as "
-                   "Conv2D does")
 def test_flatten_channels_first_matches_keras_or_is_refused():
     x = np.arange(2 * 2 * 3 * 4, dtype=np.float32).reshape(2, 2, 3, 4)
     try:
