@@ -129,6 +129,49 @@ def adapt_target(y, loss, out_units, what="y"):
     return y
 
 
+def adapt_sample_weight(sample_weight, n, what="sample_weight"):
+    """sample_weight as C takes it: float32 (n,) finite weights of the per-sample losses; (n, 1) is
+    squeezed."""
+    w = _as_array(sample_weight, what)
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w.reshape(-1)
+    if w.ndim != 1:
+        raise ValueError(f"`{what}` must hold one weight per sample, shape ({n},), got shape {w.shape}")
+    if len(w) != n:
+        raise ValueError("Data cardinality is ambiguous. Make sure all arrays contain the same number of "
+                         f"samples.'x' sizes: {n}\n'{what}' sizes: {len(w)}\n")
+    w = np.require(w, np.float32, ["C", "A"])
+    n_nan, n_inf, _, _ = _C.scan_floats(w) if w.size else (0, 0, 0.0, 0.0)
+    if n_nan or n_inf:
+        raise ValueError(f"`{what}` contains {n_nan} NaN and {n_inf} infinite value(s); expected finite weights")
+    return w
+
+
+def class_weight_to_sample_weights(y, class_weight, out_units):
+    """Keras's conversion of class_weight ({class id: weight}) into one weight per sample of y: the
+    class of a row is argmax(y) for one-hot rows, else round(y); classes not in the dict weigh 1."""
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"`class_weight` must be a dict mapping class ids to weights, e.g. {{0: 1.0, 1: 5.0}}; "
+                        f"got {type(class_weight).__name__}")
+    n_classes = max(out_units, 2)
+    table = np.ones(n_classes, np.float64)
+    for k, v in class_weight.items():
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < n_classes:
+            raise ValueError(f"`class_weight` keys must be class ids in [0, {n_classes}) for a model with "
+                             f"{out_units} output(s), got key {k!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
+            raise ValueError(f"`class_weight` values must be finite numbers, got {v!r} for class {k}")
+        table[k] = v
+    y = np.asarray(y)
+    if y.ndim > 1:
+        y = y.argmax(axis=-1) if y.shape[-1] != 1 else y.reshape(-1)
+    ids = np.round(y).astype(np.int64)
+    weights = np.ones(len(ids), np.float32)
+    known = (ids >= 0) & (ids < n_classes)
+    weights[known] = table[ids[known]]
+    return weights
+
+
 def check_int(value, name, minimum):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"`{name}` must be an integer, got {value!r} of type {type(value).__name__}")

@@ -20,16 +20,23 @@ _VERBOSE = (0, 1, 2, "auto")
 
 class Data(NamedTuple):
     """A call's arrays as C reads them: x (N, d) float32 or uint8; y int32 class ids (N,) or float32
-    rows (N, units); the accuracy metric's C code; whether x looked like unscaled 0..255 pixels."""
+    rows (N, units); the accuracy metric's C code; whether x looked like unscaled 0..255 pixels;
+    sw float32 (N,) weights of the per-sample losses or None; whether sw came from class_weight
+    (which weighs the training rows only)."""
     x: np.ndarray
     y: np.ndarray
     metric: int
     unscaled: bool = False
+    sw: np.ndarray = None
+    class_weighted: bool = False
 
     def split(self, at):
-        """(rows [0, at), rows [at, N)) as views, for validation_split."""
-        return (Data(self.x[:at], self.y[:at], self.metric, self.unscaled),
-                Data(self.x[at:], self.y[at:], self.metric))
+        """(rows [0, at), rows [at, N)) as views, for validation_split. Keras splits x, y and
+        sample_weight before class_weight is applied: validation rows keep only sample weights."""
+        sw = self.sw
+        return (self._replace(x=self.x[:at], y=self.y[:at], sw=None if sw is None else sw[:at]),
+                Data(self.x[at:], self.y[at:], self.metric,
+                     sw=None if sw is None or self.class_weighted else sw[at:]))
 
 
 class Training(NamedTuple):
@@ -61,14 +68,15 @@ def _c_train_epoch(training, data, batch_size, perm, seed, hook=None, every_batc
     loss_sum, metric_sum, count, _ = _C.train_epoch(
         training.table, plan.lfloats, plan.params, plan.grads, data.x, data.y, perm, batch_size,
         training.loss.c_spec(), data.metric, opt.kind, opt.c_hyper(), opt._slots,
-        opt._iterations, seed, hook, every_batch)
+        opt._iterations, seed, hook, every_batch, data.sw)
     return loss_sum, metric_sum, count
 
 
 def _c_evaluate(plan, loss, data, batch_size, hook=None):
-    """(loss_sum, metric_sum, count) of the model over data; no dropout, nothing updated."""
+    """(loss_sum, metric_sum, count) of the model over data; no dropout, nothing updated. With sample
+    weights loss_sum is sum(w * loss); the metric is never weighted (Keras's `metrics`)."""
     return _C.evaluate(plan.layers, plan.lfloats, plan.params, data.x, data.y, batch_size, loss.c_spec(),
-                       data.metric, hook)
+                       data.metric, hook, data.sw)
 
 
 def _c_predict(plan, x, out, batch_size, hook=None):
@@ -122,7 +130,7 @@ class Trainer:
         The trainable flags of the layers are recorded now: a later change of `layer.trainable`
         takes effect at the next compile (Keras's contract); fit warns if they changed.
         """
-        no_unsupported(loss_weights=loss_weights, weighted_metrics=weighted_metrics)
+        no_unsupported(loss_weights=loss_weights, weighted_metrics=weighted_metrics or None)
         opt = optimizers.get(optimizer)
         loss_obj = losses.get(loss) if loss is not None else None
         if metrics is None:
@@ -192,9 +200,13 @@ class Trainer:
         return metrics_mod.resolve(self._metric, y_ndim, y_last, self._out_units)
 
     # --- data and logs ---
-    def _prepare(self, x, y, what="x", training=False):
+    def _prepare(self, x, y, what="x", training=False, sample_weight=None, class_weight=None):
         """(x, y) checked and converted for C as a Data, x's values read once: for NaN/Inf and, when
-        training without a Rescaling first layer, for looking like unscaled pixels."""
+        training without a Rescaling first layer, for looking like unscaled pixels. sample_weight
+        (N,) or class_weight {class id: weight} (not both) become the Data's per-sample weights."""
+        if sample_weight is not None and class_weight is not None:
+            raise ValueError("You cannot `class_weight` and `sample_weight` at the same time. Multiply the class "
+                             "weights into `sample_weight` instead.")
         x2 = self._adapt(x, what)
         if len(self._output_shape) > 1 and self.loss.kind in (losses.CCE, losses.SCCE):
             raise ValueError(
@@ -207,7 +219,13 @@ class Trainer:
         _data.check_cardinality(x2, y_arr)
         code = self._metric_code(y_arr)
         y_c = _data.adapt_target(y_arr, self.loss, self._out_units)
-        return Data(x2, y_c, code, unscaled)
+        sw = None
+        if class_weight is not None:
+            sw = _data.class_weight_to_sample_weights(y_arr, class_weight, self._out_units)
+        elif sample_weight is not None:
+            sw = _data.adapt_sample_weight(sample_weight, len(x2),
+                                           "sample_weight" if what == "x" else "val_sample_weight")
+        return Data(x2, y_c, code, unscaled, sw, class_weight is not None)
 
     def _logs(self, sums, prefix=""):
         """Keras logs (keys sorted) from a C call's (loss_sum, metric_sum, count): the means."""
@@ -258,6 +276,10 @@ class Trainer:
         Args:
             x: (N, *input_shape) float or uint8 array; float64 is converted to float32 once per call.
             y: integer class ids (N,) for sparse losses, else (N, units) targets.
+            sample_weight: (N,) weights of the per-sample losses: a batch's loss is sum(w * loss) / rows
+                (Keras's "sum_over_batch_size"); accuracy stays unweighted, as Keras's `metrics`.
+            class_weight: {class id: weight}, turned into sample weights from y (argmax of one-hot
+                rows); classes not listed weigh 1. Validation rows are not class-weighted.
         Returns:
             History: `history.history` maps 'loss', metric and 'val_*' names to per-epoch floats; empty
             when `epochs <= initial_epoch` (epochs=0, say), as in Keras.
@@ -266,8 +288,7 @@ class Trainer:
             RuntimeError: fit is already running on this model.
         """
         self._assert_compiled()
-        no_unsupported(class_weight=class_weight, sample_weight=sample_weight, steps_per_epoch=steps_per_epoch,
-                       validation_steps=validation_steps)
+        no_unsupported(steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
         if x is None or y is None:
             raise ValueError("fit() needs both `x` and `y` arrays")
         _verbose(verbose)
@@ -284,7 +305,7 @@ class Trainer:
             if not isinstance(cb, callbacks_mod.Callback):
                 raise TypeError(f"callbacks must be mnistc.callbacks.Callback instances, got {type(cb).__name__}")
 
-        data = self._prepare(x, y, training=True)
+        data = self._prepare(x, y, training=True, sample_weight=sample_weight, class_weight=class_weight)
         batch_size = _batch_size(batch_size)
         data, val = self._validation(data, validation_data, validation_split)
         val_bs = _batch_size(validation_batch_size) if validation_batch_size is not None else batch_size
@@ -296,10 +317,10 @@ class Trainer:
         """(training data, validation Data or None) from fit's validation arguments."""
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
-            if len(validation_data) == 3 and validation_data[2] is not None:
-                raise ValueError("sample weights in `validation_data` are not supported by mnistc")
-            val = self._prepare(validation_data[0], validation_data[1], what="x_val")
+                raise ValueError("`validation_data` must be a tuple (x_val, y_val) or (x_val, y_val, "
+                                 "val_sample_weight)")
+            val_sw = validation_data[2] if len(validation_data) == 3 else None
+            val = self._prepare(validation_data[0], validation_data[1], what="x_val", sample_weight=val_sw)
             return data, val._replace(metric=data.metric)
         if not validation_split:
             return data, None
@@ -371,9 +392,9 @@ class Trainer:
         if kwargs:
             raise ValueError(f"Arguments not recognized: {kwargs}")
         self._assert_compiled()
-        no_unsupported(sample_weight=sample_weight, steps=steps)
+        no_unsupported(steps=steps)
         verbose_level = _verbose(verbose)
-        data = self._prepare(x, y)
+        data = self._prepare(x, y, sample_weight=sample_weight)
         batch_size = _batch_size(batch_size)
         bar = _progbar(verbose_level, math.ceil(len(data.x) / batch_size))
         hook = None
@@ -424,10 +445,9 @@ class Trainer:
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on (x, y) as a single batch; returns the batch's loss (and metric) as
-        measured before the update."""
+        measured before the update. sample_weight / class_weight weigh the per-sample losses as in fit."""
         self._assert_compiled()
-        no_unsupported(sample_weight=sample_weight, class_weight=class_weight)
-        data = self._prepare(x, y, training=True)
+        data = self._prepare(x, y, training=True, sample_weight=sample_weight, class_weight=class_weight)
         with self._exclusive():
             sums = _c_train_epoch(self._training(data), data, len(data.x), None, _random.new_seed())
         return self._result(self._logs(sums), return_dict)
@@ -435,7 +455,6 @@ class Trainer:
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss (and metric) on one batch, without updating anything."""
         self._assert_compiled()
-        no_unsupported(sample_weight=sample_weight)
-        data = self._prepare(x, y)
+        data = self._prepare(x, y, sample_weight=sample_weight)
         sums = _c_evaluate(self._get_plan(), self.loss, data, len(data.x))
         return self._result(self._logs(sums), return_dict)
