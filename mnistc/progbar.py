@@ -65,6 +65,14 @@ class Progbar:
 
     def _line(self, current, values, now, final, bar):
         elapsed = now - self._start
+        if self.target is None:  # a generator's first epoch: the number of steps is not known yet
+            parts = [f"{current:>7}/Unknown"]
+            bar = False
+            per = elapsed / max(current, 1)
+            line = " ".join(parts + [_format_time(elapsed), _per_step(per)])
+            for k in sorted(values or {}):
+                line += f" - {k}: {format_value(values[k])}"
+            return line
         digits = len(str(self.target))
         parts = [f"{current:>{digits}}/{self.target}"]
         if bar:

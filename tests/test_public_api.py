@@ -36,7 +36,7 @@ def test_missing_name_lists_what_the_module_has(module):
     ("Adagrad", mnistc.optimizers, "mnistc.optimizers has: Adam, AdamW, get, Optimizer, RMSprop, serialize, SGD"),
     ("TensorBoard", mnistc.callbacks, "EarlyStopping, History"),
     ("cifar10", mnistc.datasets, "mnistc.datasets has: fashion_mnist, idx, mnist"),
-    ("plot_model", mnistc.utils, "plot_history, set_random_seed, show_digits, to_categorical"),
+    ("plot_model", mnistc.utils, "plot_history, PyDataset, Sequence, set_random_seed, show_digits, to_categorical"),
     ("Precision", mnistc.metrics, "SparseCategoricalAccuracy"),
     ("Huber", mnistc.losses, "SparseCategoricalCrossentropy"),
 ])
