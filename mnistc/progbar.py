@@ -65,11 +65,8 @@ class Progbar:
 
     def _line(self, current, values, now, final, bar):
         elapsed = now - self._start
-        if self.target is None:  # a generator's first epoch: the number of steps is not known yet
-            parts = [f"{current:>7}/Unknown"]
-            bar = False
-            per = elapsed / max(current, 1)
-            line = " ".join(parts + [_format_time(elapsed), _per_step(per)])
+        if self.target is None:  # a generator's first pass: the number of steps is not known yet
+            line = f"{current:>7}/Unknown {_format_time(elapsed)} {_per_step(elapsed / max(current, 1))}"
             for k in sorted(values or {}):
                 line += f" - {k}: {format_value(values[k])}"
             return line

@@ -2,8 +2,9 @@
 predict and the on-batch calls, their logs and callbacks.
 
 Python checks arguments, keeps callbacks and prints; every per-batch step (gather, forward, loss,
-backward, optimizer update, running loss and accuracy) happens in one C call per epoch with the GIL
-released. Each C entry point is called from one function below.
+backward, optimizer update, running loss and accuracy) happens in C with the GIL released: one call
+per epoch for arrays, one per batch for batch streams (generators, PyDataset). Each C entry point
+is called from one function below.
 """
 import contextlib
 import math
@@ -106,9 +107,10 @@ def _stream_only_args(**kwargs):
     """ValueError naming the array-only arguments given with a generator or PyDataset input."""
     for k, v in kwargs.items():
         if v is not None:
+            shown = f"an array of shape {v.shape}" if isinstance(v, np.ndarray) else repr(v)
             raise ValueError(f"`{k}` cannot be used when `x` is a generator or PyDataset: its batches carry "
                              "the targets, sample weights and batch size ((x, y) or (x, y, sample_weight) "
-                             f"tuples); received {k}={v!r}")
+                             f"tuples); received {k}={shown}")
 
 
 def no_unsupported(**kwargs):
@@ -234,8 +236,7 @@ class Trainer:
         if class_weight is not None:
             sw = _data.class_weight_to_sample_weights(y_arr, class_weight, self._out_units)
         elif sample_weight is not None:
-            sw = _data.adapt_sample_weight(sample_weight, len(x2),
-                                           "sample_weight" if what == "x" else "val_sample_weight")
+            sw = _data.adapt_sample_weight(sample_weight, len(x2), what.replace("x", "sample_weight", 1))
         return Data(x2, y_c, code, unscaled, sw, class_weight is not None)
 
     def _logs(self, sums, prefix=""):
