@@ -122,7 +122,7 @@ def test_empty_x():
     (dict(epochs=True), TypeError, "`epochs` must be an integer"),
     (dict(verbose=3), ValueError, "`verbose` must be"),
     (dict(validation_split=1.0), ValueError, "validation_split"),
-    (dict(sample_weight=np.ones(40)), ValueError, "not supported"),
+    (dict(sample_weight=np.ones(39)), ValueError, "'sample_weight' sizes: 39"),
 ])
 def test_bad_fit_arguments(kwargs, exc, match):
     model, x, y = setup()

@@ -37,7 +37,7 @@ def test_missing_name_lists_what_the_module_has(module):
     ("Lion", mnistc.optimizers, "mnistc.optimizers has: Adagrad, Adam, Adamax, AdamW, get"),
     ("TensorBoard", mnistc.callbacks, "EarlyStopping, History"),
     ("cifar10", mnistc.datasets, "mnistc.datasets has: fashion_mnist, idx, mnist"),
-    ("plot_model", mnistc.utils, "plot_history, set_random_seed, show_digits, to_categorical"),
+    ("plot_model", mnistc.utils, "plot_history, PyDataset, Sequence, set_random_seed, show_digits, to_categorical"),
     ("F1Score", mnistc.metrics, "Precision, Recall"),
     ("Huber", mnistc.losses, "SparseCategoricalCrossentropy"),
 ])
