@@ -15,14 +15,12 @@
 
 /* --- shared by the windowed kinds --- */
 
-/* Kernel sizes and strides above this are refused: keeps every size product below overflow. */
-#define WINDOW_MAX ((size_t)1 << 24)
 
 static mc_status check_dim(size_t l, const char *what, const char *dim, const char *pad_name, size_t in, size_t k,
                            size_t s, size_t pad, size_t out, mc_error *err) {
-    if (k < 1 || s < 1 || k > WINDOW_MAX || s > WINDOW_MAX)
+    if (k < 1 || s < 1 || k > MC_MAX_WINDOW || s > MC_MAX_WINDOW)
         return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: %s kernel %s and stride %s must be in [1, %zu], found %zu and %zu",
-                            l, what, dim, dim, WINDOW_MAX, k, s);
+                            l, what, dim, dim, MC_MAX_WINDOW, k, s);
     size_t same_out = (in + s - 1) / s, span = (same_out - 1) * s + k;
     size_t same_pad = span > in ? (span - in) / 2 : 0;
     if (in >= k && pad == 0 && out == (in - k) / s + 1) return MC_OK;

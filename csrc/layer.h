@@ -42,6 +42,9 @@ enum {
 };
 #define MC_MAX_WEIGHTS 4
 
+/* Largest kernel size and stride of the windowed kinds: keeps every size product below overflow. */
+#define MC_MAX_WINDOW ((size_t)1 << 24)
+
 /* The columns of the float64 constants table (L, MC_FTABLE_COLS), named per kind. */
 enum {
     MC_FCOL_RATE = 0,      /* DROPOUT */

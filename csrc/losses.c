@@ -199,8 +199,8 @@ double mc_loss_cce_probs(float *dp, const float *p, const float *y, const int32_
     return total;
 }
 
-double mc_loss_eval(const mc_loss_spec *spec, int fused, float *d, const float *out, const float *logits,
-                    const float *y, const int32_t *labels, size_t B, size_t n) {
+static double loss_rows(const mc_loss_spec *spec, int fused, float *d, const float *out, const float *logits,
+                        const float *y, const int32_t *labels, size_t B, size_t n) {
     const float *in = fused ? logits : out;
     switch (spec->kind) {
     case MC_LOSS_MSE:
@@ -221,6 +221,25 @@ double mc_loss_eval(const mc_loss_spec *spec, int fused, float *d, const float *
     default:
         return 0.0;
     }
+}
+
+double mc_loss_eval(const mc_loss_spec *spec, int fused, float *d, const float *out, const float *logits,
+                    const float *y, const int32_t *labels, const float *w, size_t B, size_t n) {
+    if (!w) return loss_rows(spec, fused, d, out, logits, y, labels, B, n);
+    /* Weighted: each row on its own (a batch of 1 gives its loss and that loss's gradient), the loss
+     * times w_i and the gradient times w_i / B: the gradient of sum_i w_i l_i / B. */
+    double total = 0.0, inv_b = 1.0 / (double)B;
+    for (size_t i = 0; i < B; i++) {
+        float *di = d ? d + i * n : NULL;
+        double li = loss_rows(spec, fused, di, out + i * n, logits ? logits + i * n : NULL, y ? y + i * n : NULL,
+                              labels ? labels + i : NULL, 1, n);
+        total += (double)w[i] * li;
+        if (di) {
+            double s = (double)w[i] * inv_b;
+            for (size_t j = 0; j < n; j++) di[j] = (float)(s * (double)di[j]);
+        }
+    }
+    return total;
 }
 
 static size_t argmax_row(const float *r, size_t n) {

@@ -1,6 +1,7 @@
 /* Losses (Keras 3 numerics, reduction "sum_over_batch_size") with their gradients, and the accuracy
  * metrics, for one batch of rows. Per-sample losses are computed in double; gradients are float32.
- * Sample weights, ignore_class and other reductions are not supported. */
+ * Optional per-sample weights scale each row's loss (Keras: sum(w_i l_i) / B, the divisor staying the
+ * row count); ignore_class and other reductions are not supported. */
 #ifndef MC_LOSSES_H
 #define MC_LOSSES_H
 
@@ -85,9 +86,11 @@ double mc_loss_cce_probs(float *dp, const float *p, const float *y, const int32_
 /* The variant the engine uses for spec: `fused` (the model's last activation is the softmax/sigmoid
  * matching the crossentropy and from_logits is 0) evaluates the logits variant on `logits` (the
  * activation's input) and d is the gradient w.r.t. those logits; otherwise the loss reads `out` and d
- * is w.r.t. out. Label smoothing is applied for CCE and BCE only. Returns the per-sample sum. */
+ * is w.r.t. out. Label smoothing is applied for CCE and BCE only. w (B) float32 sample weights, or
+ * NULL for all ones: returns sum_i w_i l_i, and d is the gradient of that sum over B (Keras's
+ * "sum_over_batch_size" with sample weights). */
 double mc_loss_eval(const mc_loss_spec *spec, int fused, float *d, const float *out, const float *logits,
-                    const float *y, const int32_t *labels, size_t B, size_t n);
+                    const float *y, const int32_t *labels, const float *w, size_t B, size_t n);
 
 /* Sum over the B rows of the per-sample metric value (accuracies 0 or 1; binary: the row's fraction
  * of matches; MSE/MAE: the row's mean). pred (B, n); targets as above. 0 for MC_METRIC_NONE. */

@@ -240,6 +240,23 @@ static int parse_y(call_state *s, PyObject *o, int loss_kind) {
     return 0;
 }
 
+/* sample_weight: None, or float32 (N) finite weights of the per-sample losses. */
+static int parse_sw(call_state *s, PyObject *o) {
+    if (o == Py_None) return 0;
+    PyArrayObject *w = get_array(o, "sample_weight", NPY_FLOAT32, -1, 1, 0);
+    if (!w) return -1;
+    hold(s, w);
+    if (check_len(w, "sample_weight", (npy_intp)s->data.N, "rows of x") < 0) return -1;
+    mc_scan_result r = mc_scan(PyArray_DATA(w), MC_SCAN_F32, s->data.N);
+    if (r.n_nan || r.n_inf) {
+        PyErr_Format(PyExc_ValueError, "sample_weight: holds %zu NaN and %zu infinite value(s); expected finite "
+                     "weights", r.n_nan, r.n_inf);
+        return -1;
+    }
+    s->data.sw = PyArray_DATA(w);
+    return 0;
+}
+
 /* One metric: an int code, or a (code, k) pair for the top-k metrics. */
 static int parse_metric(PyObject *o, mc_metric_spec *spec, Py_ssize_t i) {
     long code = 0, k = 0;
@@ -487,14 +504,15 @@ static int finish(mc_status st, const mc_error *err, const hook_ctx *hc) {
 static PyObject *py_train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
     static char *kwlist[] = {"layers", "lfloats", "params", "grads", "x", "y", "perm", "batch_size", "loss",
-                             "metric", "opt", "hyper", "slots", "iterations", "seed", "hook", "every_batch", NULL};
-    PyObject *lo, *fo, *po, *go, *xo, *yo, *permo, *losso, *mo, *ho, *slo, *io, *hook = Py_None;
+                             "metric", "opt", "hyper", "slots", "iterations", "seed", "hook", "every_batch",
+                             "sample_weight", NULL};
+    PyObject *lo, *fo, *po, *go, *xo, *yo, *permo, *losso, *mo, *ho, *slo, *io, *hook = Py_None, *swo = Py_None;
     Py_ssize_t batch_size;
     int kind, every_batch = 0, as_tuple;
     unsigned long long seed;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOnOOiOOOK|Op:train_epoch", kwlist, &lo, &fo, &po, &go,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOnOOiOOOK|OpO:train_epoch", kwlist, &lo, &fo, &po, &go,
                                      &xo, &yo, &permo, &batch_size, &losso, &mo, &kind, &ho, &slo, &io, &seed,
-                                     &hook, &every_batch))
+                                     &hook, &every_batch, &swo))
         return NULL;
     call_state s;
     memset(&s, 0, sizeof s);
@@ -508,7 +526,7 @@ static PyObject *py_train_epoch(PyObject *self, PyObject *args, PyObject *kwargs
     if (parse_x(&s, xo, 1) < 0) goto done;
     int i_params = s.n_held + 2, i_grads = s.n_held + 3;
     if (parse_model(&s, lo, fo, po, go) < 0) goto done;
-    if (parse_y(&s, yo, spec.kind) < 0) goto done;
+    if (parse_y(&s, yo, spec.kind) < 0 || parse_sw(&s, swo) < 0) goto done;
     if (permo != Py_None) {
         PyArrayObject *pa = get_array(permo, "perm", NPY_INT64, -1, 1, 0);
         if (!pa) goto done;
@@ -563,12 +581,13 @@ done:
 
 static PyObject *py_evaluate(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    static char *kwlist[] = {"layers", "lfloats", "params", "x", "y", "batch_size", "loss", "metric", "hook", NULL};
-    PyObject *lo, *fo, *po, *xo, *yo, *losso, *mo, *hook = Py_None;
+    static char *kwlist[] = {"layers", "lfloats", "params", "x", "y", "batch_size", "loss", "metric", "hook",
+                             "sample_weight", NULL};
+    PyObject *lo, *fo, *po, *xo, *yo, *losso, *mo, *hook = Py_None, *swo = Py_None;
     Py_ssize_t batch_size;
     int as_tuple;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOnOO|O:evaluate", kwlist, &lo, &fo, &po, &xo, &yo,
-                                     &batch_size, &losso, &mo, &hook))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOnOO|OO:evaluate", kwlist, &lo, &fo, &po, &xo, &yo,
+                                     &batch_size, &losso, &mo, &hook, &swo))
         return NULL;
     call_state s;
     memset(&s, 0, sizeof s);
@@ -579,7 +598,7 @@ static PyObject *py_evaluate(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (parse_metrics(mo, &metrics, &as_tuple) < 0 || parse_loss(losso, &metrics, &spec) < 0) goto done;
     if (parse_x(&s, xo, 1) < 0) goto done;
     if (parse_model(&s, lo, fo, po, NULL) < 0) goto done;
-    if (parse_y(&s, yo, spec.kind) < 0) goto done;
+    if (parse_y(&s, yo, spec.kind) < 0 || parse_sw(&s, swo) < 0) goto done;
 
     hook_ctx hc = {hook, 0, 0, as_tuple};
     mc_hook h = {py_progress, &hc, HOOK_INTERVAL};
@@ -678,12 +697,13 @@ done:
 
 static PyObject *py_loss_and_grad(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    static char *kwlist[] = {"layers", "lfloats", "params", "grads", "x", "y", "loss", "seed", "training", NULL};
-    PyObject *lo, *fo, *po, *go, *xo, *yo, *losso;
+    static char *kwlist[] = {"layers", "lfloats", "params", "grads", "x", "y", "loss", "seed", "training",
+                             "sample_weight", NULL};
+    PyObject *lo, *fo, *po, *go, *xo, *yo, *losso, *swo = Py_None;
     unsigned long long seed = 0;
     int training = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|Kp:loss_and_grad", kwlist, &lo, &fo, &po, &go, &xo,
-                                     &yo, &losso, &seed, &training))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|KpO:loss_and_grad", kwlist, &lo, &fo, &po, &go, &xo,
+                                     &yo, &losso, &seed, &training, &swo))
         return NULL;
     call_state s;
     memset(&s, 0, sizeof s);
@@ -696,7 +716,7 @@ static PyObject *py_loss_and_grad(PyObject *self, PyObject *args, PyObject *kwar
         goto done;
     }
     if (parse_model(&s, lo, fo, po, go) < 0) goto done;
-    if (parse_y(&s, yo, spec.kind) < 0) goto done;
+    if (parse_y(&s, yo, spec.kind) < 0 || parse_sw(&s, swo) < 0) goto done;
     npy_intp dims[2] = {(npy_intp)s.data.N, (npy_intp)s.data.d};
     dx = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
     if (!dx) goto done;
@@ -705,8 +725,8 @@ static PyObject *py_loss_and_grad(PyObject *self, PyObject *args, PyObject *kwar
     mc_error err = {0};
     mc_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = mc_loss_and_grad(&s.model, s.data.x, s.data.N, s.data.y, s.data.labels, &spec, (uint64_t)seed, training,
-                          &loss, dxp, &err);
+    st = mc_loss_and_grad(&s.model, s.data.x, s.data.N, s.data.y, s.data.labels, s.data.sw, &spec, (uint64_t)seed,
+                          training, &loss, dxp, &err);
     Py_END_ALLOW_THREADS
     if (st != MC_OK) {
         raise_err(&err);
@@ -843,20 +863,23 @@ static PyObject *py_first_bad_label(PyObject *self, PyObject *args, PyObject *kw
 PyMethodDef mc_py_train_methods[] = {
     {"train_epoch", (PyCFunction)(void (*)(void))py_train_epoch, METH_VARARGS | METH_KEYWORDS,
      "train_epoch(layers, lfloats, params, grads, x, y, perm, batch_size, loss, metric, opt, hyper, "
-     "slots, iterations, seed, hook=None, every_batch=False) -> (loss_sum, metric_sum, n_seen, stopped)\n\n"
-     "One epoch of minibatch training in C with the GIL released (engine API). metric: an int code, its sum "
-     "returned as a float, or a tuple of codes and (code, k) pairs, their sums returned as a tuple; the hook "
-     "gets hook(batch, loss_sum, metric_sum, n_seen) with metric_sum in the same form."},
+     "slots, iterations, seed, hook=None, every_batch=False, sample_weight=None) -> (loss_sum, metric_sum, n_seen, "
+     "stopped)\n\nOne epoch of minibatch training in C with the GIL released (engine API). metric: an int code, "
+     "its sum returned as a float, or a tuple of codes and (code, k) pairs, their sums returned as a tuple; the "
+     "hook gets hook(batch, loss_sum, metric_sum, n_seen) with metric_sum in the same form. sample_weight: "
+     "float32 (N) weights of the per-sample losses, gathered with the rows; loss_sum is then sum(w * loss)."},
     {"segments", (PyCFunction)(void (*)(void))py_segments, METH_VARARGS | METH_KEYWORDS,
      "segments(layers, lfloats, params) -> int64 (S, 2) [offset, length]: the ranges train_epoch's optimizer "
      "updates (the trained weights of the layers with trainable = 1, in order, touching ones merged)."},
     {"evaluate", (PyCFunction)(void (*)(void))py_evaluate, METH_VARARGS | METH_KEYWORDS,
-     "evaluate(layers, lfloats, params, x, y, batch_size, loss, metric, hook=None) -> (loss_sum, metric_sum, n)"},
+     "evaluate(layers, lfloats, params, x, y, batch_size, loss, metric, hook=None, sample_weight=None) -> "
+     "(loss_sum, metric_sum, n); the metric is never weighted."},
     {"predict", (PyCFunction)(void (*)(void))py_predict, METH_VARARGS | METH_KEYWORDS,
      "predict(layers, lfloats, params, x, out, batch_size, hook=None, check_finite=False) -> None; fills out "
      "(N, n_out). check_finite: ValueError for a float batch holding NaN/Inf, found as it is reached."},
     {"loss_and_grad", (PyCFunction)(void (*)(void))py_loss_and_grad, METH_VARARGS | METH_KEYWORDS,
-     "loss_and_grad(layers, lfloats, params, grads, x, y, loss, seed=0, training=False) -> (loss, dx)\n\n"
+     "loss_and_grad(layers, lfloats, params, grads, x, y, loss, seed=0, training=False, sample_weight=None) -> "
+     "(loss, dx)\n\n"
      "One forward/backward over x as a single batch; grads of trainable layers overwritten."},
     {"optimizer_step", (PyCFunction)(void (*)(void))py_optimizer_step, METH_VARARGS | METH_KEYWORDS,
      "optimizer_step(opt, hyper, params, grads, segments, slots, iterations) -> None"},

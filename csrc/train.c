@@ -21,14 +21,15 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Batch buffers: gathered x rows (float32) and targets, sized for B rows; when training gathers
- * rows, a second x buffer for the next batch (gathered in the background, see run) and one flag
- * per gather task of it. */
+/* Batch buffers: gathered x rows (float32), targets and sample weights, sized for B rows; when
+ * training gathers rows, a second x buffer for the next batch (gathered in the background, see run)
+ * and one flag per gather task of it. */
 typedef struct {
     float *x, *x_next;
     unsigned char *done;
     float *y;
     int32_t *labels;
+    float *w;
     void *block;
 } batch_bufs;
 
@@ -41,7 +42,7 @@ static size_t gather_tasks(size_t b) { return (b + GATHER_ROWS - 1) / GATHER_ROW
 static mc_status bufs_init(batch_bufs *bb, const mc_data *dt, size_t n_out, size_t B, int need_x, int need_y,
                            int double_x, mc_error *err) {
     memset(bb, 0, sizeof *bb);
-    size_t nx = 0, ny = 0, nl = 0, nd = 0, bytes;
+    size_t nx = 0, ny = 0, nl = 0, nw = 0, nd = 0, bytes;
     int ok = 1;
     if (need_x) ok = ok && mc_mul_size(B, dt->d, &nx);
     if (need_x && double_x) {
@@ -50,8 +51,9 @@ static mc_status bufs_init(batch_bufs *bb, const mc_data *dt, size_t n_out, size
     }
     if (need_y && dt->y) ok = ok && mc_mul_size(B, n_out, &ny);
     if (need_y && dt->labels) nl = B;
-    ok = ok && nx + ny >= nx && nx + ny + nl >= nx + ny && nx + ny + nl + nd >= nx + ny + nl &&
-         mc_mul_size(nx + ny + nl + nd, 4, &bytes);
+    if (need_y && dt->sw) nw = B;
+    ok = ok && nx + ny >= nx && nx + ny + nl >= nx + ny && nx + ny + nl + nw >= nx + ny + nl &&
+         nx + ny + nl + nw + nd >= nx + ny + nl + nw && mc_mul_size(nx + ny + nl + nw + nd, 4, &bytes);
     if (!ok) return mc_set_error(err, MC_ERR_NOMEM, "batch buffers: size overflows for batch_size %zu", B);
     if (bytes == 0) return MC_OK;
     bb->block = mc_malloc(bytes);
@@ -63,7 +65,8 @@ static mc_status bufs_init(batch_bufs *bb, const mc_data *dt, size_t n_out, size
     if (nx && double_x) bb->x_next = f + nx / 2;
     if (ny) bb->y = f + nx;
     if (nl) bb->labels = (int32_t *)(f + nx + ny);
-    if (nd) bb->done = (unsigned char *)(f + nx + ny + nl);
+    if (nw) bb->w = f + nx + ny + nl;
+    if (nd) bb->done = (unsigned char *)(f + nx + ny + nl + nw);
     return MC_OK;
 }
 
@@ -184,6 +187,13 @@ static void gather_y(const mc_data *dt, const int64_t *perm, size_t start, size_
         for (size_t i = 0; i < b; i++) memcpy(bb->y + i * n, dt->y + row_of(perm, start + i) * n, n * sizeof(float));
         *y = bb->y;
     }
+}
+
+/* The sample weights of rows [start, start + b) through perm (NULL when the data has none). */
+static const float *gather_w(const mc_data *dt, const int64_t *perm, size_t start, size_t b, const batch_bufs *bb) {
+    if (!dt->sw || !perm) return dt->sw ? dt->sw + start : NULL;
+    for (size_t i = 0; i < b; i++) bb->w[i] = dt->sw[row_of(perm, start + i)];
+    return bb->w;
 }
 
 static mc_status check_call(const mc_model *m, size_t batch_size, mc_error *err) {
@@ -360,7 +370,8 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
             gather_y(dt, perm, start, b, n_out, &bb, &yb, &lb);
             const float *logits = fused ? mc_model_logits_from(m, &a, xb, gp.first) : NULL;
             float *dl = training ? a.g0 : NULL;
-            double lsum = mc_loss_eval(loss, fused, dl, outp, logits, yb, lb, b, n_out);
+            const float *wb = gather_w(dt, perm, start, b, &bb);
+            double lsum = mc_loss_eval(loss, fused, dl, outp, logits, yb, lb, wb, b, n_out);
             s.loss_sum += lsum;
             mc_metrics_add(metrics, s.metric_sums, outp, yb, lb, b, n_out);
             if (training) {
@@ -403,8 +414,8 @@ mc_status mc_predict(const mc_model *m, const mc_data *data, float *out, size_t 
 }
 
 mc_status mc_loss_and_grad(const mc_model *m, const float *x, size_t B, const float *y, const int32_t *labels,
-                           const mc_loss_spec *loss, uint64_t seed, int training, double *loss_out, float *dx,
-                           mc_error *err) {
+                           const float *sw, const mc_loss_spec *loss, uint64_t seed, int training,
+                           double *loss_out, float *dx, mc_error *err) {
     mc_status st = check_call(m, B, err);
     if (st == MC_OK) st = check_targets(loss, y, labels, err);
     if (st != MC_OK) return st;
@@ -414,7 +425,7 @@ mc_status mc_loss_and_grad(const mc_model *m, const float *x, size_t B, const fl
     mc_model_forward(m, &a, x, B, training, seed, 0);
     const float *logits = fused ? mc_model_logits(m, &a, x) : NULL;
     size_t n_out = m->layers[m->L - 1].n_out;
-    double lsum = mc_loss_eval(loss, fused, a.g0, a.out[m->L - 1], logits, y, labels, B, n_out);
+    double lsum = mc_loss_eval(loss, fused, a.g0, a.out[m->L - 1], logits, y, labels, sw, B, n_out);
     *loss_out = lsum / (double)B;
     mc_model_backward(m, &a, x, B, training, a.g0, fused, dx);
     mc_arena_release(&a);

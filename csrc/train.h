@@ -33,7 +33,8 @@ typedef struct {
 } mc_hook;
 
 /* A data set: x (N, d) float32 or uint8 rows; targets are either y (N, n_out) float32 or labels (N)
- * int32 class ids (the other NULL; both NULL for predict). Nothing here is ever written. */
+ * int32 class ids (the other NULL; both NULL for predict); sw (N) float32 sample weights of the loss,
+ * gathered with the rows (NULL: all ones). Nothing here is ever written. */
 typedef struct {
     const void *x;
     int x_u8;
@@ -41,6 +42,7 @@ typedef struct {
     const float *y;
     const int32_t *labels;
     int check_finite;   /* predict: refuse float rows holding NaN/Inf, each batch as it is used */
+    const float *sw;
 } mc_data;
 
 typedef struct {
@@ -73,11 +75,11 @@ mc_status mc_predict(const mc_model *m, const mc_data *data, float *out, size_t 
                      mc_error *err);
 
 /* One forward/backward over all B rows of x (B, d) float32 as a single batch (dropout on when
- * training != 0, masks keyed by (seed, step 0, layer, element)): *loss_out = batch mean loss, grads of
- * trainable layers OVERWRITTEN, dx (B, d) = dL/dx if not NULL. MC_ERR_ARG for B == 0 or targets of
- * the wrong form, MC_ERR_NOMEM. */
+ * training != 0, masks keyed by (seed, step 0, layer, element)): *loss_out = batch mean loss (weighted
+ * by sw (B) when not NULL, see mc_loss_eval), grads of trainable layers OVERWRITTEN, dx (B, d) = dL/dx
+ * if not NULL. MC_ERR_ARG for B == 0 or targets of the wrong form, MC_ERR_NOMEM. */
 mc_status mc_loss_and_grad(const mc_model *m, const float *x, size_t B, const float *y, const int32_t *labels,
-                           const mc_loss_spec *loss, uint64_t seed, int training, double *loss_out, float *dx,
-                           mc_error *err);
+                           const float *sw, const mc_loss_spec *loss, uint64_t seed, int training,
+                           double *loss_out, float *dx, mc_error *err);
 
 #endif

@@ -115,14 +115,16 @@ class ProgbarLogger(Callback):
         if epochs > 1 and self.verbose:
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
         self._bar = Progbar(self.params.get("steps"), verbose=self.verbose)
+        self._seen = 0
 
     def update(self, step, logs):
+        self._seen = step
         if self._bar is not None:
             self._bar.update(step, logs)
 
     def on_epoch_end(self, epoch, logs=None):
         if self._bar is not None:
-            self._bar.update(self.params.get("steps"), logs, finalize=True)
+            self._bar.update(self.params.get("steps") or self._seen, logs, finalize=True)
             self._bar = None
 
 

@@ -130,7 +130,8 @@ class Layer:
         """Write `weights` into the layer's arrays (in place; nothing changes if any check fails).
 
         Raises:
-            ValueError: wrong count or shape, or non-finite values.
+            ValueError: wrong count or shape. Non-finite values are written as Keras writes them;
+            fit then refuses to start, naming the weights.
         """
         weights = list(weights)
         if len(weights) != len(self._weights):
@@ -235,6 +236,7 @@ class Flatten(Layer):
 
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
+        _channels_last(data_format, "Flatten")
 
     def compute_output_shape(self, input_shape):
         return (math.prod(input_shape),)
@@ -426,10 +428,13 @@ def _pair(value, what, layer):
         value = (int(value), int(value))
     try:
         pair = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pair = ()
     if len(pair) != 2 or any(v < 1 for v in pair) or any(isinstance(v, bool) for v in value):
         raise ValueError(f"{layer}: `{what}` must be a positive int or a tuple of 2 positive ints, got {value!r}")
+    if max(pair) > _C.MAX_WINDOW:
+        raise ValueError(f"{layer}: `{what}` must be at most {_C.MAX_WINDOW} (the C core's bound on windows and "
+                         f"strides), got {value!r}")
     return pair
 
 
@@ -445,6 +450,10 @@ def _channels_last(data_format, layer):
         raise ValueError(f"{layer}: mnistc runs channels_last only (samples shaped (height, width, channels)); "
                          f"got data_format={data_format!r}. Transpose the data with "
                          "np.transpose(x, (0, 2, 3, 1)) and drop data_format.")
+
+
+def _is_real(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _image_shape(layer, input_shape):
@@ -620,10 +629,10 @@ class BatchNormalization(Layer):
         if axis not in (-1, 3) and not (isinstance(axis, (list, tuple)) and list(axis) in ([-1], [3])):
             raise ValueError(f"BatchNormalization: mnistc normalises the last axis (axis=-1, channels_last), "
                              f"got axis={axis!r}")
-        for what, v, ok in (("momentum", momentum, 0.0 <= float(momentum) <= 1.0),
-                            ("epsilon", epsilon, float(epsilon) > 0.0 and math.isfinite(float(epsilon)))):
-            if not ok:
-                raise ValueError(f"BatchNormalization: `{what}` must be {'in [0, 1]' if what == 'momentum' else 'a positive number'}, got {v!r}")
+        if not _is_real(momentum) or not 0.0 <= float(momentum) <= 1.0:
+            raise ValueError(f"BatchNormalization: `momentum` must be in [0, 1], got {momentum!r}")
+        if not _is_real(epsilon) or not (float(epsilon) > 0.0 and math.isfinite(float(epsilon))):
+            raise ValueError(f"BatchNormalization: `epsilon` must be a positive number, got {epsilon!r}")
         self.axis = -1
         self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.center, self.scale = bool(center), bool(scale)

@@ -18,6 +18,10 @@ def _single(tensors, what):
     """The KerasTensor in `tensors` (a tensor, or a list or tuple of one)."""
     if isinstance(tensors, (list, tuple)) and len(tensors) == 1:
         tensors = tensors[0]
+    if isinstance(tensors, (list, tuple, dict)) and len(tensors) > 1:
+        raise ValueError(f"mnistc.Model takes one input and one output; got {len(tensors)} {what}. Multi-input and "
+                         "multi-output models are not supported: build one model per output, or one output "
+                         "Dense layer with all the units.")
     if not isinstance(tensors, layers_mod.KerasTensor):
         raise ValueError(
             f"mnistc.Model needs `inputs` (one mnistc.Input) and `outputs` (layers called on it): "

@@ -65,6 +65,11 @@ class Progbar:
 
     def _line(self, current, values, now, final, bar):
         elapsed = now - self._start
+        if self.target is None:  # a generator's first pass: the number of steps is not known yet
+            line = f"{current:>7}/Unknown {_format_time(elapsed)} {_per_step(elapsed / max(current, 1))}"
+            for k in sorted(values or {}):
+                line += f" - {k}: {format_value(values[k])}"
+            return line
         digits = len(str(self.target))
         parts = [f"{current:>{digits}}/{self.target}"]
         if bar:

@@ -2,8 +2,9 @@
 predict and the on-batch calls, their logs and callbacks.
 
 Python checks arguments, keeps callbacks and prints; every per-batch step (gather, forward, loss,
-backward, optimizer update, running sums of the loss and the compiled metrics) happens in one C call
-per epoch with the GIL released. Each C entry point is called from one function below.
+backward, optimizer update, running sums of the loss and the compiled metrics) happens in C with
+the GIL released: one call per epoch for arrays, one per batch for batch streams (generators,
+PyDataset). Each C entry point is called from one function below.
 """
 import contextlib
 import math
@@ -21,16 +22,22 @@ _VERBOSE = (0, 1, 2, "auto")
 class Data(NamedTuple):
     """A call's arrays as C reads them: x (N, d) float32 or uint8; y int32 class ids (N,) or float32
     rows (N, units); the compiled metrics' (C code, k) pairs, in compile order; whether x looked like
-    unscaled 0..255 pixels."""
+    unscaled 0..255 pixels; sw float32 (N,) weights of the per-sample losses or None; whether sw came
+    from class_weight (which weighs the training rows only)."""
     x: np.ndarray
     y: np.ndarray
     metrics: tuple
     unscaled: bool = False
+    sw: np.ndarray = None
+    class_weighted: bool = False
 
     def split(self, at):
-        """(rows [0, at), rows [at, N)) as views, for validation_split."""
-        return (Data(self.x[:at], self.y[:at], self.metrics, self.unscaled),
-                Data(self.x[at:], self.y[at:], self.metrics))
+        """(rows [0, at), rows [at, N)) as views, for validation_split. Keras splits x, y and
+        sample_weight before class_weight is applied: validation rows keep only sample weights."""
+        sw = self.sw
+        return (self._replace(x=self.x[:at], y=self.y[:at], sw=None if sw is None else sw[:at]),
+                Data(self.x[at:], self.y[at:], self.metrics,
+                     sw=None if sw is None or self.class_weighted else sw[at:]))
 
 
 class Training(NamedTuple):
@@ -62,14 +69,20 @@ def _c_train_epoch(training, data, batch_size, perm, seed, hook=None, every_batc
     loss_sum, metric_sums, count, _ = _C.train_epoch(
         training.table, plan.lfloats, plan.params, plan.grads, data.x, data.y, perm, batch_size,
         training.loss.c_spec(), data.metrics, opt.kind, opt.c_hyper(), opt._slots,
-        opt._iterations, seed, hook, every_batch)
+        opt._iterations, seed, hook, every_batch, data.sw)
     return loss_sum, metric_sums, count
 
 
 def _c_evaluate(plan, loss, data, batch_size, hook=None):
-    """(loss_sum, metric_sums, count) of the model over data; no dropout, nothing updated."""
+    """(loss_sum, metric_sums, count) of the model over data; no dropout, nothing updated. With sample
+    weights loss_sum is sum(w * loss); the metrics are never weighted (Keras's `metrics`)."""
     return _C.evaluate(plan.layers, plan.lfloats, plan.params, data.x, data.y, batch_size, loss.c_spec(),
-                       data.metrics, hook)
+                       data.metrics, hook, data.sw)
+
+
+def _add_sums(total, sums):
+    """Two C calls' (loss_sum, metric_sums, count) added up, the metric sums one by one."""
+    return total[0] + sums[0], tuple(a + b for a, b in zip(total[1], sums[1])), total[2] + sums[2]
 
 
 def _c_predict(plan, x, out, batch_size, hook=None):
@@ -93,6 +106,16 @@ def _progbar(verbose_level, steps):
         return None
     from mnistc.progbar import Progbar
     return Progbar(steps, verbose=verbose_level)
+
+
+def _stream_only_args(**kwargs):
+    """ValueError naming the array-only arguments given with a generator or PyDataset input."""
+    for k, v in kwargs.items():
+        if v is not None:
+            shown = f"an array of shape {v.shape}" if isinstance(v, np.ndarray) else repr(v)
+            raise ValueError(f"`{k}` cannot be used when `x` is a generator or PyDataset: its batches carry "
+                             "the targets, sample weights and batch size ((x, y) or (x, y, sample_weight) "
+                             f"tuples); received {k}={shown}")
 
 
 def no_unsupported(**kwargs):
@@ -123,7 +146,7 @@ class Trainer:
         The trainable flags of the layers are recorded now: a later change of `layer.trainable`
         takes effect at the next compile (Keras's contract); fit warns if they changed.
         """
-        no_unsupported(loss_weights=loss_weights, weighted_metrics=weighted_metrics)
+        no_unsupported(loss_weights=loss_weights, weighted_metrics=weighted_metrics or None)
         opt = optimizers.get(optimizer)
         loss_obj = losses.get(loss) if loss is not None else None
         if metrics is None:
@@ -198,9 +221,15 @@ class Trainer:
         return tuple(metrics_mod.resolve(m, y.ndim, y_last, self._out_units) for m in self._metrics)
 
     # --- data and logs ---
-    def _prepare(self, x, y, what="x", training=False):
+    def _prepare(self, x, y, what="x", training=False, sample_weight=None, class_weight=None):
         """(x, y) checked and converted for C as a Data, x's values read once: for NaN/Inf and, when
-        training without a Rescaling first layer, for looking like unscaled pixels."""
+        training without a Rescaling first layer, for looking like unscaled pixels. sample_weight
+        (N,) or class_weight {class id: weight} (not both) become the Data's per-sample weights."""
+        if sample_weight is not None and class_weight is not None:
+            raise ValueError("You cannot `class_weight` and `sample_weight` at the same time. Multiply the class "
+                             "weights into `sample_weight` instead.")
+        _data.check_single(x, what, "input")
+        _data.check_single(y, "y" if what == "x" else what.replace("x", "y", 1), "output")
         x2 = self._adapt(x, what)
         if len(self._output_shape) > 1 and self.loss.kind in (losses.CCE, losses.SCCE):
             raise ValueError(
@@ -213,7 +242,16 @@ class Trainer:
         _data.check_cardinality(x2, y_arr)
         specs = self._metric_specs(y_arr)
         y_c = _data.adapt_target(y_arr, self.loss, self._out_units)
-        return Data(x2, y_c, specs, unscaled)
+        sw = None
+        if class_weight is not None:
+            sw = _data.class_weight_to_sample_weights(y_arr, class_weight, self._out_units)
+        elif sample_weight is not None:
+            sw = _data.adapt_sample_weight(sample_weight, len(x2), what.replace("x", "sample_weight", 1))
+        return Data(x2, y_c, specs, unscaled, sw, class_weight is not None)
+
+    def _no_sums(self):
+        """(loss_sum, metric_sums, count) before any batch."""
+        return 0.0, (0.0,) * len(self._metrics), 0
 
     def _logs(self, sums, prefix=""):
         """Keras logs (keys sorted) from a C call's (loss_sum, metric_sums, count): the means."""
@@ -245,6 +283,14 @@ class Trainer:
     def _training(self, data):
         """The Training for a call on data: plan, compiled flags' table and segments, optimizer built."""
         plan = self._get_plan()
+        n_nan, n_inf, _, _ = _C.scan_floats(plan.params)
+        if n_nan or n_inf:
+            bad = [f"{layer.name}/{name}" for layer in self._layers
+                   for name, w in zip(layer._weight_names, layer._weights) if not np.all(np.isfinite(w))]
+            raise ValueError(f"Cannot train: the weights {bad} hold {n_nan} NaN and {n_inf} infinite value(s) "
+                             "(from set_weights, load_weights or an earlier fit that diverged). Give them finite "
+                             "values (set_weights, or a new model) and, if training diverged, a smaller "
+                             "learning_rate.")
         table, segments = plan.tables(self._train_flags())
         self.optimizer.build(segments)
         self._check_loss_head(plan)
@@ -265,6 +311,10 @@ class Trainer:
         Args:
             x: (N, *input_shape) float or uint8 array; float64 is converted to float32 once per call.
             y: integer class ids (N,) for sparse losses, else (N, units) targets.
+            sample_weight: (N,) weights of the per-sample losses: a batch's loss is sum(w * loss) / rows
+                (Keras's "sum_over_batch_size"); accuracy stays unweighted, as Keras's `metrics`.
+            class_weight: {class id: weight}, turned into sample weights from y (argmax of one-hot
+                rows); classes not listed weigh 1. Validation rows are not class-weighted.
         Returns:
             History: `history.history` maps 'loss', metric and 'val_*' names to per-epoch floats; empty
             when `epochs <= initial_epoch` (epochs=0, say), as in Keras.
@@ -273,10 +323,9 @@ class Trainer:
             RuntimeError: fit is already running on this model.
         """
         self._assert_compiled()
-        no_unsupported(class_weight=class_weight, sample_weight=sample_weight, steps_per_epoch=steps_per_epoch,
-                       validation_steps=validation_steps)
-        if x is None or y is None:
-            raise ValueError("fit() needs both `x` and `y` arrays")
+        stream = _data.is_batch_stream(x)
+        if x is None or (y is None and not stream):
+            raise ValueError("fit() needs both `x` and `y` arrays, or `x` a generator or PyDataset of (x, y) batches")
         _verbose(verbose)
         epochs = _data.check_int(epochs, "epochs", 0)
         initial_epoch = _data.check_int(initial_epoch, "initial_epoch", 0)
@@ -291,23 +340,43 @@ class Trainer:
             if not isinstance(cb, callbacks_mod.Callback):
                 raise TypeError(f"callbacks must be mnistc.callbacks.Callback instances, got {type(cb).__name__}")
 
-        data = self._prepare(x, y, training=True)
-        batch_size = _batch_size(batch_size)
-        data, val = self._validation(data, validation_data, validation_split)
-        val_bs = _batch_size(validation_batch_size) if validation_batch_size is not None else batch_size
+        n_epochs = max(epochs - initial_epoch, 0)
+        if stream:
+            _stream_only_args(y=y, sample_weight=sample_weight, batch_size=batch_size,
+                              validation_split=validation_split or None)
+            data = _data.BatchStream(x, steps_per_epoch, "steps_per_epoch")
+            data.check_repeatable(n_epochs, "steps_per_epoch")
+            batch_size = None
+        else:
+            if steps_per_epoch is not None:
+                raise ValueError("`steps_per_epoch` applies to generator and PyDataset inputs; arrays are "
+                                 "split into ceil(N / batch_size) batches per epoch (set `batch_size`)")
+            data = self._prepare(x, y, training=True, sample_weight=sample_weight, class_weight=class_weight)
+            batch_size = _batch_size(batch_size)
+        if _data.is_batch_stream(validation_data):
+            val = _data.BatchStream(validation_data, validation_steps, "validation_steps")
+            val.check_repeatable(sum((e + 1) % validation_freq == 0 for e in range(initial_epoch, epochs)),
+                                 "validation_steps")
+        elif validation_steps is not None:
+            raise ValueError("`validation_steps` applies to a generator or PyDataset `validation_data`")
+        elif stream:
+            val = self._validation(None, validation_data, 0.0)[1]
+        else:
+            data, val = self._validation(data, validation_data, validation_split)
+        val_bs = _batch_size(validation_batch_size if validation_batch_size is not None else batch_size)
         schedule = Epochs(batch_size, initial_epoch, epochs, bool(shuffle), val_bs, validation_freq)
         with self._exclusive():
-            return self._fit_loop(self._training(data), data, val, schedule, cb_list, verbose)
+            return self._fit_loop(data, val, schedule, cb_list, verbose, class_weight)
 
     def _validation(self, data, validation_data, validation_split):
         """(training data, validation Data or None) from fit's validation arguments."""
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
-            if len(validation_data) == 3 and validation_data[2] is not None:
-                raise ValueError("sample weights in `validation_data` are not supported by mnistc")
-            val = self._prepare(validation_data[0], validation_data[1], what="x_val")
-            return data, val._replace(metrics=data.metrics)
+                raise ValueError("`validation_data` must be a tuple (x_val, y_val) or (x_val, y_val, "
+                                 "val_sample_weight), or a generator or PyDataset of such batches")
+            val_sw = validation_data[2] if len(validation_data) == 3 else None
+            val = self._prepare(validation_data[0], validation_data[1], what="x_val", sample_weight=val_sw)
+            return data, val if data is None else val._replace(metrics=data.metrics)
         if not validation_split:
             return data, None
         n = len(data.x)
@@ -318,9 +387,9 @@ class Trainer:
                              "Either provide more data, or a different value for the `validation_split` argument.")
         return data.split(split_at)
 
-    def _fit_loop(self, training, data, val, schedule, cb_list, verbose):
-        n = len(data.x)
-        steps = math.ceil(n / schedule.batch_size)
+    def _fit_loop(self, data, val, schedule, cb_list, verbose, class_weight):
+        stream = isinstance(data, _data.BatchStream)
+        steps = data.known_steps if stream else math.ceil(len(data.x) / schedule.batch_size)
         params = {"verbose": verbose, "epochs": schedule.epochs, "steps": steps}
         history = callbacks_mod.History()
         all_cbs = cb_list + [history]       # Keras order: user callbacks, History, progress bar
@@ -333,6 +402,7 @@ class Trainer:
         every_batch = cbl.every_batch
         fit_seed = _random.new_seed()
         self.stop_training = False
+        training = None if stream else self._training(data)
 
         def hook(batch, *sums):
             logs = self._logs(sums)
@@ -350,22 +420,76 @@ class Trainer:
         logs = None
         for epoch in range(schedule.initial_epoch, schedule.epochs):
             cbl.on_epoch_begin(epoch, {})
-            perm = np.random.default_rng([fit_seed, epoch]).permutation(n) if schedule.shuffle else None
-            if every_batch:
-                cbl.on_train_batch_begin(0, {})
-            sums = _c_train_epoch(training, data, schedule.batch_size, perm, fit_seed, hook, bool(every_batch))
+            if stream:
+                order = [fit_seed, epoch] if schedule.shuffle else None
+                sums, training = self._stream_epoch(data, training, order, fit_seed, class_weight, cbl, progbar)
+                if sums[2] == 0:
+                    if data.exhausted:  # the input ran out at an epoch's start
+                        data.warn_exhausted()
+                        break
+                    raise ValueError(f"The training data yielded no batches in epoch {epoch + 1}; a generator "
+                                     "must yield at least one (x, y) batch")
+            else:
+                perm = np.random.default_rng([fit_seed, epoch]).permutation(len(data.x)) if schedule.shuffle else None
+                if every_batch:
+                    cbl.on_train_batch_begin(0, {})
+                sums = _c_train_epoch(training, data, schedule.batch_size, perm, fit_seed, hook, bool(every_batch))
             logs = self._logs(sums)
             if val is not None and (epoch + 1) % schedule.validation_freq == 0:
-                logs.update(self._logs(_c_evaluate(training.plan, self.loss, val, schedule.val_batch_size),
-                                       prefix="val_"))
+                logs.update(self._logs(self._eval_sums(val, schedule.val_batch_size), prefix="val_"))
             logs = dict(sorted(logs.items()))
             cbl.on_epoch_end(epoch, logs)
+            if stream and data.exhausted:
+                data.warn_exhausted()
+                break
             if self.stop_training:
                 break
         cbl.on_train_end(logs)
         self.history = history
         history.params = params
         return history
+
+    def _stream_epoch(self, stream, training, order, seed, class_weight, cbl, progbar):
+        """One epoch over a stream's batches, one C call each (Keras's per-batch callbacks and bar);
+        ((loss_sum, metric_sums, count) over the epoch, the Training, made at the first batch)."""
+        total = self._no_sums()
+        for k, batch in stream.epoch(order):
+            bx, by, bsw = _data.unpack_batch(batch, k, "fit")
+            data = self._prepare(bx, by, what=f"x of batch {k}", training=True, sample_weight=bsw,
+                                 class_weight=class_weight)
+            if training is None:
+                training = self._training(data)
+            cbl.on_train_batch_begin(k, {})
+            sums = _c_train_epoch(training, data, len(data.x), None, seed)
+            total = _add_sums(total, sums)
+            logs = self._logs(total)
+            cbl.on_train_batch_end(k, logs)
+            if progbar is not None:
+                progbar.update(k + 1, logs)
+            if self.stop_training:
+                break
+        return total, training
+
+    def _eval_sums(self, data, batch_size, bar=None):
+        """(loss_sum, metric_sums, count) over a Data (batch_size rows per batch) or a BatchStream
+        (one C call per batch); bar: a Progbar updated as batches finish."""
+        hook = None
+        if bar is not None:
+            def hook(batch, *sums):
+                bar.update(batch + 1, self._logs(sums))
+        if not isinstance(data, _data.BatchStream):
+            return _c_evaluate(self._get_plan(), self.loss, data, batch_size, hook)
+        total = self._no_sums()
+        for k, batch in data.epoch():
+            bx, by, bsw = _data.unpack_batch(batch, k, "evaluate")
+            part = self._prepare(bx, by, what=f"x of batch {k}", sample_weight=bsw)
+            total = _add_sums(total, _c_evaluate(self._get_plan(), self.loss, part, len(part.x)))
+            if hook is not None:
+                hook(k, *total)
+        if total[2] == 0:
+            raise ValueError("The evaluation data yielded no batches; a generator must yield at least one "
+                             "(x, y) batch")
+        return total
 
     # --- evaluate / predict ---
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
@@ -378,18 +502,22 @@ class Trainer:
         if kwargs:
             raise ValueError(f"Arguments not recognized: {kwargs}")
         self._assert_compiled()
-        no_unsupported(sample_weight=sample_weight, steps=steps)
         verbose_level = _verbose(verbose)
-        data = self._prepare(x, y)
-        batch_size = _batch_size(batch_size)
-        bar = _progbar(verbose_level, math.ceil(len(data.x) / batch_size))
-        hook = None
+        if _data.is_batch_stream(x):
+            _stream_only_args(y=y, sample_weight=sample_weight, batch_size=batch_size)
+            data = _data.BatchStream(x, steps, "steps")
+            bar = _progbar(verbose_level, data.known_steps)
+        else:
+            if steps is not None:
+                raise ValueError("`steps` applies to generator and PyDataset inputs; arrays are split into "
+                                 "ceil(N / batch_size) batches (set `batch_size`)")
+            data = self._prepare(x, y, sample_weight=sample_weight)
+            batch_size = _batch_size(batch_size)
+            bar = _progbar(verbose_level, math.ceil(len(data.x) / batch_size))
+        sums = self._eval_sums(data, batch_size, bar=bar)
+        logs = self._logs(sums)
         if bar is not None:
-            def hook(batch, *sums):
-                bar.update(batch + 1, self._logs(sums))
-        logs = self._logs(_c_evaluate(self._get_plan(), self.loss, data, batch_size, hook))
-        if bar is not None:
-            bar.update(bar.target, logs, finalize=True)
+            bar.update(sums[2] if bar.target is None else bar.target, logs, finalize=True)
         return self._result(logs, return_dict)
 
     def _forward(self, x2, batch_size, hook=None):
@@ -409,9 +537,16 @@ class Trainer:
         return out.reshape((len(x2), *self._output_shape))
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-        """Model outputs for x as one float32 array (N, *output_shape); needs no compile; no dropout."""
-        no_unsupported(steps=steps)
+        """Model outputs for x as one float32 array (N, *output_shape); needs no compile; no dropout.
+        x may be a generator or PyDataset of batches (x alone, or (x, y) whose y is ignored), read
+        until exhausted or for `steps` batches."""
         verbose_level = _verbose(verbose)
+        if _data.is_batch_stream(x):
+            _stream_only_args(batch_size=batch_size)
+            return self._predict_stream(_data.BatchStream(x, steps, "steps"), verbose_level)
+        if steps is not None:
+            raise ValueError("`steps` applies to generator and PyDataset inputs; arrays are split into "
+                             "ceil(N / batch_size) batches (set `batch_size`)")
         batch_size = _batch_size(batch_size)
         x2 = self._adapt(x)
         bar = _progbar(verbose_level, math.ceil(len(x2) / batch_size))
@@ -424,6 +559,21 @@ class Trainer:
             bar.update(bar.target, finalize=True)
         return out
 
+    def _predict_stream(self, stream, verbose_level):
+        bar = _progbar(verbose_level, stream.known_steps)
+        outs = []
+        for k, batch in stream.epoch():
+            bx, _, _ = _data.unpack_batch(batch, k, "predict", need_y=False)
+            x2 = self._adapt(bx, f"x of batch {k}")
+            outs.append(self._forward(x2, len(x2)))
+            if bar is not None:
+                bar.update(k + 1)
+        if not outs:
+            raise ValueError("The input of predict yielded no batches")
+        if bar is not None:
+            bar.update(len(outs) if bar.target is None else bar.target, finalize=True)
+        return np.concatenate(outs)
+
     def predict_on_batch(self, x):
         """predict() on one batch, without progress output."""
         x2 = self._adapt(x)
@@ -431,10 +581,9 @@ class Trainer:
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on (x, y) as a single batch; returns the batch's loss (and metric) as
-        measured before the update."""
+        measured before the update. sample_weight / class_weight weigh the per-sample losses as in fit."""
         self._assert_compiled()
-        no_unsupported(sample_weight=sample_weight, class_weight=class_weight)
-        data = self._prepare(x, y, training=True)
+        data = self._prepare(x, y, training=True, sample_weight=sample_weight, class_weight=class_weight)
         with self._exclusive():
             sums = _c_train_epoch(self._training(data), data, len(data.x), None, _random.new_seed())
         return self._result(self._logs(sums), return_dict)
@@ -442,7 +591,6 @@ class Trainer:
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics on one batch, without updating anything."""
         self._assert_compiled()
-        no_unsupported(sample_weight=sample_weight)
-        data = self._prepare(x, y)
+        data = self._prepare(x, y, sample_weight=sample_weight)
         sums = _c_evaluate(self._get_plan(), self.loss, data, len(data.x))
         return self._result(self._logs(sums), return_dict)

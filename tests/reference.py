@@ -346,6 +346,14 @@ def loss_eval(spec, fused, out, logits, y):
     return cce_probs(out, yy, labels, ls, kind)
 
 
+def weighted_loss_eval(spec, fused, out, logits, y, w):
+    """Keras's "sum_over_batch_size" with sample weights: (per-sample losses times w, gradient of
+    sum(w * loss) / B, the divisor the row count and not the sum of the weights)."""
+    per, g = loss_eval(spec, fused, out, logits, y)
+    w = np.asarray(w, np.float64)
+    return per * w, g * w[:, None]
+
+
 # --- metrics: sum over rows ---
 
 def metric_sum(metric, pred, y, sparse):
@@ -502,13 +510,17 @@ def model_forward(layers, lfloats, params, x, training=False, seed=0, step=0):
     return h, cache
 
 
-def model_loss_and_grad(layers, lfloats, params, x, y, spec, training=False, seed=0, step=0):
+def model_loss_and_grad(layers, lfloats, params, x, y, spec, training=False, seed=0, step=0, sample_weight=None):
     """(mean loss, grads (P,) with the trainable layers' ranges filled (zeros elsewhere), dx (B, d),
-    output) of the whole chain, with the engine's fused-loss rule."""
+    output) of the whole chain, with the engine's fused-loss rule; sample_weight (B,) weights the
+    per-sample losses as weighted_loss_eval does."""
     out, cache = model_forward(layers, lfloats, params, x, training, seed, step)
     fused = is_fused(layers, spec)
     logits = cache[-1][1] if fused else None
-    per, g = loss_eval(spec, fused, out, logits, y)
+    if sample_weight is None:
+        per, g = loss_eval(spec, fused, out, logits, y)
+    else:
+        per, g = weighted_loss_eval(spec, fused, out, logits, y, sample_weight)
     params64 = np.asarray(params, np.float64)
     grads = np.zeros(len(params64))
     L = len(layers)

@@ -1,6 +1,7 @@
 """`python -m mnistc`: every argument is checked before training, --help shows the defaults, --data-dir
 and MNISTC_DATA_DIR name the same folder, the default output stays out of the current folder, the
-report marks both phases, and a failed save keeps the model."""
+report marks both phases, a failed save keeps the model, and `--model cnn` trains and fine-tunes
+Keras's MNIST convnet."""
 import os
 import subprocess
 import sys
@@ -69,6 +70,10 @@ def no_training(monkeypatch):
     (["--fine-tune-epochs", "-1"], "argument --fine-tune-epochs: expected an integer >= 0, got -1"),
     (["--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
     (["--verbose", "3"], "argument --verbose: invalid choice: 3"),
+    (["--model", "resnet"], "argument --model: invalid choice: 'resnet' (choose from"),
+    (["--model", "cnn", "--hidden", "64"], "--hidden sizes the MLP's hidden layer; --model cnn has none "
+                                           "(drop --hidden)"),
+    (["--train-samples", "0"], "argument --train-samples: expected an integer >= 1, got 0"),
     (["--data-dir", "{tmp}/nowhere"], "--data-dir {tmp}/nowhere: {tmp}/nowhere is not a folder"),
     (["--data-dir", "{tmp}/data/mnist"], "--data-dir is the folder holding mnist/ (as MNISTC_DATA_DIR), but "
                                          "{tmp}/data/mnist holds the IDX files themselves: pass --data-dir {tmp}/data"),
@@ -89,9 +94,11 @@ def test_help_shows_every_default_and_the_data_lookup():
     r = subprocess.run([sys.executable, "-m", "mnistc", "--help"], capture_output=True, text=True, cwd=ROOT,
                        check=True)
     text = " ".join(r.stdout.split())   # argparse wraps to the terminal width
-    for option, default in (("--dataset", "mnist"), ("--epochs", "5"), ("--fine-tune-epochs", "2"),
+    for option, default in (("--model", "mlp"), ("--dataset", "mnist"),
+                            ("--epochs", "5 for --model mlp, 3 for cnn"), ("--fine-tune-epochs", "2"),
                             ("--batch-size", "128"), ("--learning-rate", "0.001"),
-                            ("--fine-tune-learning-rate", "0.0001"), ("--hidden", "128"), ("--seed", "0"),
+                            ("--fine-tune-learning-rate", "0.0001"), ("--train-samples", "all"),
+                            ("--hidden", "128"), ("--seed", "0"),
                             ("--verbose", "1"), ("--output", cli.DEFAULT_OUTPUT + ", folder created")):
         i = text.index(f" {option} ", text.index("options:"))
         assert f"(default: {default})" in text[i:i + 260], option
@@ -185,3 +192,71 @@ def test_real_mnist_end_to_end(mnist_dir, tmp_path):
     model = mnistc.load_model(out_file)
     assert model.count_params() == 101_770
     assert sorted(os.listdir(tmp_path)) == ["model.keras"]
+
+
+def test_cnn_trains_and_fine_tunes_the_keras_convnet(isolated, capsys):
+    """--model cnn: Keras's MNIST convnet, 3 epochs by default, the conv body frozen for fine-tuning;
+    on a subset (--train-samples) of a small synthetic set, so it runs in a second or two."""
+    data = small_set(isolated / "data")
+    target = isolated / "cnn.keras"
+    out = run(["--model", "cnn", "--data-dir", str(data), "--train-samples", "64", "--fine-tune-epochs", "1",
+               "--verbose", "2", "--output", str(target)], capsys)
+    lines = out.splitlines()
+    assert "mnist: train (256, 28, 28) uint8, test (64, 28, 28)" in out
+    assert "training on the first 64 training images (--train-samples)" in lines
+    assert "Total params: 34,826" in out      # keras-io mnist_convnet's count
+    train = lines.index("training: 3 epoch(s), all layers, Adam(learning_rate=0.001)")
+    tune = lines.index("fine-tuning: 1 epoch(s), the head only (body frozen), Adam(learning_rate=0.0001)")
+    report = lines.index("report")
+    assert sum(1 for line in lines[train:tune] if line.startswith("1/1 - ")) == 3      # 64 images: 1 step
+    assert sum(1 for line in lines[tune:report] if line.startswith("1/1 - ")) == 1
+    assert "frozen body weights bit-identical: yes" in out
+    model = mnistc.load_model(target)
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Rescaling", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten", "Dropout", "Dense"]
+    assert model.count_params() == 34_826
+    assert [layer.trainable for layer in model.layers if layer.weights] == [False, False, True]
+    x = np.random.default_rng(1).integers(0, 256, (5, 28, 28, 1), dtype=np.uint8)
+    p = model.predict(x, verbose=0)
+    assert p.shape == (5, 10) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
+
+
+def test_cnn_is_deterministic_for_a_seed(isolated, capsys):
+    data = small_set(isolated / "data")
+    common = ["--model", "cnn", "--data-dir", str(data), "--train-samples", "32", "--epochs", "1",
+              "--fine-tune-epochs", "1", "--verbose", "0", "--batch-size", "16"]
+    run([*common, "--output", str(isolated / "a.keras")], capsys)
+    run([*common, "--output", str(isolated / "b.keras")], capsys)
+    run([*common, "--seed", "1", "--output", str(isolated / "c.keras")], capsys)
+    a, b, c = (mnistc.load_model(isolated / f"{n}.keras").get_weights() for n in "abc")
+    assert all(np.array_equal(wa, wb) for wa, wb in zip(a, b))
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_more_train_samples_than_images_stops_before_training(isolated, capsys, monkeypatch):
+    data = small_set(isolated / "data", n=8, m=4)
+    monkeypatch.setattr(mnistc.models.Model, "fit", lambda *a, **k: pytest.fail("fit ran"))
+    with pytest.raises(SystemExit) as ei:
+        cli.main(["--model", "cnn", "--data-dir", str(data), "--train-samples", "9",
+                  "--output", str(isolated / "m.keras")])
+    assert ei.value.code == 2
+    assert "mnistc: error: --train-samples 9: mnist has 8 training images" in capsys.readouterr().err
+    assert not (isolated / "m.keras").exists()
+
+
+@pytest.mark.slow
+def test_real_mnist_cnn_on_a_subset(mnist_dir, tmp_path):
+    """`--model cnn` as a user runs it, on the first 6000 images (the full run takes minutes)."""
+    out_file = tmp_path / "cnn.keras"
+    tested = str(Path(mnistc.__file__).resolve().parents[1])
+    env = dict(os.environ, MNISTC_DATA_DIR=str(mnist_dir.parent),
+               PYTHONPATH=os.pathsep.join(p for p in (tested, os.environ.get("PYTHONPATH")) if p))
+    r = subprocess.run([sys.executable, "-m", "mnistc", "--model", "cnn", "--train-samples", "6000", "--epochs", "1",
+                        "--fine-tune-epochs", "1", "--verbose", "2", "--output", str(out_file)],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "training on the first 6000 training images" in r.stdout and "Total params: 34,826" in r.stdout
+    acc = [float(line.split()[-1]) for line in r.stdout.splitlines() if "test accuracy:" in line]
+    assert len(acc) == 2 and acc[0] > 0.8 and acc[1] > 0.8, r.stdout
+    assert "frozen body weights bit-identical: yes" in r.stdout
+    assert mnistc.load_model(out_file).count_params() == 34_826

@@ -178,3 +178,20 @@ def test_several_metrics_survive_save_and_load(tmp_path):
     assert loaded.metrics_names == model.metrics_names == ["loss", "accuracy", "mse", "top3"]
     assert loaded._metrics[2].k == 3
     assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
+
+
+def test_batch_streams_add_up_every_metric():
+    x, y = data(10)
+    model = softmax_model(11)
+    model.compile("adam", "sparse_categorical_crossentropy",
+                  metrics=["accuracy", "mse", metrics.SparseTopKCategoricalAccuracy(k=3)])
+
+    def batches():
+        for i in range(0, N, 20):
+            yield x[i:i + 20], y[i:i + 20]
+
+    streamed = model.evaluate(batches(), verbose=0, return_dict=True)
+    whole = model.evaluate(x, y, batch_size=20, verbose=0, return_dict=True)
+    assert streamed == pytest.approx(whole, rel=1e-12)
+    h = model.fit(batches(), epochs=1, verbose=0)
+    assert sorted(h.history) == ["accuracy", "loss", "mse", "sparse_top_k_categorical_accuracy"]

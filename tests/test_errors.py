@@ -122,7 +122,7 @@ def test_empty_x():
     (dict(epochs=True), TypeError, "`epochs` must be an integer"),
     (dict(verbose=3), ValueError, "`verbose` must be"),
     (dict(validation_split=1.0), ValueError, "validation_split"),
-    (dict(sample_weight=np.ones(40)), ValueError, "not supported"),
+    (dict(sample_weight=np.ones(39)), ValueError, "'sample_weight' sizes: 39"),
 ])
 def test_bad_fit_arguments(kwargs, exc, match):
     model, x, y = setup()
@@ -244,3 +244,14 @@ def test_second_fit_while_training_is_refused():
 
     model.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[Reenter()])
     assert errors == ["fit() is already running on this model"]
+
+
+def test_fit_refuses_non_finite_weights_naming_them():
+    model, x, y = setup()
+    w = model.get_weights()
+    w[0][0, 0] = np.nan
+    model.set_weights(w)
+    with pytest.raises(ValueError, match=r"Cannot train: the weights \['dense.*/kernel'\] hold 1 NaN"):
+        model.fit(x, y, verbose=0)
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(w, model.get_weights()))
+    assert model.optimizer.iterations == 0

@@ -206,6 +206,69 @@ def test_saving_never_reaches_the_c_allocator_and_survives_python_level_failures
         assert path.read_bytes() != old
 
 
+def make_convnet(seed=0):
+    """Conv2D, BatchNormalization, both poolings, Dropout and a Dense head: every convolutional kind's
+    scratch (pooling argmax, batch statistics) is allocated somewhere in the sweep."""
+    mnistc.utils.set_random_seed(seed)
+    model = mnistc.Sequential([mnistc.Input((10, 10, 1)), layers.Conv2D(4, 3, activation="relu"),
+                               layers.BatchNormalization(), layers.MaxPooling2D(2),
+                               layers.Conv2D(6, 2, padding="same"), layers.AveragePooling2D(2),
+                               layers.Flatten(), layers.Dropout(0.5), layers.Dense(3, activation="softmax")])
+    model.compile(mnistc.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def make_images(n=24, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 10, 10, 1), dtype=np.float32), rng.integers(0, 3, n)
+
+
+def test_convnet_fit_survives_a_failure_at_every_allocation():
+    x, y = make_images()
+    epochs, steps = 2, 3
+    ref = make_convnet(seed=2)
+    ref.fit(x, y, epochs=epochs, batch_size=8, shuffle=False, verbose=0)
+    failures = 0
+    for k in range(400):
+        model = make_convnet(seed=2)
+        before = weights_bytes(model)
+        try:
+            with failing_alloc(k):
+                model.fit(x, y, epochs=epochs, batch_size=8, shuffle=False, verbose=0)
+        except MemoryError:
+            failures += 1
+            it = model.optimizer.iterations
+            assert it % steps == 0, f"k={k}: stopped inside an epoch ({it} steps)"
+            if it == 0:   # the moving statistics too: they move only in a step
+                assert weights_bytes(model) == before, f"k={k}: weights changed without an optimizer step"
+            assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+            model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+            assert np.all(np.isfinite(model.predict(x, verbose=0)))
+            continue
+        assert weights_bytes(model) == weights_bytes(ref), "an injected failure changed a later successful fit"
+        break
+    assert failures >= 2 * 2, f"only {failures} allocation points in a 2-epoch convnet fit"
+
+
+@pytest.mark.parametrize("entry", ["predict", "predict_on_batch", "evaluate", "train_on_batch", "test_on_batch"])
+def test_convnet_inference_and_single_steps_survive_a_failure_at_every_allocation(entry):
+    x, y = make_images()
+    model = make_convnet()
+    calls = {"predict": lambda: model.predict(x, batch_size=8, verbose=0),
+             "predict_on_batch": lambda: model.predict_on_batch(x),
+             "evaluate": lambda: model.evaluate(x, y, batch_size=8, verbose=0),
+             "train_on_batch": lambda: model.train_on_batch(x, y), "test_on_batch": lambda: model.test_on_batch(x, y)}
+    before = weights_bytes(model)
+    expect = calls[entry]() if entry != "train_on_batch" else None
+    k, messages, result = sweep(calls[entry])
+    assert k >= 1 and len(messages) == k
+    if expect is not None:
+        assert np.asarray(result).tobytes() == np.asarray(expect).tobytes()
+        assert weights_bytes(model) == before
+    else:
+        assert model.optimizer.iterations == 1  # the failed attempts took no step
+
+
 # --- F5: Ctrl-C during fit ---
 
 def _long_fit_model():

@@ -102,6 +102,30 @@ def make_model(seed=0):
     return model
 
 
+def make_convnet(seed=0):
+    mnistc.utils.set_random_seed(seed)
+    model = mnistc.Sequential([mnistc.Input((10, 10, 1)), layers.Conv2D(4, 3, activation="relu"),
+                               layers.BatchNormalization(), layers.MaxPooling2D(2),
+                               layers.Conv2D(6, 2, padding="same"), layers.AveragePooling2D(2),
+                               layers.Flatten(), layers.Dropout(0.5), layers.Dense(3, activation="softmax")])
+    model.compile(mnistc.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def failing_alloc(k, fn, *args, **kwargs):
+    """A call whose (k+1)-th C allocation fails: it must raise MemoryError."""
+    def call():
+        _C.testing.fail_alloc_after(k)
+        try:
+            fn(*args, **kwargs)
+        except MemoryError:
+            return
+        finally:
+            _C.testing.fail_alloc_after(-1)
+        raise AssertionError(f"{fn.__name__}: no MemoryError")
+    return call
+
+
 def swallow(exc, fn, *args, **kwargs):
     """A call that must raise exc (anything else, or no error, fails the test)."""
     def call():
@@ -168,6 +192,14 @@ def cases(tmp_path):
         model.save_weights(wpath)
         model.load_weights(wpath)
 
+    cnn = make_convnet()
+    xi = rng.random((32, 10, 10, 1), dtype=np.float32)
+    yi = rng.integers(0, 3, 32)
+    xi16, yi16 = xi[:16].copy(), yi[:16].copy()
+    xi_nan = xi.copy()
+    xi_nan[3, 4, 5, 0] = np.nan
+    xi_rgb = np.zeros((16, 10, 10, 3), np.float32)
+
     return {
         "predict_on_batch": (lambda: model.predict_on_batch(x16), (x16, model), 1000),
         "predict": (lambda: model.predict(x, batch_size=16, verbose=0), (x, model), 1000),
@@ -187,13 +219,24 @@ def cases(tmp_path):
                                 (x, y, model), 300),
         "load_weights truncated": (swallow(mnistc.FormatError, model.load_weights, bad_w), (bad_w, model), 300),
         "save_weights + load_weights": (save_load, (wpath, model), 150),
+        "convnet predict_on_batch": (lambda: cnn.predict_on_batch(xi16), (xi16, cnn), 1000),
+        "convnet predict": (lambda: cnn.predict(xi, batch_size=16, verbose=0), (xi, cnn), 1000),
+        "convnet train_on_batch": (lambda: cnn.train_on_batch(xi16, yi16), (xi16, yi16, cnn), 1000),
+        "convnet evaluate": (lambda: cnn.evaluate(xi, yi, batch_size=16, verbose=0), (xi, yi, cnn), 1000),
+        "convnet fit 1 epoch": (lambda: cnn.fit(xi, yi, epochs=1, batch_size=16, verbose=0), (xi, yi, cnn), 300),
+        "convnet predict MemoryError": (failing_alloc(1, cnn.predict_on_batch, xi16), (xi16, cnn), 1000),
+        "convnet fit MemoryError": (failing_alloc(1, cnn.fit, xi, yi, batch_size=16, verbose=0), (xi, yi, cnn), 300),
+        "convnet fit NaN ValueError": (swallow(ValueError, cnn.fit, xi_nan, yi, verbose=0), (xi_nan, yi, cnn), 1000),
+        "convnet wrong channels ValueError": (swallow(ValueError, cnn.predict, xi_rgb, verbose=0), (xi_rgb, cnn), 1000),
     }
 
 
 CASE_NAMES = ["predict_on_batch", "predict", "train_on_batch", "evaluate", "fit 1 epoch", "idx.load gz",
               "idx.load raw", "read_idx_bytes", "idx.load bad CRC", "idx.load missing", "read_idx_bytes truncated",
               "predict MemoryError", "idx.load MemoryError", "fit NaN ValueError", "fit callback raises",
-              "load_weights truncated", "save_weights + load_weights"]
+              "load_weights truncated", "save_weights + load_weights", "convnet predict_on_batch", "convnet predict",
+              "convnet train_on_batch", "convnet evaluate", "convnet fit 1 epoch", "convnet predict MemoryError",
+              "convnet fit MemoryError", "convnet fit NaN ValueError", "convnet wrong channels ValueError"]
 
 
 def test_case_list_is_complete(tmp_path):

@@ -18,7 +18,8 @@ import mnistc
 
 ROOT = Path(__file__).resolve().parent.parent
 NB_DIR = ROOT / "notebooks"
-NOTEBOOKS = ["01_data_preparation", "02_build_and_train", "03_fine_tuning", "04_custom_training_loop"]
+NOTEBOOKS = ["01_data_preparation", "02_build_and_train", "03_fine_tuning", "04_custom_training_loop",
+             "05_convnet"]
 IN_CI = os.environ.get("CI") == "true"
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -236,3 +237,30 @@ def test_04_custom_training_loop(executed):
     assert len(lines) == 5 and all("images/s" in line for line in lines)
     assert "lr 2.5e-04" in lines[-1]
     assert _images(nb) == 1
+
+
+@pytest.mark.slow
+def test_05_convnet(executed):
+    nb, seconds = executed("05_convnet")
+    r = _results(nb)
+    assert r["n_train"] == 10_000 and r["epochs"] == 2   # the shortened run the notebook announces
+    assert r["params"] == 34_826                        # keras-io mnist_convnet's count
+    h = r["history"]
+    assert sorted(h) == ["accuracy", "loss", "val_accuracy", "val_loss"] and all(len(v) == 2 for v in h.values())
+    assert h["loss"][1] < h["loss"][0]
+    assert r["test_accuracy"] >= 0.9, r
+    assert r["filters_shape"] == [3, 3, 1, 32]
+    assert r["feature_map_shapes"] == [[1, 26, 26, 32], [1, 11, 11, 64]]
+    assert r["maps_match_predict"] is True
+    # fine-tuning on Fashion-MNIST: chance before, well above it after, the body untouched
+    assert r["frozen_bit_identical"] is True
+    assert r["trainable_params"] == 16_010
+    assert r["fashion_accuracy_digit_model"] < 0.3 and r["fashion_accuracy_before"] < 0.3, r
+    assert r["fashion_accuracy_after"] >= 0.7, r
+    assert _images(nb) == 4   # filters, first- and second-layer feature maps, Fashion predictions
+
+    summary = next(c for c in nb.cells if c.cell_type == "code" and "model.summary()" in c.source)
+    assert "Total params: 34,826" in _stream(summary)
+    frozen_summary = next(c for c in nb.cells if c.cell_type == "code" and "show_trainable=True" in c.source)
+    out = _stream(frozen_summary)
+    assert "Trainable params: 16,010" in out and "Non-trainable params: 18,816" in out

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pickle
+import re
 import struct
 import subprocess
 import sys
@@ -902,3 +903,277 @@ def test_zip_bomb_in_a_model_file_is_refused_before_inflating(saved, tmp_path):
     outcome, seconds, growth = run_rss_child(tmp_path / "bomb.keras", "bomb", src)
     assert outcome == "FormatError", outcome
     assert growth < 32 * 1024, f"peak RSS grew {growth} KiB in {seconds} s"
+
+
+# --- convolutional models: shapes, window geometry, sizes, non-finite values, channels_first ---
+
+def make_convnet(seed=0, batch_norm=False, hw=8):
+    """A small convnet of every convolutional kind the Keras MNIST example uses (and BatchNormalization)."""
+    mnistc.utils.set_random_seed(seed)
+    model = mnistc.Sequential([mnistc.Input((hw, hw, 1)), layers.Conv2D(4, 3, activation="relu"),
+                               *([layers.BatchNormalization()] if batch_norm else []), layers.MaxPooling2D(2),
+                               layers.Flatten(), layers.Dropout(0.5), layers.Dense(3, activation="softmax")])
+    model.compile(mnistc.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def make_images(n=12, hw=8, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, hw, hw, 1), dtype=np.float32), rng.integers(0, 3, n)
+
+
+def conv_calls(model, x, y):
+    return {"fit": lambda: model.fit(x, y, batch_size=4, verbose=0),
+            "evaluate": lambda: model.evaluate(x, y, verbose=0), "predict": lambda: model.predict(x, verbose=0),
+            "train_on_batch": lambda: model.train_on_batch(x, y), "test_on_batch": lambda: model.test_on_batch(x, y),
+            "predict_on_batch": lambda: model.predict_on_batch(x)}
+
+
+@pytest.mark.parametrize("shape, found", [
+    ((12, 64), r"\(None, 64\)"),                     # rank-2 data (flattened images)
+    ((12, 8, 8, 3), r"\(None, 8, 8, 3\)"),           # RGB into a grayscale model
+    ((12, 8, 8, 2), r"\(None, 8, 8, 2\)"),
+    ((12, 1, 8, 8), r"\(None, 1, 8, 8\)"),           # channels_first data
+    ((12, 0, 0, 1), r"\(None, 0, 0, 1\)"),           # 0-sized images
+    ((12, 8, 0, 1), r"\(None, 8, 0, 1\)"),
+    ((12, 8, 8, 0), r"\(None, 8, 8, 0\)"),
+    ((12, 6, 6, 1), r"\(None, 6, 6, 1\)"),
+    ((12, 8, 8, 1, 2), r"\(None, 8, 8, 1, 2\)"),
+])
+def test_convnet_refuses_wrong_image_shapes_everywhere(shape, found):
+    model = make_convnet()
+    _, y = make_images()
+    bad = np.zeros(shape, np.float32)
+    for name, call in conv_calls(model, bad, y).items():
+        err = rejects(model, ValueError, r"expected shape \(None, 8, 8, 1\)", call, bad, y)
+        assert re.search(found, str(err)), (name, str(err))
+
+
+@pytest.mark.parametrize("shape", [(0, 8, 8, 1), (0, 64)])
+def test_convnet_refuses_zero_images(shape):
+    model = make_convnet()
+    bad, y = np.zeros(shape, np.float32), np.zeros(0, np.int64)
+    for call in conv_calls(model, bad, y).values():
+        rejects(model, ValueError, r"0 samples|expected shape \(None, 8, 8, 1\)", call, bad, y)
+
+
+@pytest.mark.parametrize("shape", [(0, 8, 1), (8, 0, 1), (8, 8, 0), (0, 0, 0)])
+def test_zero_sized_image_inputs_are_refused_when_declared(shape):
+    with pytest.raises(ValueError, match=r"positive dimensions, got \(" + ", ".join(map(str, shape))):
+        mnistc.Sequential([mnistc.Input(shape), layers.Conv2D(2, 1)])
+
+
+def test_convnet_adapts_a_missing_channel_axis_like_keras():
+    """(N, 8, 8) feeds Input((8, 8, 1)) (Keras's rank adaptation), bit-identically."""
+    model = make_convnet()
+    x, _ = make_images()
+    assert model.predict(x[..., 0], verbose=0).tobytes() == model.predict(x, verbose=0).tobytes()
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: layers.Conv2D(2, 0), r"Conv2D: `kernel_size` must be a positive int.*got \(0, 0\)"),
+    (lambda: layers.Conv2D(2, -3), r"`kernel_size` must be a positive int.*got \(-3, -3\)"),
+    (lambda: layers.Conv2D(2, (3,)), r"`kernel_size` must be a positive int or a tuple of 2"),
+    (lambda: layers.Conv2D(2, (3, 3, 3)), r"`kernel_size` must be a positive int or a tuple of 2"),
+    (lambda: layers.Conv2D(2, 2.5), r"`kernel_size`.*got 2.5"),
+    (lambda: layers.Conv2D(2, "3"), r"`kernel_size`.*got '3'"),
+    (lambda: layers.Conv2D(2, None), r"`kernel_size`.*got None"),
+    (lambda: layers.Conv2D(2, (True, 3)), r"`kernel_size`.*got \(True, 3\)"),
+    (lambda: layers.Conv2D(2, float("nan")), r"`kernel_size`.*got nan"),
+    (lambda: layers.Conv2D(2, 3, strides=0), r"Conv2D: `strides` must be a positive int.*got \(0, 0\)"),
+    (lambda: layers.Conv2D(2, 3, strides=-1), r"`strides`.*got \(-1, -1\)"),
+    (lambda: layers.Conv2D(2, 3, strides=(1, 0)), r"`strides`.*got \(1, 0\)"),
+    (lambda: layers.Conv2D(2, 3, padding="full"), r"`padding` must be 'valid' or 'same', got 'full'"),
+    (lambda: layers.Conv2D(2, 3, dilation_rate=2), r"dilation_rate and groups other than 1"),
+    (lambda: layers.MaxPooling2D(0), r"MaxPooling2D: `pool_size` must be a positive int.*got \(0, 0\)"),
+    (lambda: layers.MaxPooling2D(2, strides=0), r"MaxPooling2D: `strides`.*got \(0, 0\)"),
+    (lambda: layers.AveragePooling2D(-2), r"AveragePooling2D: `pool_size`.*got \(-2, -2\)"),
+    (lambda: layers.AveragePooling2D(2, strides=-2), r"AveragePooling2D: `strides`.*got \(-2, -2\)"),
+    (lambda: layers.Conv2D(0, 3), r"`filters`. Expected a strictly positive value. Received filters=0"),
+    (lambda: layers.Conv2D(-1, 3), r"Received filters=-1"),
+    (lambda: layers.Conv2D(2.0, 3), r"Received filters=2.0"),
+    (lambda: layers.Conv2D(True, 3), r"Received filters=True"),
+])
+def test_bad_window_arguments_name_the_argument_and_the_value(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def _conv_body(seed=0):
+    """A compiled model ending in feature maps (so that any convolutional layer can be added to it)."""
+    mnistc.utils.set_random_seed(seed)
+    model = mnistc.Sequential([mnistc.Input((8, 8, 1)), layers.Conv2D(3, 3, activation="relu")])
+    model.compile("adam", "mse")
+    return model
+
+
+@pytest.mark.parametrize("make, exc, match", [
+    (lambda: layers.Conv2D(2, 7), ValueError, r"window \(7, 7\) is larger than the input's height 6.*padding='same'"),
+    (lambda: layers.Conv2D(2, 10**6), ValueError, r"window \(1000000, 1000000\) is larger than the input"),
+    (lambda: layers.Conv2D(2, (1, 7)), ValueError, r"window \(1, 7\) is larger than the input's width 6"),
+    (lambda: layers.MaxPooling2D(10**6), ValueError, r"MaxPooling2D layer .* window \(1000000, 1000000\) is larger"),
+    (lambda: layers.AveragePooling2D(7), ValueError, r"AveragePooling2D layer .* window \(7, 7\) is larger"),
+    # huge weights: refused by the allocator, never a crash or a half-added layer
+    (lambda: layers.Conv2D(2**40, 3), (MemoryError, ValueError), r"1099511627776"),
+    (lambda: layers.Conv2D(2**62, 3), (MemoryError, ValueError), r"too big|allocate"),
+    (lambda: layers.Conv2D(2, 10**6, padding="same"), (MemoryError, ValueError), r"1000000"),
+    (lambda: layers.Conv2D(2, 2**40, padding="same"), (MemoryError, ValueError), r"`kernel_size` must be at most 16777216"),
+])
+def test_bad_geometry_and_huge_layers_leave_the_model_as_it_was(make, exc, match):
+    model = _conv_body()
+    x = make_images(n=4)[0]
+    before = model.predict(x, verbose=0)
+    keep = Unchanged(model, x)
+    names = [layer.name for layer in model.layers]
+    with pytest.raises(exc, match=match):
+        model.add(make())
+    keep.check()
+    assert [layer.name for layer in model.layers] == names
+    assert model.predict(x, verbose=0).tobytes() == before.tobytes()
+    model.fit(x, np.zeros((4, 6 * 6 * 3), np.float32), verbose=0)     # still trains
+
+
+C_LIMIT_CASES = [
+    (lambda: layers.MaxPooling2D(2**40, padding="same"),
+     r"MaxPooling2D kernel height and stride height must be in \[1, 16777216\], found 1099511627776"),
+    (lambda: layers.AveragePooling2D(2, strides=2**62, padding="same"),
+     r"AveragePooling2D kernel height and stride height must be in \[1, 16777216\], found 2 and 4611686018427387904"),
+    (lambda: layers.Conv2D(2, 3, strides=2**63 - 1),
+     r"Conv2D kernel height and stride height must be in \[1, 16777216\], found 3 and 9223372036854775807"),
+]
+
+
+@pytest.mark.parametrize("make, match", C_LIMIT_CASES)
+def test_windows_beyond_the_c_limit_are_refused_when_added(make, match):
+    model = _conv_body()
+    with pytest.raises(ValueError, match="16777216"):
+        model.add(make())
+
+
+def test_huge_channel_count_in_the_input_fails_cleanly():
+    with pytest.raises((MemoryError, ValueError), match="1099511627776"):
+        mnistc.Sequential([mnistc.Input((8, 8, 2**40)), layers.Conv2D(2, 3)])
+
+
+@pytest.mark.parametrize("pool", [layers.MaxPooling2D, layers.AveragePooling2D])
+def test_a_window_of_a_million_with_same_padding_covers_the_image(pool):
+    """Keras accepts it: one output cell per channel, the max or mean of the whole image."""
+    mnistc.utils.set_random_seed(0)
+    model = mnistc.Sequential([mnistc.Input((8, 8, 2)), pool(10**6, padding="same")])
+    x = np.random.default_rng(0).random((3, 8, 8, 2), dtype=np.float32)
+    out = model.predict(x, verbose=0)
+    want = x.max(axis=(1, 2)) if pool is layers.MaxPooling2D else x.mean(axis=(1, 2), dtype=np.float64)
+    np.testing.assert_allclose(out.reshape(3, 2), want, rtol=1e-6)
+
+
+def test_strides_larger_than_the_image_keep_the_first_window():
+    mnistc.utils.set_random_seed(0)
+    model = mnistc.Sequential([mnistc.Input((8, 8, 1)), layers.Conv2D(2, 3, strides=10**6, use_bias=False)])
+    x = np.random.default_rng(0).random((3, 8, 8, 1), dtype=np.float32)
+    out = model.predict(x, verbose=0)
+    assert out.shape == (3, 1, 1, 2)
+    k = model.layers[0].kernel
+    np.testing.assert_allclose(out[:, 0, 0], np.einsum("nij,ijo->no", x[:, :3, :3, 0], k[:, :, 0]), rtol=1e-5)
+
+
+def test_an_infinite_kernel_size_names_the_argument():
+    with pytest.raises(ValueError, match=r"`kernel_size` must be a positive int"):
+        layers.Conv2D(2, (float("inf"), 3))
+
+
+def test_strides_beyond_int64_name_the_layer_and_the_limit():
+    model = _conv_body()
+    with pytest.raises(ValueError, match=r"stride"):
+        model.add(layers.Conv2D(2, 3, strides=2**64))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(momentum=-0.1), r"`momentum` must be in \[0, 1\], got -0.1"),
+    (dict(momentum=1.5), r"`momentum` must be in \[0, 1\], got 1.5"),
+    (dict(momentum=float("nan")), r"`momentum` must be in \[0, 1\], got nan"),
+    (dict(momentum=float("inf")), r"`momentum` must be in \[0, 1\], got inf"),
+    (dict(epsilon=0.0), r"`epsilon` must be a positive number, got 0.0"),
+    (dict(epsilon=-1e-3), r"`epsilon` must be a positive number, got -0.001"),
+    (dict(epsilon=float("nan")), r"`epsilon` must be a positive number, got nan"),
+    (dict(epsilon=float("inf")), r"`epsilon` must be a positive number, got inf"),
+    (dict(axis=1), r"normalises the last axis \(axis=-1, channels_last\), got axis=1"),
+    (dict(axis=[1, 2]), r"got axis=\[1, 2\]"),
+])
+def test_batch_normalization_hyperparameters_out_of_range(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        layers.BatchNormalization(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, word", [(dict(momentum=None), "momentum"), (dict(epsilon="x"), "epsilon")])
+def test_batch_normalization_non_numbers_name_the_argument(kwargs, word):
+    try:
+        layers.BatchNormalization(**kwargs)
+    except (TypeError, ValueError) as e:
+        if word in str(e):
+            return
+        raise
+    raise AssertionError("accepted")
+
+
+@pytest.mark.parametrize("make", [lambda: layers.Conv2D(8, 3, data_format="channels_first"),
+                                  lambda: layers.MaxPooling2D(data_format="channels_first"),
+                                  lambda: layers.AveragePooling2D(data_format="channels_first"),
+                                  lambda: layers.GlobalAveragePooling2D(data_format="channels_first"),
+                                  lambda: layers.Conv2D(8, 3, data_format="NCHW")])
+def test_channels_first_is_refused_naming_the_transpose(make):
+    with pytest.raises(ValueError, match=r"channels_last only.*got data_format='(channels_first|NCHW)'.*"
+                                         r"np\.transpose\(x, \(0, 2, 3, 1\)\)"):
+        make()
+
+
+def test_flatten_channels_first_matches_keras_or_is_refused():
+    x = np.arange(2 * 2 * 3 * 4, dtype=np.float32).reshape(2, 2, 3, 4)
+    try:
+        model = mnistc.Sequential([mnistc.Input((2, 3, 4)), layers.Flatten(data_format="channels_first")])
+    except ValueError as e:
+        assert "channels_last" in str(e)
+        return
+    keras_order = np.transpose(x, (0, 2, 3, 1)).reshape(2, -1)
+    assert model.predict(x, verbose=0).tobytes() == keras_order.tobytes()
+
+
+@pytest.mark.parametrize("value, word", [(np.nan, "1 NaN and 0 infinite"), (np.inf, "0 NaN and 1 infinite"),
+                                         (-np.inf, "0 NaN and 1 infinite")])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_non_finite_images_are_refused_by_every_entry_point(value, word, batch_norm):
+    model = make_convnet(batch_norm=batch_norm)
+    x, y = make_images()
+    x[7, 2, 5, 0] = value
+    for name, call in conv_calls(model, x, y).items():
+        rejects(model, ValueError, f"x contains {word} value", call, x, y)
+
+
+@pytest.mark.parametrize("where", ["conv kernel", "conv bias", "dense kernel", "batch norm gamma"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_weights_show_in_predictions_and_fit_refuses_them(where, value):
+    """predict and evaluate compute with the weights they have (NaN outputs, NaN loss: Keras does the
+    same) and do not blame x; fit refuses to start, naming the weight, and changes nothing."""
+    model = make_convnet(batch_norm=True)
+    x, y = make_images()
+    conv, bn, dense = model.layers[0], model.layers[1], model.layers[-1]
+    name, target = {"conv kernel": (f"{conv.name}/kernel", conv.kernel), "conv bias": (f"{conv.name}/bias", conv.bias),
+                    "dense kernel": (f"{dense.name}/kernel", dense.kernel),
+                    "batch norm gamma": (f"{bn.name}/gamma", bn.gamma)}[where]
+    target.flat[0] = value
+    keep = Unchanged(model, x, y)
+    out = model.predict(x, verbose=0)
+    assert out.shape == (12, 3) and np.isnan(out).any()
+    assert np.isnan(model.evaluate(x, y, verbose=0)[0])
+    keep.check()
+    counts = "1 NaN and 0 infinite" if np.isnan(value) else "0 NaN and 1 infinite"
+    for call in (lambda: model.fit(x, y, batch_size=4, verbose=0), lambda: model.train_on_batch(x, y)):
+        rejects(model, ValueError, rf"Cannot train: the weights \['{name}'\] hold {counts}", call, x, y)
+
+
+def test_huge_zero_stride_image_views_fail_cleanly():
+    model = make_convnet()
+    huge = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape=(2**33, 8, 8, 1), strides=(0, 0, 0, 0))
+    keep = Unchanged(model)
+    with pytest.raises((MemoryError, ValueError)):
+        model.predict(huge, verbose=0)
+    keep.check()

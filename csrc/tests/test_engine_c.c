@@ -185,7 +185,7 @@ static void test_epoch_loop(void) {
     const int64_t segs[] = {0, P};
     const int64_t perm[N] = {3, 1, 4, 0, 5, 9, 2, 6, 8, 7};
     mc_model model = {layers, 2, params, grads, P};
-    mc_data data = {x, 0, N, 4, NULL, labels, 0};
+    mc_data data = {x, 0, N, 4, NULL, labels, 0, NULL};
     mc_loss_spec loss = {MC_LOSS_SCCE, 0, 0.0f};
     mc_optim opt = {MC_OPT_ADAM, {0.01, 0.9, 0.999, 1e-7, 0, 0, 0, 0}, segs, 1, {m, v, NULL}, 2, NULL, 0};
     int64_t derived[2 * MC_MAX_WEIGHTS * 2];
@@ -214,11 +214,11 @@ static void test_epoch_loop(void) {
     }
     mc_fail_alloc_after(0);
     double l = 0.0;
-    CHECK(mc_loss_and_grad(&model, x, N, NULL, labels, &loss, 0, 0, &l, NULL, &err) == MC_ERR_NOMEM);
+    CHECK(mc_loss_and_grad(&model, x, N, NULL, labels, NULL, &loss, 0, 0, &l, NULL, &err) == MC_ERR_NOMEM);
     mc_fail_alloc_after(-1);
     /* loss_and_grad: dx against a central difference along one direction */
     float dx[N * 4], xp[N * 4], xm[N * 4];
-    CHECK(mc_loss_and_grad(&model, x, N, NULL, labels, &loss, 0, 0, &l, dx, &err) == MC_OK);
+    CHECK(mc_loss_and_grad(&model, x, N, NULL, labels, NULL, &loss, 0, 0, &l, dx, &err) == MC_OK);
     double lp, lm, an = 0.0;
     for (size_t i = 0; i < N * 4; i++) {
         float d = frand();
@@ -226,8 +226,8 @@ static void test_epoch_loop(void) {
         xm[i] = x[i] - 1e-2f * d;
         an += (double)dx[i] * ((double)xp[i] - xm[i]);
     }
-    mc_loss_and_grad(&model, xp, N, NULL, labels, &loss, 0, 0, &lp, NULL, &err);
-    mc_loss_and_grad(&model, xm, N, NULL, labels, &loss, 0, 0, &lm, NULL, &err);
+    mc_loss_and_grad(&model, xp, N, NULL, labels, NULL, &loss, 0, 0, &lp, NULL, &err);
+    mc_loss_and_grad(&model, xm, N, NULL, labels, NULL, &loss, 0, 0, &lm, NULL, &err);
     CHECK_NEAR(lp - lm, an, 1e-5, 2e-2);
     /* batch_size 0 and targets that do not fit the loss are argument errors */
     CHECK(mc_evaluate(&model, &data, 0, &loss, NULL, NULL, &sums, &err) == MC_ERR_ARG);
@@ -236,7 +236,7 @@ static void test_epoch_loop(void) {
     CHECK(strstr(err.msg, "y: loss kind 3 needs float32 targets") != NULL);
     /* predict with check_finite: a NaN in the third batch is reported with its rows */
     float out[N * 3];
-    mc_data px = {x, 0, N, 4, NULL, NULL, 1};
+    mc_data px = {x, 0, N, 4, NULL, NULL, 1, NULL};
     CHECK(mc_predict(&model, &px, out, 4, NULL, &err) == MC_OK);
     float saved = x[9 * 4 + 2];
     x[9 * 4 + 2] = NAN;
