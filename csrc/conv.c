@@ -86,11 +86,24 @@ void mc_for_samples(size_t rows, size_t work, int pool, void (*fn)(void *ctx, si
 
 /* --- Conv2D --- */
 
+/* Samples whose col (pix * K floats each) an im2col block holds at most: about 512 KiB, so that a
+ * block is written, multiplied and (in backward) overwritten with dcol and summed back while it
+ * is in L2, and the same block buffer serves a range's blocks one after the other. */
+#define COL_BLOCK_FLOATS ((size_t)1 << 17)
+/* The weight gradient is summed per group of samples (at most GROUPS_MAX groups, each of at least
+ * GROUP_MIN_SAMPLES), the groups on the pool, then the groups' sums in order: a split fixed by the
+ * batch size alone, so the bits do not depend on the thread count. */
+#define GROUPS_MAX 16
+#define GROUP_MIN_SAMPLES 8
+
 typedef struct {
     size_t K;      /* kernel_h * kernel_w * in.c: a row of col */
+    size_t N;      /* out.c */
     size_t pix;    /* out.h * out.w */
     size_t col;    /* floats of col per sample (0 when direct) */
     size_t pre;    /* floats of pre-activation kept per sample (0: out is the pre-activation or relu's) */
+    size_t extra;  /* floats per sample for the groups' weight-gradient sums: a group's samples hold one */
+    size_t block;  /* samples per im2col block */
     int direct;    /* 1x1, stride 1, no padding: col is the input itself */
 } conv_dims;
 
@@ -98,11 +111,15 @@ typedef struct {
 static conv_dims dims_of(const mc_layer *ly) {
     conv_dims d;
     d.K = ly->kernel_h * ly->kernel_w * ly->in.c;
+    d.N = ly->out.c;
     d.pix = ly->out.h * ly->out.w;
     d.direct = ly->kernel_h == 1 && ly->kernel_w == 1 && ly->stride_h == 1 && ly->stride_w == 1 &&
                ly->pad_top == 0 && ly->pad_left == 0;
     d.col = d.direct ? 0 : d.pix * d.K;
     d.pre = ly->activation != MC_ACT_LINEAR && ly->activation != MC_ACT_RELU ? ly->n_out : 0;
+    d.extra = (d.K * d.N + d.N + GROUP_MIN_SAMPLES - 1) / GROUP_MIN_SAMPLES;
+    size_t pk = d.pix * d.K;
+    d.block = pk && pk < COL_BLOCK_FLOATS ? COL_BLOCK_FLOATS / pk : 1;
     return d;
 }
 
@@ -166,24 +183,12 @@ static void col2im_sample(float *dx, const float *dcol, const mc_layer *ly, size
     }
 }
 
-typedef struct {
-    const mc_layer *ly;
-    float *col;        /* (rows, pix, K) */
-    const float *x;    /* im2col: the input (rows, n_in) */
-    float *dx;         /* col2im: the input gradient (rows, n_in) */
-    size_t K, pix;
-} col_job;
-
-static void im2col_range(void *ctx, size_t s0, size_t s1) {
-    const col_job *j = ctx;
-    for (size_t s = s0; s < s1; s++)
-        im2col_sample(j->col + s * j->pix * j->K, j->x + s * j->ly->n_in, j->ly, j->K);
-}
-
-static void col2im_range(void *ctx, size_t s0, size_t s1) {
-    const col_job *j = ctx;
-    for (size_t s = s0; s < s1; s++)
-        col2im_sample(j->dx + s * j->ly->n_in, j->col + s * j->pix * j->K, j->ly, j->K);
+/* The rows a product multiplies for samples [s, s + n): col of them written to buf, or for a
+ * direct conv the input itself. */
+static const float *col_rows(const mc_layer *ly, const conv_dims *d, const float *x, size_t s, size_t n, float *buf) {
+    if (d->direct) return x + s * ly->n_in;
+    for (size_t i = 0; i < n; i++) im2col_sample(buf + i * d->col, x + (s + i) * ly->n_in, ly, d->K);
+    return buf;
 }
 
 static mc_status conv_init(mc_layer *ly, size_t l, mc_error *err) {
@@ -196,10 +201,10 @@ static mc_status conv_init(mc_layer *ly, size_t l, mc_error *err) {
             return mc_set_error(err, MC_ERR_ARG,
                                 "layers[%zu]: Conv2D has 2 weights (kernel, bias), found weight %zu at offset %td", l,
                                 i, ly->w[i].off);
-    size_t K, len, col;
-    conv_dims d = dims_of(ly);
+    size_t K, len, col, pix;
     if (!mc_mul_size(ly->kernel_h * ly->kernel_w, ly->in.c, &K) || !mc_mul_size(K, ly->out.c, &len) ||
-        !mc_mul_size(d.pix, K, &col) || col > SIZE_MAX / 2 - ly->n_out)
+        !mc_mul_size(ly->out.h, ly->out.w, &pix) || !mc_mul_size(pix, K, &col) ||
+        len > SIZE_MAX / 4 - ly->out.c || col > SIZE_MAX / 4 - ly->n_out - len / 2)
         return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: Conv2D kernel %zux%zu on %zu channels is too large", l,
                             ly->kernel_h, ly->kernel_w, ly->in.c);
     ly->w[0] = (mc_weight){ly->w[0].off, len, 1};
@@ -208,52 +213,129 @@ static mc_status conv_init(mc_layer *ly, size_t l, mc_error *err) {
     return MC_OK;
 }
 
-/* Scratch of a batch of B samples: [pre (B, n_out)][col (B, pix, K)], a block of rows using its
- * rows of each; f->scratch is the batch's scratch plus r0 * (pre + col) floats. pre comes first so
- * that it is the (B, n_out) logits wherever the batch's scratch starts. */
+/* Scratch of a batch of B samples: [pre (B, n_out)][col (B, pix, K)][extra (B, extra)], a block of
+ * rows using its rows of each; f->scratch is the batch's scratch plus r0 * (pre + col + extra)
+ * floats. pre comes first so that it is the (B, n_out) logits wherever the batch's scratch
+ * starts. col is only ever used a block at a time: a range of samples im2cols its blocks one after
+ * the other into the col of its first samples, and backward makes col again from the input rather
+ * than reading it back from memory. extra holds the weight-gradient sums of the groups but the
+ * first (GROUP_MIN_SAMPLES samples' extra hold one). Untouched parts of the arena cost no memory. */
 static size_t conv_scratch(const mc_layer *ly) {
     conv_dims d = dims_of(ly);
-    return d.pre + d.col;
+    return d.pre + d.col + d.extra;
 }
 
+typedef struct {
+    const mc_layer *ly;
+    conv_dims d;
+    const float *x;            /* the input at sample 0 of these rows */
+    float *out, *pre, *col;    /* at sample 0 of these rows */
+    const float *w, *b;
+    mc_gemm_rows_plan rp;
+    atomic_int *nonfinite;
+} fwd_job;
+
+static void forward_range(void *ctx, size_t s0, size_t s1) {
+    const fwd_job *j = ctx;
+    const conv_dims *d = &j->d;
+    size_t n_out = j->ly->n_out;
+    float *buf = j->col + s0 * d->col;
+    for (size_t s = s0; s < s1; s += d->block) {
+        size_t n = s1 - s < d->block ? s1 - s : d->block;
+        const float *a = col_rows(j->ly, d, j->x, s, n, buf);
+        float *out = j->out + s * n_out;
+        mc_dense_forward_act(j->ly->activation, out, j->pre ? j->pre + s * n_out : out, a, j->w, j->b, n * d->pix, d->K,
+                             d->N, j->nonfinite, &j->rp);
+    }
+}
+
+/* Each block of rows is a block of the whole batch's product (mc_gemm_rows), so a row gets the
+ * same bits whichever block and thread computes it, here or in inference's blocks. */
 static void conv_forward(const mc_layer *ly, const mc_fwd *f) {
     conv_dims d = dims_of(ly);
-    size_t B = f->plan ? f->batch_rows : f->rows, r0 = f->plan ? f->r0 : 0, per = d.pre + d.col;
-    float *base = per ? f->scratch - r0 * per : NULL;
-    float *pre = d.pre ? base + r0 * d.pre : f->out;
-    const float *col = f->inp;
-    if (!d.direct) {
-        col_job j = {ly, base + B * d.pre + r0 * d.col, f->inp, NULL, d.K, d.pix};
-        mc_for_samples(f->rows, d.col + ly->n_in, f->plan == NULL, im2col_range, &j);
-        col = j.col;
+    size_t B = f->plan ? f->batch_rows : f->rows, r0 = f->plan ? f->r0 : 0, per = d.pre + d.col + d.extra;
+    float *base = f->scratch - r0 * per;
+    int sparse = 0;  /* col's zeros: with K as short as a first layer's, skipping them costs more than it saves */
+    if (d.direct)
+        sparse = !f->plan ? mc_gemm_skips_zeros(B * d.pix, d.N, d.K, f->inp, d.K) : f->reads_x ? f->plan->x_sparse : -1;
+    fwd_job j = {
+        .ly = ly, .d = d, .x = f->inp, .out = f->out, .pre = d.pre ? base + r0 * d.pre : NULL,
+        .col = base + B * d.pre + r0 * d.col,
+        .w = f->params + ly->w[0].off, .b = ly->w[1].off >= 0 ? f->params + ly->w[1].off : NULL,
+        .rp = {B * d.pix, f->plan ? f->plan->params_finite : 0, sparse},
+        .nonfinite = f->nonfinite,
+    };
+    mc_for_samples(f->rows, d.col + ly->n_in + ly->n_out, f->plan == NULL, forward_range, &j);
+}
+
+typedef struct {
+    const mc_layer *ly;
+    conv_dims d;
+    const mc_bwd *b;
+    int act;
+    size_t groups;
+    const float *pre, *w;
+    float *col, *extra;        /* the batch's scratch areas */
+    float *dw, *db;            /* NULL: not wanted */
+} bwd_job;
+
+static size_t group_start(const bwd_job *j, size_t g) { return g * j->b->rows / j->groups; }
+
+/* Group g's samples [s0, s1): the activation's derivative and bias gradient on its rows, then per
+ * block the weight gradient of its col, and dcol = dpre @ kernel^T summed back into dx. */
+static void backward_group(void *ctx, size_t g) {
+    const bwd_job *j = ctx;
+    const conv_dims *d = &j->d;
+    const mc_bwd *b = j->b;
+    size_t s0 = group_start(j, g), s1 = group_start(j, g + 1), KN = d->K * d->N;
+    float *pw = j->dw ? (g == 0 ? j->dw : j->extra + s0 * d->extra) : NULL;
+    float *pb = j->db ? (g == 0 ? j->db : j->extra + s0 * d->extra + KN) : NULL;
+    size_t m0 = s0 * d->pix, N = d->N;
+    mc_activation_bias_backward(j->act, b->dout + m0 * N, pb, j->pre ? j->pre + m0 * N : NULL, b->out + m0 * N,
+                                (s1 - s0) * d->pix, N);
+    mc_gemm_rows_plan rw = {d->K, 0, 0}, rx = {b->rows * d->pix, 0, 0};
+    float *buf = j->col + s0 * d->col;
+    for (size_t s = s0; s < s1; s += d->block) {
+        size_t n = s1 - s < d->block ? s1 - s : d->block, M = n * d->pix;
+        const float *dp = b->dout + s * d->pix * N;
+        if (pw) {
+            const float *a = col_rows(j->ly, d, b->inp, s, n, buf);
+            mc_gemm_rows(&rw, 1, 0, d->K, N, M, 1.0f, a, d->K, dp, N, s == s0 ? 0.0f : 1.0f, pw, N, NULL);
+        }
+        if (!b->dinp) continue;
+        float *dx = b->dinp + s * j->ly->n_in;
+        if (d->direct) {
+            mc_gemm_rows(&rx, 0, 1, M, d->K, N, 1.0f, dp, N, j->w, N, 0.0f, dx, d->K, NULL);
+            continue;
+        }
+        /* buf has served the weight gradient: it receives dcol */
+        mc_gemm_rows(&rx, 0, 1, M, d->K, N, 1.0f, dp, N, j->w, N, 0.0f, buf, d->K, NULL);
+        for (size_t i = 0; i < n; i++) col2im_sample(dx + i * j->ly->n_in, buf + i * d->col, j->ly, d->K);
     }
-    const float *w = f->params + ly->w[0].off;
-    const float *b = ly->w[1].off >= 0 ? f->params + ly->w[1].off : NULL;
-    mc_gemm_rows_plan rp = {B * d.pix, f->plan ? f->plan->params_finite : 0,
-                            f->plan && f->reads_x ? f->plan->x_sparse : -1};
-    mc_dense_forward_act(ly->activation, f->out, pre, col, w, b, f->rows * d.pix, d.K, ly->out.c, f->nonfinite,
-                         f->plan ? &rp : NULL);
 }
 
 static void conv_backward(const mc_layer *ly, const mc_bwd *b) {
     conv_dims d = dims_of(ly);
-    size_t M = b->rows * d.pix, n = ly->out.c;
-    const float *pre = d.pre ? b->scratch : NULL;
-    float *col = d.direct ? NULL : b->scratch + b->rows * d.pre;
-    const float *a = d.direct ? b->inp : col;
-    float *db = b->grads && ly->w[1].off >= 0 ? b->grads + ly->w[1].off : NULL;
-    mc_activation_bias_backward(b->skip_act ? MC_ACT_LINEAR : ly->activation, b->dout, db, pre, b->out, M, n);
-    if (b->grads) mc_gemm(1, 0, d.K, n, M, 1.0f, a, d.K, b->dout, n, 0.0f, b->grads + ly->w[0].off, n);
-    if (!b->dinp) return;
-    const float *w = b->params + ly->w[0].off;
-    if (d.direct) {
-        mc_gemm(0, 1, M, d.K, n, 1.0f, b->dout, n, w, n, 0.0f, b->dinp, d.K);
-        return;
+    size_t B = b->rows, KN = d.K * d.N, groups = B / GROUP_MIN_SAMPLES;
+    if (groups > GROUPS_MAX) groups = GROUPS_MAX;
+    if (groups < 1) groups = 1;
+    bwd_job j = {
+        .ly = ly, .d = d, .b = b, .act = b->skip_act ? MC_ACT_LINEAR : ly->activation, .groups = groups,
+        .pre = d.pre ? b->scratch : NULL, .w = b->params + ly->w[0].off,
+        .col = b->scratch + B * d.pre, .extra = b->scratch + B * (d.pre + d.col),
+        .dw = b->grads ? b->grads + ly->w[0].off : NULL,
+        .db = b->grads && ly->w[1].off >= 0 ? b->grads + ly->w[1].off : NULL,
+    };
+    mc_parallel_for(groups, backward_group, &j);
+    /* the groups' sums, in order */
+    for (size_t g = 1; g < groups && j.dw; g++) {
+        const float *restrict p = j.extra + group_start(&j, g) * d.extra;
+        float *restrict dw = j.dw;
+        for (size_t i = 0; i < KN; i++) dw[i] += p[i];
+        if (!j.db) continue;
+        float *restrict db = j.db;
+        for (size_t i = 0; i < d.N; i++) db[i] += p[KN + i];
     }
-    /* col has served the weight gradient: it receives dcol = dpre @ kernel^T */
-    mc_gemm(0, 1, M, d.K, n, 1.0f, b->dout, n, w, n, 0.0f, col, d.K);
-    col_job j = {ly, col, NULL, b->dinp, d.K, d.pix};
-    mc_for_samples(b->rows, d.col + ly->n_in, 1, col2im_range, &j);
 }
 
 static const float *conv_logits(const mc_layer *ly, const float *inp, const float *out, const float *scratch) {
@@ -263,15 +345,13 @@ static const float *conv_logits(const mc_layer *ly, const float *inp, const floa
 
 static int conv_threads(const mc_layer *ly, size_t B) {
     conv_dims d = dims_of(ly);
-    int t = mc_gemm_threads(B * d.pix, ly->out.c, d.K);
-    int s = d.direct ? 1 : mc_samples_threads(B, d.col + ly->n_in);
-    return t > s ? t : s;
+    return mc_samples_threads(B, d.col + ly->n_in + ly->n_out);
 }
 
-/* Only a direct conv multiplies x itself; otherwise -1: the product decides from col's rows. */
+/* Only a direct conv multiplies x itself; otherwise 0: the product of col never skips zeros. */
 static int conv_sparse_input(const mc_layer *ly, const float *x, size_t B) {
     conv_dims d = dims_of(ly);
-    return d.direct ? mc_gemm_skips_zeros(B * d.pix, ly->out.c, d.K, x, d.K) : -1;
+    return d.direct ? mc_gemm_skips_zeros(B * d.pix, d.N, d.K, x, d.K) : 0;
 }
 
 const mc_layer_ops mc_conv2d_ops = {

@@ -55,12 +55,32 @@ typedef struct {
 #define MAX_CHANNELS 16
 
 /* the first maximum wins; a NaN wins over numbers and stays */
-static inline void max_step(float *best, int32_t *at, const float *v, int32_t base, size_t cn) {
+static inline __attribute__((always_inline)) void max_step(float *best, int32_t *at, const float *v, int32_t base, size_t cn) {
     for (size_t c = 0; c < cn; c++) {
         int take = (v[c] > best[c]) | ((v[c] != v[c]) & (best[c] == best[c]));
         best[c] = take ? v[c] : best[c];
         at[c] = take ? base + (int32_t)c : at[c];
     }
+}
+
+/* One output pixel's channels [c0, c0 + cn) from the window rows ys and columns xs; inlined with
+ * cn constant for whole groups, so the steps vectorize and the copies out are plain vector moves. */
+static inline __attribute__((always_inline)) void max_window(float *out, int32_t *arg, const float *x, size_t W,
+                                                             size_t C, span ys, span xs, size_t c0, const size_t cn) {
+    size_t first = (ys.lo * W + xs.lo) * C + c0;
+    float best[MAX_CHANNELS];
+    int32_t at[MAX_CHANNELS];
+    for (size_t c = 0; c < cn; c++) {
+        best[c] = x[first + c];
+        at[c] = (int32_t)(first + c);
+    }
+    for (size_t iy = ys.lo; iy < ys.hi; iy++)
+        for (size_t ix = iy == ys.lo ? xs.lo + 1 : xs.lo; ix < xs.hi; ix++) {
+            size_t base = (iy * W + ix) * C + c0;
+            max_step(best, at, x + base, (int32_t)base, cn);
+        }
+    memcpy(out, best, cn * sizeof *best);
+    memcpy(arg, at, cn * sizeof *at);
 }
 
 static void max_sample(float *out, int32_t *arg, const float *x, const mc_layer *ly) {
@@ -69,26 +89,10 @@ static void max_sample(float *out, int32_t *arg, const float *x, const mc_layer 
         span ys = span_of(oy, ly->kernel_h, ly->stride_h, ly->pad_top, ly->in.h);
         for (size_t ox = 0; ox < ly->out.w; ox++) {
             span xs = span_of(ox, ly->kernel_w, ly->stride_w, ly->pad_left, W);
-            size_t o = (oy * ly->out.w + ox) * C;
-            for (size_t c0 = 0; c0 < C; c0 += MAX_CHANNELS) {
-                size_t cn = C - c0 < MAX_CHANNELS ? C - c0 : MAX_CHANNELS, first = (ys.lo * W + xs.lo) * C + c0;
-                float best[MAX_CHANNELS];
-                int32_t at[MAX_CHANNELS];
-                for (size_t c = 0; c < cn; c++) {
-                    best[c] = x[first + c];
-                    at[c] = (int32_t)(first + c);
-                }
-                for (size_t iy = ys.lo; iy < ys.hi; iy++)
-                    for (size_t ix = iy == ys.lo ? xs.lo + 1 : xs.lo; ix < xs.hi; ix++) {
-                        size_t base = (iy * W + ix) * C + c0;
-                        if (cn == MAX_CHANNELS)  /* a constant count: the step vectorizes */
-                            max_step(best, at, x + base, (int32_t)base, MAX_CHANNELS);
-                        else
-                            max_step(best, at, x + base, (int32_t)base, cn);
-                    }
-                memcpy(out + o + c0, best, cn * sizeof *best);
-                memcpy(arg + o + c0, at, cn * sizeof *at);
-            }
+            size_t o = (oy * ly->out.w + ox) * C, c0 = 0;
+            for (; c0 + MAX_CHANNELS <= C; c0 += MAX_CHANNELS)
+                max_window(out + o + c0, arg + o + c0, x, W, C, ys, xs, c0, MAX_CHANNELS);
+            if (c0 < C) max_window(out + o + c0, arg + o + c0, x, W, C, ys, xs, c0, C - c0);
         }
     }
 }

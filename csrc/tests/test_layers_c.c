@@ -260,7 +260,7 @@ static void check_layer(const mc_layer *ly, ref_fn ref, size_t P, size_t B, int 
     run_free(&r);
 }
 
-/* one thread and two give the same bits, forward and backward */
+/* one thread, two and three give the same bits, forward and backward */
 static void check_threads(const mc_layer *ly, size_t P, size_t B, int training) {
     float *x = alloc_rand(B * ly->n_in), *R = alloc_rand(B * ly->n_out), *params = alloc_rand(P);
     if (ly->kind == MC_LAYER_BATCHNORM)
@@ -271,7 +271,13 @@ static void check_threads(const mc_layer *ly, size_t P, size_t B, int training) 
     run_result one = run_layer(ly, x, params, P, R, B, training, 0);
     CHECK(mc_set_num_threads(2, &err) == MC_OK);
     run_result two = run_layer(ly, x, params, P, R, B, training, 0);
+    CHECK(mc_set_num_threads(3, &err) == MC_OK);
+    run_result three = run_layer(ly, x, params, P, R, B, training, 0);
     CHECK(mc_set_num_threads(before, &err) == MC_OK);
+    CHECK(same_bits(one.out, three.out, B * ly->n_out));
+    CHECK(same_bits(one.dinp, three.dinp, B * ly->n_in));
+    CHECK(same_bits(one.grads, three.grads, P));
+    run_free(&three);
     CHECK(same_bits(one.out, two.out, B * ly->n_out));
     CHECK(same_bits(one.dinp, two.dinp, B * ly->n_in));
     CHECK(same_bits(one.params, two.params, P));
@@ -317,6 +323,10 @@ static void test_conv(void) {
     test_conv_case(1, 5, 4, 2, 3, 1, 1, 2, 2, 1, MC_ACT_ELU, 0);      /* 1x1 strided: im2col */
     test_conv_case(3, 2, 3, 2, 2, 5, 4, 1, 1, 1, MC_ACT_LINEAR, 1);   /* kernel larger than the input */
     test_conv_case(1, 6, 6, 2, 2, 2, 2, 3, 3, 1, MC_ACT_RELU, 1);     /* stride above the kernel */
+    /* batches of 16 and more sum the weight gradient in groups of samples */
+    test_conv_case(17, 5, 4, 2, 3, 3, 3, 1, 1, 1, MC_ACT_RELU, 1);
+    test_conv_case(16, 3, 3, 2, 3, 1, 1, 1, 1, 0, MC_ACT_TANH, 1);    /* direct */
+    test_conv_case(33, 4, 4, 1, 2, 3, 3, 1, 1, 0, MC_ACT_SOFTMAX, 0);
 }
 
 /* skip_act: dout is already dL/d(pre); the gradients are those of the linear conv */
@@ -361,6 +371,7 @@ static void test_conv_threads(void) {
     mc_layer ly = make_layer(&mc_conv2d_ops, MC_LAYER_CONV2D, MC_ACT_TANH, 14, 13, 4, 16, 3, 3, 1, 1, 1);
     size_t P = init_layer(&ly, 3u);
     check_threads(&ly, P, 24, 1);
+    check_threads(&ly, P, 150, 1);  /* 16 groups of at least 9 samples, blocks of several samples */
     mc_layer d = make_layer(&mc_conv2d_ops, MC_LAYER_CONV2D, MC_ACT_RELU, 12, 12, 8, 16, 1, 1, 1, 1, 0);
     P = init_layer(&d, 3u);
     check_threads(&d, P, 24, 1);
