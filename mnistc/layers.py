@@ -268,7 +268,19 @@ class Reshape(Layer):
         return {**super().get_config(), "target_shape": list(self.target_shape)}
 
 
-class Dense(Layer):
+class _KernelBias:
+    """`kernel` and `bias` (None without use_bias) of a layer whose weights are [kernel, bias]."""
+
+    @property
+    def kernel(self):
+        return self._weights[0] if self.built else None
+
+    @property
+    def bias(self):
+        return self._weights[1] if self.built and self.use_bias else None
+
+
+class Dense(_KernelBias, Layer):
     """out = activation(inp @ kernel + bias); kernel shape (n_in, units), Keras layout.
 
     Example:
@@ -300,14 +312,6 @@ class Dense(Layer):
 
     def compute_output_shape(self, input_shape):
         return (*tuple(input_shape)[:-1], self.units)
-
-    @property
-    def kernel(self):
-        return self._weights[0] if self.built else None
-
-    @property
-    def bias(self):
-        return self._weights[1] if self.built and self.use_bias else None
 
     def _c_rows(self):
         return [CRow(_C.LAYER_DENSE, self.input_shape, self.output_shape, activations.code(self.activation),
@@ -487,7 +491,7 @@ def _window_geometry(layer, in_hw, kernel, strides, padding):
     return tuple(out), tuple(pads)
 
 
-class Conv2D(Layer):
+class Conv2D(_KernelBias, Layer):
     """2-D convolution over (height, width, channels) samples: out = activation(conv(inp, kernel) + bias),
     kernel shape (kernel_h, kernel_w, in_channels, filters) as in Keras.
 
@@ -528,14 +532,6 @@ class Conv2D(Layer):
     def compute_output_shape(self, input_shape):
         (oh, ow), _ = _window_geometry(self, tuple(input_shape)[:2], self.kernel_size, self.strides, self.padding)
         return (oh, ow, self.filters)
-
-    @property
-    def kernel(self):
-        return self._weights[0] if self.built else None
-
-    @property
-    def bias(self):
-        return self._weights[1] if self.built and self.use_bias else None
 
     def _c_rows(self):
         return [CRow(_C.LAYER_CONV2D, self.input_shape, self.output_shape, activations.code(self.activation),

@@ -417,7 +417,11 @@ def test_adam_convnet_matches_pytorch_over_50_steps(mnist_dir):
     finally:
         torch.set_num_threads(saved_threads)
     np.testing.assert_allclose(ours[:5], theirs[:5], rtol=1e-6)
-    np.testing.assert_allclose(ours, theirs, rtol=1e-4)
+    np.testing.assert_allclose(ours[:30], theirs[:30], rtol=1e-4)
+    # later, float32 rounding that puts a pre-activation on the other side of relu's kink in one of
+    # the two makes the runs drift apart slowly (1.1e-3 relative at most by step 50, the weight gradient being
+    # summed in another order since the convolutions' grouped backward)
+    np.testing.assert_allclose(ours, theirs, rtol=3e-3)
     assert ours[-1] < ours[0] / 2
     for name, a, b, w0 in zip(("conv1 kernel", "conv1 bias", "conv2 kernel", "conv2 bias", "dense kernel",
                                "dense bias"), model.get_weights(), torch_weights, initial):
