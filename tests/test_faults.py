@@ -129,14 +129,16 @@ def test_idx_saving_survives_a_failure_at_every_allocation(tmp_path):
         assert idx.load(target).tobytes() == expect.tobytes()
 
 
-def test_fit_survives_a_failure_at_every_allocation():
-    x, y = make_data()
-    epochs, steps = 2, 5
-    ref = make_model(seed=2)
+def fit_survives_a_failure_at_every_allocation(make, x, y, steps, min_points):
+    """A failed allocation at each point of a 2-epoch fit: MemoryError between optimizer steps only,
+    no change without a step (the moving statistics too: they move only in a step), finite weights,
+    the model usable afterwards, and no trace in a later successful fit."""
+    epochs = 2
+    ref = make(seed=2)
     ref.fit(x, y, epochs=epochs, batch_size=8, shuffle=False, verbose=0)
     failures = 0
     for k in range(400):
-        model = make_model(seed=2)
+        model = make(seed=2)
         before = weights_bytes(model)
         try:
             with failing_alloc(k):
@@ -154,7 +156,12 @@ def test_fit_survives_a_failure_at_every_allocation():
             continue
         assert weights_bytes(model) == weights_bytes(ref), "an injected failure changed a later successful fit"
         break
-    assert failures >= 2 * 3, f"only {failures} allocation points in a 2-epoch fit"
+    assert failures >= min_points, f"only {failures} allocation points in a 2-epoch fit"
+
+
+def test_fit_survives_a_failure_at_every_allocation():
+    x, y = make_data()
+    fit_survives_a_failure_at_every_allocation(make_model, x, y, steps=5, min_points=2 * 3)
 
 
 @pytest.mark.parametrize("entry", ["predict", "predict_on_batch", "evaluate", "train_on_batch", "test_on_batch"])
@@ -225,29 +232,7 @@ def make_images(n=24, seed=1):
 
 def test_convnet_fit_survives_a_failure_at_every_allocation():
     x, y = make_images()
-    epochs, steps = 2, 3
-    ref = make_convnet(seed=2)
-    ref.fit(x, y, epochs=epochs, batch_size=8, shuffle=False, verbose=0)
-    failures = 0
-    for k in range(400):
-        model = make_convnet(seed=2)
-        before = weights_bytes(model)
-        try:
-            with failing_alloc(k):
-                model.fit(x, y, epochs=epochs, batch_size=8, shuffle=False, verbose=0)
-        except MemoryError:
-            failures += 1
-            it = model.optimizer.iterations
-            assert it % steps == 0, f"k={k}: stopped inside an epoch ({it} steps)"
-            if it == 0:   # the moving statistics too: they move only in a step
-                assert weights_bytes(model) == before, f"k={k}: weights changed without an optimizer step"
-            assert all(np.all(np.isfinite(w)) for w in model.get_weights())
-            model.fit(x, y, epochs=1, batch_size=8, verbose=0)
-            assert np.all(np.isfinite(model.predict(x, verbose=0)))
-            continue
-        assert weights_bytes(model) == weights_bytes(ref), "an injected failure changed a later successful fit"
-        break
-    assert failures >= 2 * 2, f"only {failures} allocation points in a 2-epoch convnet fit"
+    fit_survives_a_failure_at_every_allocation(make_convnet, x, y, steps=3, min_points=2 * 2)
 
 
 @pytest.mark.parametrize("entry", ["predict", "predict_on_batch", "evaluate", "train_on_batch", "test_on_batch"])
