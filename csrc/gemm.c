@@ -21,9 +21,8 @@
 #include "threads.h"
 
 /* A GEMM uses one thread per FLOPS_PER_THREAD flops (at most mc_get_num_threads()), so 2 threads
- * from 8e5 flops. Measured on a 2-core AMD EPYC VM (best and median of 100 interleaved runs): the
- * MLP's 0.3-MFLOP products (N=10 or K=10) ran 1.3x faster on 2 threads while the second core was
- * idle but 3-5% slower while another process used it; from 0.8 MFLOP up, 2 threads never lost. */
+ * from 8e5 flops: below that, a second thread gains little when its core is idle and loses when
+ * the core is busy elsewhere (bench/RESULTS.md, "Design measurements"). */
 #define FLOPS_PER_THREAD 4.0e5
 /* Blocks of C per thread: claimed dynamically, so a thread whose core is busy elsewhere takes
  * fewer of them. */
@@ -36,16 +35,14 @@
  * the second half into scratch and added at the end. A shape rule like the K chunks, so the bits
  * do not depend on the thread count; what it buys is placement: with two threads each one reads
  * only its half of B (the layer's weights) and of op(A), and a weight matrix updated half by each
- * core stays in that core's L2 instead of crossing between cores every step (measured on the
- * seed MLP, 2 Sapphire Rapids cores: epoch 0.165 -> 0.153 s). */
+ * core stays in that core's L2 instead of crossing between cores every step (bench/RESULTS.md,
+ * "Design measurements"). */
 #define KSPLIT_MIN_K 512
 #define KSPLIT_MAX_MN 65536
 
 /* Products skip the exact zeros of op(A) (impl->sparse, impl->sparse_t) when at least this share
- * of a sample of A's rows is zeros. MNIST's pixels are 81% zeros. Measured on 2 Sapphire Rapids
- * cores, a 128x784 input of random zeros times 784x128 (forward) and its transpose times 128x128
- * (weight gradient), best of 4: 80% zeros 67 and 53 us against the dense 93 and 77 us; 70% zeros
- * 85 and 69 us against 88 and 77 us; 65% zeros 94 us against 91 us forward. */
+ * of a sample of A's rows is zeros (MNIST's pixels are 81% zeros): below it the zero lists cost
+ * more than the skipped products save (bench/RESULTS.md, "Design measurements"). */
 #define SPARSE_MIN_ZEROS 0.7
 #define SPARSE_SAMPLE_ROWS 8
 
@@ -79,9 +76,9 @@ static inline v4f v4_load(const float *p) {
 
 static inline v4f v4_splat(float x) { return (v4f){x, x, x, x}; }
 
-/* 4 x 12 tile: 12 vector accumulators + 3 B vectors + 1 broadcast = the 16 SSE registers.
- * Measured on x86-64: ~34 GFLOP/s per core at -O1, -O2, -O2 -ftree-vectorize and -O3 alike,
- * where 3x16 or 3x12 dropped to ~19 at some of those levels (one register short). */
+/* 4 x 12 tile: 12 vector accumulators + 3 B vectors + 1 broadcast = the 16 SSE registers, which
+ * keeps its speed at every optimisation level where wider tiles spilled at some (bench/RESULTS.md,
+ * "Design measurements"). */
 #define PMR 4
 #define PNR 12
 #define PSN 16  /* columns per step of the few-rows path */

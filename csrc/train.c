@@ -99,7 +99,8 @@ static void convert_u8_scaled(float *restrict dst, const uint8_t *restrict src, 
     for (size_t j = 0; j < d; j++) dst[j] = (float)src[j] * s + o;
 }
 
-/* Batches of at least this many values are gathered on the thread pool. */
+/* Batches of at least this many values are gathered on the thread pool (the seed MLP's 128 x 784
+ * floats are; bench/RESULTS.md, "Design measurements"). */
 #define GATHER_PAR_MIN 16384
 
 /* Rows [start, start + b) of the data (through perm) into buf, GATHER_ROWS rows per task; done
@@ -115,9 +116,8 @@ typedef struct {
 
 /* While a row is copied, the first GATHER_PREFETCH bytes of the next one are requested (into L2):
  * shuffled rows sit at random places in a data set far larger than the caches, and each would
- * otherwise start with a full memory latency before the hardware prefetcher takes up its stream.
- * Seed MLP, 2 cores: epoch 0.135 -> 0.132 s (median of 6 alternating runs each; prefetching whole
- * rows, or two rows ahead, gained less). */
+ * otherwise start with a full memory latency before the hardware prefetcher takes up its stream
+ * (bench/RESULTS.md, "Design measurements"). */
 #define GATHER_PREFETCH 2048
 
 static void gather_rows(const gather_job *j, size_t lo, size_t hi) {
@@ -159,7 +159,6 @@ static const float *gather_x(const mc_data *dt, const gather_plan *gp, const int
     if (!needs_gather(dt, perm)) return (const float *)dt->x + start * dt->d;
     gather_job j = {dt, gp, perm, start, b, buf, done};
     size_t n = gather_tasks(b);
-    /* measured on the seed MLP (128 x 784 floats, 2 threads): ~5% off the whole epoch */
     if (b * dt->d >= GATHER_PAR_MIN && mc_get_num_threads() > 1) {
         mc_parallel_for(n, gather_task, &j);
     } else {
@@ -250,9 +249,8 @@ static mc_status check_rows(const mc_data *dt, size_t start, size_t b, mc_error 
 
 /* Inference splits a batch over the pool by rows, each task running every layer on its block:
  * one parallel job per batch instead of one per product with serial parts between them (the small
- * last layers, softmax). Blocks are whole 12-row tiles, about INFER_TASKS_PER_THREAD per thread.
- * Measured on 2 AMD EPYC (Zen 5) cores, the seed MLP predicting the 10k test set, the two ways
- * alternating in one process: batches of 32 1.35x faster, batches of 1000 1.05x. */
+ * last layers, softmax). Blocks are whole 12-row tiles, about INFER_TASKS_PER_THREAD per thread
+ * (bench/RESULTS.md, "Design measurements"). */
 #define INFER_TILE 12
 #define INFER_TASKS_PER_THREAD 4
 typedef struct {
