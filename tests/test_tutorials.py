@@ -284,7 +284,9 @@ def test_seed_workflow_in_tensorflow_form(mnist_dir, tmp_path):
         [f"Epoch {e}/5" for e in range(1, 6)] + [f"Epoch {e}/2" for e in range(1, 3)]
     trained = float(re.search(r"^trained: test accuracy (\S+)$", stdout, re.M).group(1))
     fine_tuned = float(re.search(r"^fine-tuned: test accuracy (\S+)$", stdout, re.M).group(1))
-    assert trained >= 0.97 and fine_tuned >= trained - 0.002, stdout
+    # unseeded, as the tutorial is: the test accuracy after 5 epochs varies from run to run (Keras's
+    # own runs of this code too) with a standard deviation of about 0.0013 around 0.973
+    assert trained >= 0.965 and fine_tuned >= trained - 0.002, stdout
     assert "body unchanged: True" in stdout and "head changed: True" in stdout
 
 
