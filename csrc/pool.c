@@ -44,98 +44,111 @@ typedef struct {
     const mc_layer *ly;
     float *out;
     const float *x;
-    int32_t *arg;        /* max: the flat index in its sample's input of each output's element */
-    float *dinp, *dout;
+    float *dinp;
+    float *dout;
 } pool_job;
+
+static size_t no_scratch(const mc_layer *ly) {
+    (void)ly;
+    return 0;
+}
 
 /* --- MaxPooling2D --- */
 
-/* Channels a window pass keeps in locals: the running maxima and their indices stay in vector
- * registers and the selects are branch-free (random data mispredicts a branch half the time). */
-#define MAX_CHANNELS 16
+/* Forward keeps only the maxima; backward finds again where each came from, comparing its window
+ * with it in the same order. Nothing is kept between the two, and forward is a plain max that
+ * vectorizes. The first maximum wins; a NaN wins over numbers and stays (the first NaN): backward
+ * picks the first element equal to the output, or the first NaN when the output is one, which is
+ * the element forward took. */
 
-/* the first maximum wins; a NaN wins over numbers and stays */
-static inline __attribute__((always_inline)) void max_step(float *best, int32_t *at, const float *v, int32_t base, size_t cn) {
-    for (size_t c = 0; c < cn; c++) {
-        int take = (v[c] > best[c]) | ((v[c] != v[c]) & (best[c] == best[c]));
-        best[c] = take ? v[c] : best[c];
-        at[c] = take ? base + (int32_t)c : at[c];
-    }
+/* the larger of best and v, the first of equals, NaN winning over numbers */
+static inline float max_keep_nan(float best, float v) {
+    return ((v > best) | ((v != v) & (best == best))) ? v : best;
 }
 
-/* One output pixel's channels [c0, c0 + cn) from the window rows ys and columns xs; inlined with
- * cn constant for whole groups, so the steps vectorize and the copies out are plain vector moves. */
-static inline __attribute__((always_inline)) void max_window(float *out, int32_t *arg, const float *x, size_t W,
-                                                             size_t C, span ys, span xs, size_t c0, const size_t cn) {
-    size_t first = (ys.lo * W + xs.lo) * C + c0;
-    float best[MAX_CHANNELS];
-    int32_t at[MAX_CHANNELS];
-    for (size_t c = 0; c < cn; c++) {
-        best[c] = x[first + c];
-        at[c] = (int32_t)(first + c);
-    }
+/* One output pixel's C channels from the window rows ys and columns xs. */
+static void max_window(float *restrict out, const float *restrict x, size_t W, size_t C, span ys, span xs) {
+    const float *first = x + (ys.lo * W + xs.lo) * C;
+    memcpy(out, first, C * sizeof *out);
     for (size_t iy = ys.lo; iy < ys.hi; iy++)
         for (size_t ix = iy == ys.lo ? xs.lo + 1 : xs.lo; ix < xs.hi; ix++) {
-            size_t base = (iy * W + ix) * C + c0;
-            max_step(best, at, x + base, (int32_t)base, cn);
+            const float *v = x + (iy * W + ix) * C;
+            for (size_t c = 0; c < C; c++) out[c] = max_keep_nan(out[c], v[c]);
         }
-    memcpy(out, best, cn * sizeof *best);
-    memcpy(arg, at, cn * sizeof *at);
-}
-
-static void max_sample(float *out, int32_t *arg, const float *x, const mc_layer *ly) {
-    size_t C = ly->in.c, W = ly->in.w;
-    for (size_t oy = 0; oy < ly->out.h; oy++) {
-        span ys = span_of(oy, ly->kernel_h, ly->stride_h, ly->pad_top, ly->in.h);
-        for (size_t ox = 0; ox < ly->out.w; ox++) {
-            span xs = span_of(ox, ly->kernel_w, ly->stride_w, ly->pad_left, W);
-            size_t o = (oy * ly->out.w + ox) * C, c0 = 0;
-            for (; c0 + MAX_CHANNELS <= C; c0 += MAX_CHANNELS)
-                max_window(out + o + c0, arg + o + c0, x, W, C, ys, xs, c0, MAX_CHANNELS);
-            if (c0 < C) max_window(out + o + c0, arg + o + c0, x, W, C, ys, xs, c0, C - c0);
-        }
-    }
 }
 
 static void max_forward_range(void *ctx, size_t s0, size_t s1) {
     const pool_job *j = ctx;
     const mc_layer *ly = j->ly;
-    for (size_t s = s0; s < s1; s++)
-        max_sample(j->out + s * ly->n_out, j->arg + s * ly->n_out, j->x + s * ly->n_in, ly);
+    size_t C = ly->in.c, W = ly->in.w;
+    for (size_t s = s0; s < s1; s++) {
+        const float *x = j->x + s * ly->n_in;
+        float *out = j->out + s * ly->n_out;
+        for (size_t oy = 0; oy < ly->out.h; oy++) {
+            span ys = span_of(oy, ly->kernel_h, ly->stride_h, ly->pad_top, ly->in.h);
+            for (size_t ox = 0; ox < ly->out.w; ox++)
+                max_window(out + (oy * ly->out.w + ox) * C, x, W, C, ys,
+                           span_of(ox, ly->kernel_w, ly->stride_w, ly->pad_left, W));
+        }
+    }
+}
+
+/* Channels whose window search one pass carries in locals. */
+#define MAX_CHANNELS 16
+
+/* dx[the element forward took for out[c]] += g[c], channels [c0, c0 + cn) of one output pixel (out
+ * and g point at channel c0); inlined with cn constant for whole groups, so the steps vectorize. */
+static inline __attribute__((always_inline)) void max_window_backward(float *restrict dx, const float *restrict x,
+                                                                      const float *restrict out,
+                                                                      const float *restrict g, size_t W, size_t C,
+                                                                      span ys, span xs, size_t c0, const size_t cn) {
+    float rest[MAX_CHANNELS];   /* g until the channel's element is found, then 0 */
+    memcpy(rest, g, cn * sizeof *rest);
+    for (size_t iy = ys.lo; iy < ys.hi; iy++)
+        for (size_t ix = xs.lo; ix < xs.hi; ix++) {
+            size_t base = (iy * W + ix) * C + c0;
+            for (size_t c = 0; c < cn; c++) {
+                float v = x[base + c], m = out[c], r = rest[c];
+                int hit = (v == m) | ((v != v) & (m != m));
+                dx[base + c] += hit ? r : 0.0f;
+                rest[c] = hit ? 0.0f : r;
+            }
+        }
 }
 
 static void max_backward_range(void *ctx, size_t s0, size_t s1) {
     const pool_job *j = ctx;
     const mc_layer *ly = j->ly;
+    size_t C = ly->in.c, W = ly->in.w;
     for (size_t s = s0; s < s1; s++) {
         float *dx = j->dinp + s * ly->n_in;
-        const float *g = j->dout + s * ly->n_out;
-        const int32_t *a = j->arg + s * ly->n_out;
+        const float *x = j->x + s * ly->n_in, *out = j->out + s * ly->n_out, *g = j->dout + s * ly->n_out;
         memset(dx, 0, ly->n_in * sizeof *dx);
-        for (size_t e = 0; e < ly->n_out; e++) dx[a[e]] += g[e];
+        for (size_t oy = 0; oy < ly->out.h; oy++) {
+            span ys = span_of(oy, ly->kernel_h, ly->stride_h, ly->pad_top, ly->in.h);
+            for (size_t ox = 0; ox < ly->out.w; ox++) {
+                span xs = span_of(ox, ly->kernel_w, ly->stride_w, ly->pad_left, W);
+                size_t o = (oy * ly->out.w + ox) * C;
+                size_t c0 = 0;
+                for (; c0 + MAX_CHANNELS <= C; c0 += MAX_CHANNELS)
+                    max_window_backward(dx, x, out + o + c0, g + o + c0, W, C, ys, xs, c0, MAX_CHANNELS);
+                if (c0 < C) max_window_backward(dx, x, out + o + c0, g + o + c0, W, C, ys, xs, c0, C - c0);
+            }
+        }
     }
 }
 
-static mc_status max_init(mc_layer *ly, size_t l, mc_error *err) {
-    mc_status st = check_pool(ly, l, "MaxPooling2D", 1, err);
-    if (st == MC_OK && ly->n_in > INT32_MAX)
-        st = mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: MaxPooling2D input of %zu floats a sample exceeds %d", l,
-                          ly->n_in, INT32_MAX);
-    return st;
-}
-
-/* the argmax indices, int32 in the float scratch */
-static size_t max_scratch(const mc_layer *ly) { return ly->n_out; }
+static mc_status max_init(mc_layer *ly, size_t l, mc_error *err) { return check_pool(ly, l, "MaxPooling2D", 1, err); }
 
 static void max_forward(const mc_layer *ly, const mc_fwd *f) {
-    pool_job j = {ly, f->out, f->inp, (int32_t *)f->scratch, NULL, NULL};
+    pool_job j = {ly, f->out, f->inp, NULL, NULL};
     mc_for_samples(f->rows, ly->n_in + ly->n_out, f->plan == NULL, max_forward_range, &j);
 }
 
 static void max_backward(const mc_layer *ly, const mc_bwd *b) {
     if (!b->dinp) return;
-    pool_job j = {ly, NULL, NULL, (int32_t *)b->scratch, b->dinp, b->dout};
-    mc_for_samples(b->rows, ly->n_in + ly->n_out, 1, max_backward_range, &j);
+    pool_job j = {ly, (float *)b->out, b->inp, b->dinp, b->dout};
+    mc_for_samples(b->rows, 2 * ly->n_in + ly->n_out, 1, max_backward_range, &j);
 }
 
 static int pool_threads(const mc_layer *ly, size_t B) { return mc_samples_threads(B, ly->n_in + ly->n_out); }
@@ -143,7 +156,7 @@ static int pool_threads(const mc_layer *ly, size_t B) { return mc_samples_thread
 const mc_layer_ops mc_maxpool2d_ops = {
     .name = "MaxPooling2D",
     .init = max_init,
-    .scratch = max_scratch,
+    .scratch = no_scratch,
     .forward = max_forward,
     .backward = max_backward,
     .threads = pool_threads,
@@ -203,19 +216,14 @@ static mc_status avg_init(mc_layer *ly, size_t l, mc_error *err) {
     return check_pool(ly, l, "AveragePooling2D", 1, err);
 }
 
-static size_t no_scratch(const mc_layer *ly) {
-    (void)ly;
-    return 0;
-}
-
 static void avg_forward(const mc_layer *ly, const mc_fwd *f) {
-    pool_job j = {ly, f->out, f->inp, NULL, NULL, NULL};
+    pool_job j = {ly, f->out, f->inp, NULL, NULL};
     mc_for_samples(f->rows, ly->n_in + ly->n_out, f->plan == NULL, avg_forward_range, &j);
 }
 
 static void avg_backward(const mc_layer *ly, const mc_bwd *b) {
     if (!b->dinp) return;
-    pool_job j = {ly, NULL, NULL, NULL, b->dinp, b->dout};
+    pool_job j = {ly, NULL, NULL, b->dinp, b->dout};
     mc_for_samples(b->rows, ly->n_in + ly->n_out, 1, avg_backward_range, &j);
 }
 
@@ -261,13 +269,13 @@ static mc_status gap_init(mc_layer *ly, size_t l, mc_error *err) {
 }
 
 static void gap_forward(const mc_layer *ly, const mc_fwd *f) {
-    pool_job j = {ly, f->out, f->inp, NULL, NULL, NULL};
+    pool_job j = {ly, f->out, f->inp, NULL, NULL};
     mc_for_samples(f->rows, ly->n_in, f->plan == NULL, gap_forward_range, &j);
 }
 
 static void gap_backward(const mc_layer *ly, const mc_bwd *b) {
     if (!b->dinp) return;
-    pool_job j = {ly, NULL, NULL, NULL, b->dinp, b->dout};
+    pool_job j = {ly, NULL, NULL, b->dinp, b->dout};
     mc_for_samples(b->rows, ly->n_in, 1, gap_backward_range, &j);
 }
 

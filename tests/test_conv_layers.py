@@ -230,6 +230,8 @@ POOL_CASES = [
     ((9, 7, 3), (3, 2), (3, 1), "valid", 1),
     ((5, 6, 1), 3, 3, "same", 5),
     ((4, 4, 3), 5, 2, "same", 5),            # window larger than the input
+    ((4, 5, 20), 2, None, "valid", 3),       # channels beyond one group of 16, and a part group
+    ((5, 4, 33), 3, 2, "same", 2),
 ]
 
 
@@ -257,6 +259,25 @@ def test_max_pooling_propagates_nan():
     _C.predict(plan.layers, plan.lfloats, plan.params, x.reshape(1, -1), out, 1)
     out = out.reshape(2, 2, 2)
     assert np.isnan(out[0, 0, 0]) and np.isnan(out).sum() == 1
+
+
+def test_max_pooling_gradient_goes_to_the_first_maximum_or_the_first_nan():
+    """Ties and NaN: the element forward took gets the whole output gradient (rows, then columns)."""
+    model = mnistc.Sequential([mnistc.Input((2, 2, 18)), L.MaxPooling2D()])
+    x = np.zeros((1, 2, 2, 18), np.float32)
+    x[0, 0, 1, 3] = x[0, 1, 0, 3] = 2.0                # a tie: (0, 1) comes first
+    x[0, 1, 0, 17] = x[0, 1, 1, 17] = np.nan           # two NaN: (1, 0) comes first
+    x[0, 0, 0, 17] = 5.0
+    y = np.ones((1, 1, 1, 18), np.float32)
+    _, dx, _, _ = c_loss_and_grad(model, x, y, training=False)
+    taken = np.zeros((2, 2, 18), bool)
+    taken[0, 0, :] = True                               # all zeros: the first element
+    taken[:, :, 3] = False
+    taken[0, 1, 3] = True
+    taken[:, :, 17] = False
+    taken[1, 0, 17] = True
+    assert (dx[0][~taken] == 0).all()
+    assert (dx[0][taken][:17] != 0).all() and np.isnan(dx[0, 1, 0, 17])
 
 
 @pytest.mark.parametrize("in_shape,B,keepdims", [((5, 7, 3), 5, False), ((1, 1, 8), 1, False),
