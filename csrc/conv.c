@@ -139,14 +139,31 @@ static window_cols cols_of(const mc_layer *ly, size_t ox) {
     return c;
 }
 
+/* dst[0 : kernel_h rows of `row` floats] = the rows of a window wholly inside the input, from src
+ * (the window's first element; input rows `stride` floats apart). Inlined with row constant for
+ * the short rows of a first layer, where a loop's overhead would outweigh the copy. */
+static inline __attribute__((always_inline)) void copy_window(float *restrict dst, const float *restrict src,
+                                                              size_t kernel_h, size_t row, size_t stride) {
+    for (size_t ky = 0; ky < kernel_h; ky++, dst += row, src += stride)
+        for (size_t i = 0; i < row; i++) dst[i] = src[i];
+}
+
 /* col (pix, K) of one sample x (in.h, in.w, in.c); zeros where the window is off the input. */
 static void im2col_sample(float *col, const float *x, const mc_layer *ly, size_t K) {
-    size_t C = ly->in.c, row = ly->kernel_w * C;
+    size_t C = ly->in.c, row = ly->kernel_w * C, stride = ly->in.w * C;
     for (size_t oy = 0; oy < ly->out.h; oy++) {
         ptrdiff_t iy0 = (ptrdiff_t)(oy * ly->stride_h) - (ptrdiff_t)ly->pad_top;
+        int rows_inside = iy0 >= 0 && (size_t)iy0 + ly->kernel_h <= ly->in.h;
         for (size_t ox = 0; ox < ly->out.w; ox++) {
             window_cols wc = cols_of(ly, ox);
             float *dst = col + (oy * ly->out.w + ox) * K;
+            if (rows_inside && wc.kx0 == 0 && wc.kx1 == ly->kernel_w) {
+                const float *src = x + ((size_t)iy0 * ly->in.w + (size_t)wc.ix0) * C;
+                if (row == 3) copy_window(dst, src, ly->kernel_h, 3, stride);
+                else if (row == 5) copy_window(dst, src, ly->kernel_h, 5, stride);
+                else copy_window(dst, src, ly->kernel_h, row, stride);
+                continue;
+            }
             size_t lo = wc.kx0 * C, hi = wc.kx1 * C;
             for (size_t ky = 0; ky < ly->kernel_h; ky++, dst += row) {
                 ptrdiff_t iy = iy0 + (ptrdiff_t)ky;

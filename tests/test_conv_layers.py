@@ -204,6 +204,7 @@ CONV_CASES = [
     ((11, 11, 1), 8, 3, 3, "same", True, "relu", 1),   # pad 0 before, 1 after
     ((8, 5, 3), 3, 2, 3, "same", True, "sigmoid", 5),  # 'same' that needs no padding
     ((9, 5, 8), 3, (5, 1), (2, 1), "valid", True, "linear", 1),
+    ((9, 8, 1), 4, 5, 1, "same", True, "relu", 3),     # one channel, 5 wide: inner and border windows
 ]
 
 
