@@ -85,7 +85,7 @@ class Layer:
         self._weights = []        # arrays owned by the layer or views into a model's block
         self._weight_names = []
         self._weight_trained = [] # per weight: trained by the optimizer when the layer is trainable
-        self._inbound = None      # KerasTensor this layer was called on (functional API)
+        self._first_call = None   # (input, output) KerasTensors of the layer's first symbolic call
         shape = kwargs.get("input_shape")
         if kwargs.get("batch_input_shape") is not None:
             shape = tuple(kwargs["batch_input_shape"])[1:]
@@ -185,9 +185,28 @@ class Layer:
     def __call__(self, inputs, training=None):
         if isinstance(inputs, KerasTensor):
             self._ensure_built(inputs.shape[1:])
-            return KerasTensor(self.output_shape, self, inputs)
+            out = KerasTensor(self.output_shape, self, inputs)
+            if self._first_call is None:
+                self._first_call = (inputs, out)
+            return out
         from mnistc.models import _run_layers
         return _run_layers([self], inputs, training=bool(training))
+
+    @property
+    def input(self):
+        """The KerasTensor the layer was first called on (a Sequential's layers are called when it is
+        built), for feature extraction: `Model(model.inputs, model.layers[k].output)`."""
+        return self._first_call_tensor(0, "input")
+
+    @property
+    def output(self):
+        """The KerasTensor of the layer's first call (see `input`)."""
+        return self._first_call_tensor(1, "output")
+
+    def _first_call_tensor(self, which, what):
+        if self._first_call is None:
+            raise AttributeError(f"The layer {self.name} has never been called and thus has no defined {what}.")
+        return self._first_call[which]
 
     # --- config ---
     def get_config(self):

@@ -48,6 +48,7 @@ class Model(Trainer):
         self._input_layer = None   # a functional model's InputLayer, first in `layers`
         self._inputs = None        # [KerasTensor]; a Sequential's are made when first asked for
         self._outputs = None
+        self._input_tensor = None  # a Sequential's symbolic input, kept across rebuilds
         self._input_shape = None
         self._output_shape = None
         self._plan = None
@@ -104,7 +105,10 @@ class Model(Trainer):
         if self._inputs is None:
             if not self.built:
                 raise AttributeError(f"{self._kind} model '{self.name}' has no defined inputs yet.")
-            t = inputs = layers_mod.Input(shape=self._input_shape)
+            # one input tensor for every rebuild, so that each layer's first call leads back to it
+            if self._input_tensor is None or self._input_tensor.shape[1:] != self._input_shape:
+                self._input_tensor = layers_mod.Input(shape=self._input_shape)
+            t = inputs = self._input_tensor
             for layer in self._layers:
                 t = layer(t)
             self._inputs, self._outputs = [inputs], [t]
@@ -306,6 +310,10 @@ class Sequential(Model):
         super()._structure_changed()
         self._inputs = self._outputs = None
 
+    def _build(self, input_shape):
+        super()._build(input_shape)
+        self._symbolic()      # the layers' `input` / `output`, as a built Keras Sequential has them
+
     def add(self, layer):
         """Append a layer (or an Input as the first element)."""
         if isinstance(layer, layers_mod.KerasTensor) and isinstance(layer._layer, layers_mod.InputLayer) \
@@ -341,6 +349,7 @@ class Sequential(Model):
         self._structure_changed()
         if self.built:
             self._get_plan()  # weights become views into the model's block now
+            self._symbolic()
 
     def pop(self):
         """Remove and return the last layer."""

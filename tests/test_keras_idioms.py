@@ -148,6 +148,32 @@ def test_a_model_built_from_its_own_inputs_and_outputs_computes_the_same():
     np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
+def test_feature_extractor_from_a_layers_output_shares_the_trained_layers():
+    """`Model(model.inputs, model.layers[k].output)`: the part of a trained model up to layer k."""
+    model = sequential()
+    x, y = data(40)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    hidden = model.layers[-2]
+    extractor = mnistc.Model(inputs=model.inputs, outputs=hidden.output)
+    assert extractor.layers[1:] == model.layers[:-1]
+    features = extractor.predict(x, verbose=0)
+    head = mnistc.Sequential([mnistc.Input(features.shape[1:]), model.layers[-1]])
+    np.testing.assert_array_equal(head.predict(features, verbose=0), model.predict(x, verbose=0))
+    assert hidden.input._layer is model.layers[-3] and model.layers[0].input is model.inputs[0]
+
+
+def test_a_layer_never_called_has_no_output_and_the_first_call_stays():
+    dense = layers.Dense(2)
+    with pytest.raises(AttributeError, match="never been called and thus has no defined output"):
+        dense.output
+    with pytest.raises(AttributeError, match="no defined input"):
+        dense.input
+    first = dense(mnistc.Input((3,)))
+    dense(mnistc.Input((3,)))
+    assert dense.output is first and dense.input is first._parent
+
+
 # --- clone_model ---
 
 @pytest.mark.parametrize("make", [functional, sequential])
