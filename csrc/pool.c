@@ -2,6 +2,7 @@
  * its own (ranges of samples over the pool for a whole batch), by output pixel, then window pixel,
  * then channel: the inner loops run over in.c contiguous floats. "same" padding adds no elements:
  * a window covers the part of it inside the input, and the average divides by that part's size. */
+#include <math.h>
 #include <string.h>
 
 #include "activations.h"
@@ -66,12 +67,13 @@ static inline float max_keep_nan(float best, float v) {
     return ((v > best) | ((v != v) & (best == best))) ? v : best;
 }
 
-/* One output pixel's C channels from the window rows ys and columns xs. */
+/* One output pixel's C channels from the window rows ys and columns xs. Starting from -inf takes
+ * the first element as it is (a NaN, a -0, or -inf itself) without a copy, which would be a
+ * library call per pixel. */
 static void max_window(float *restrict out, const float *restrict x, size_t W, size_t C, span ys, span xs) {
-    const float *first = x + (ys.lo * W + xs.lo) * C;
-    memcpy(out, first, C * sizeof *out);
+    for (size_t c = 0; c < C; c++) out[c] = -INFINITY;
     for (size_t iy = ys.lo; iy < ys.hi; iy++)
-        for (size_t ix = iy == ys.lo ? xs.lo + 1 : xs.lo; ix < xs.hi; ix++) {
+        for (size_t ix = xs.lo; ix < xs.hi; ix++) {
             const float *v = x + (iy * W + ix) * C;
             for (size_t c = 0; c < C; c++) out[c] = max_keep_nan(out[c], v[c]);
         }
