@@ -1,4 +1,4 @@
-/* The layer kinds that map each sample to one of the same shape: Activation, Dropout, Rescaling. */
+/* The layer kinds that map each sample to one of the same shape: Activation, Dropout, Rescaling, ReLU. */
 #include <math.h>
 #include <string.h>
 
@@ -203,4 +203,77 @@ const mc_layer_ops mc_rescaling_ops = {
     .forward = rescaling_forward,
     .backward = rescaling_backward,
     .affine = rescaling_affine,
+};
+
+/* --- ReLU: Keras's relu(x, negative_slope, max_value, threshold) with its constants in float32 --- */
+
+typedef struct {
+    float slope, max, threshold;
+} relu_consts;
+
+static float relu_threshold(const mc_layer *ly) {
+    uint32_t bits = (uint32_t)ly->kernel_h;  /* MC_COL_RELU_THRESHOLD */
+    float t;
+    memcpy(&t, &bits, sizeof t);
+    return t;
+}
+
+static relu_consts relu_of(const mc_layer *ly) {
+    return (relu_consts){(float)ly->f[MC_FCOL_NEGATIVE_SLOPE], (float)ly->f[MC_FCOL_MAX_VALUE], relu_threshold(ly)};
+}
+
+static mc_status relu_init(mc_layer *ly, size_t l, mc_error *err) {
+    double slope = ly->f[MC_FCOL_NEGATIVE_SLOPE], max = ly->f[MC_FCOL_MAX_VALUE];
+    if (!(slope >= 0.0) || !isfinite(slope))
+        return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: ReLU negative_slope must be a finite number >= 0, got %g", l,
+                            slope);
+    if (!(max >= 0.0))
+        return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: ReLU max_value must be >= 0 (inf for none), got %g", l, max);
+    float t = relu_threshold(ly);
+    if (ly->kernel_h > UINT32_MAX || !(t >= 0.0f) || !isfinite(t))
+        return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: ReLU threshold (the float32 bits in column %d) must be a "
+                            "finite number >= 0, got bits 0x%llx", l, MC_COL_RELU_THRESHOLD,
+                            (unsigned long long)ly->kernel_h);
+    if (ly->activation != MC_ACT_LINEAR)
+        return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: ReLU has no activation (code %d), got code %d", l,
+                            MC_ACT_LINEAR, ly->activation);
+    return same_shape(ly, l, err);
+}
+
+/* Above the threshold: the input, clipped at max; at or below it: slope * (inp - threshold), which is
+ * Keras's 0 - slope * relu(threshold - inp) up to the sign of a zero (and its leaky_relu exactly). A
+ * slope of 0 gives 0 there (also for -inf), as Keras skips the term. NaN stays NaN. */
+static void relu_forward(const mc_layer *ly, const mc_fwd *f) {
+    relu_consts k = relu_of(ly);
+    size_t T = f->rows * ly->n_in;
+    const float *x = f->inp;
+    float *out = f->out;
+    if (k.slope == 0.0f) {
+        for (size_t i = 0; i < T; i++)
+            out[i] = x[i] > k.threshold ? (x[i] < k.max ? x[i] : k.max) : x[i] <= k.threshold ? 0.0f : x[i];
+    } else {
+        for (size_t i = 0; i < T; i++)
+            out[i] = x[i] > k.threshold ? (x[i] < k.max ? x[i] : k.max)
+                     : x[i] <= k.threshold ? k.slope * (x[i] - k.threshold) : x[i];
+    }
+}
+
+/* d out / d inp: 1 strictly between threshold and max, 0 at max and above (TensorFlow's relu6,
+ * PyTorch's hardtanh), slope at the threshold and below (relu'(0) = 0, leaky_relu'(0) = slope, as
+ * the activations). */
+static void relu_backward(const mc_layer *ly, const mc_bwd *b) {
+    relu_consts k = relu_of(ly);
+    size_t T = b->rows * ly->n_in;
+    for (size_t i = 0; i < T; i++) {
+        float x = b->inp[i], d = b->dout[i];
+        b->dinp[i] = x > k.threshold ? (x < k.max ? d : 0.0f) : k.slope == 0.0f ? 0.0f : k.slope * d;
+    }
+}
+
+const mc_layer_ops mc_relu_ops = {
+    .name = "ReLU",
+    .init = relu_init,
+    .scratch = no_scratch,
+    .forward = relu_forward,
+    .backward = relu_backward,
 };

@@ -11,6 +11,8 @@ static const mc_layer_ops *const kinds[MC_LAYER_COUNT] = {
     [MC_LAYER_AVGPOOL2D] = &mc_avgpool2d_ops,
     [MC_LAYER_GLOBALAVGPOOL2D] = &mc_globalavgpool2d_ops,
     [MC_LAYER_BATCHNORM] = &mc_batchnorm_ops,
+    [MC_LAYER_RELU] = &mc_relu_ops,
+    [MC_LAYER_NORMALIZATION] = &mc_normalization_ops,
 };
 
 const mc_layer_ops *mc_layer_ops_of(int kind) {

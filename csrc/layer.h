@@ -22,11 +22,15 @@ typedef enum {
     MC_LAYER_AVGPOOL2D,   /* mean over each window's elements inside the input ("same" pads excluded) */
     MC_LAYER_GLOBALAVGPOOL2D, /* (h, w, c) -> (1, 1, c): the mean over h and w */
     MC_LAYER_BATCHNORM,   /* (inp - mean) / sqrt(var + f[MC_FCOL_EPSILON]) * gamma + beta, per channel */
+    MC_LAYER_RELU,        /* Keras's ReLU and LeakyReLU: inp > threshold ? min(inp, f[MC_FCOL_MAX_VALUE]) :
+                           * f[MC_FCOL_NEGATIVE_SLOPE] * (inp - threshold) */
+    MC_LAYER_NORMALIZATION, /* (inp - mean) / max(sqrt(variance), f[MC_FCOL_EPSILON]) per channel, or the inverse */
     MC_LAYER_COUNT
 } mc_layer_kind;
 
 /* The columns of one row of the int64 layer table (L, MC_TABLE_COLS). Geometry a kind does not use
- * is 0 (kernel, strides, padding); weight offsets it does not have are -1. */
+ * is 0 (kernel, strides, padding; ReLU's threshold aside: MC_COL_RELU_THRESHOLD); weight offsets it
+ * does not have are -1. */
 enum {
     MC_COL_KIND = 0,       /* mc_layer_kind */
     MC_COL_ACTIVATION,     /* mc_activation applied at the layer's end (LINEAR for kinds without) */
@@ -50,10 +54,17 @@ enum {
     MC_FCOL_RATE = 0,      /* DROPOUT */
     MC_FCOL_SCALE = 0,     /* RESCALING */
     MC_FCOL_OFFSET = 1,
-    MC_FCOL_EPSILON = 0,   /* BATCHNORM */
+    MC_FCOL_EPSILON = 0,   /* BATCHNORM, NORMALIZATION */
     MC_FCOL_MOMENTUM = 1,
+    MC_FCOL_NEGATIVE_SLOPE = 0, /* RELU */
+    MC_FCOL_MAX_VALUE = 1,      /* +inf: no maximum */
+    MC_FCOL_INVERT = 1,    /* NORMALIZATION: 1 for out = mean + inp * max(sqrt(variance), epsilon), else 0 */
     MC_FTABLE_COLS = 2
 };
+
+/* ReLU's threshold, its third constant where the float table has two columns: the bits of the
+ * float32 it is computed in (Keras casts it to float32), in an int column ReLU has no other use for. */
+enum { MC_COL_RELU_THRESHOLD = MC_COL_KERNEL_H };
 
 typedef struct {
     size_t h, w, c;
@@ -151,7 +162,7 @@ const mc_layer_ops *mc_layer_ops_of(int kind);
 
 extern const mc_layer_ops mc_dense_ops, mc_activation_ops, mc_dropout_ops, mc_rescaling_ops;
 extern const mc_layer_ops mc_conv2d_ops, mc_maxpool2d_ops, mc_avgpool2d_ops, mc_globalavgpool2d_ops,
-    mc_batchnorm_ops;
+    mc_batchnorm_ops, mc_relu_ops, mc_normalization_ops;
 
 /* Shared by the kinds of conv.c, pool.c and norm.c (defined in conv.c). */
 

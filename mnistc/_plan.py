@@ -49,6 +49,13 @@ class CRow(NamedTuple):
     floats: tuple = (0.0, 0.0)
 
 
+def _laid_out(layer):
+    """The arrays of a layer the block holds, in order: its weights, then its constants (arrays C
+    reads that are not Keras weights, such as Normalization's mean and variance given to its
+    constructor). A CRow's `weights` index this list."""
+    return layer._weights + layer._constants
+
+
 def table_row(row, offsets):
     """The int64 table row and float64 constants of `row`; `offsets` are the layer's weights' offsets."""
     r = np.zeros(_C.TABLE_COLS, np.int64)
@@ -81,7 +88,7 @@ class Plan:
         offsets, P = [], 0
         for layer in self.model_layers:
             offs = []
-            for w in layer._weights:
+            for w in _laid_out(layer):
                 P += -P % ALIGN
                 offs.append(P)
                 P += w.size
@@ -129,19 +136,21 @@ class Plan:
     def adopt(self):
         """Make every layer weight a view into self.params (copying current values in) if it is not."""
         if self.params is not None:
-            for layer, i, view in self._bound:  # a loop, not all(...): this runs on every call
-                if layer._weights[i] is not view:
+            for arrays, i, view in self._bound:  # a loop, not all(...): this runs on every call
+                if arrays[i] is not view:
                     break
             else:
                 return
         params = aligned_zeros(self.P)  # the gaps between weights stay zero
         bound = []
         for layer, offs in zip(self.model_layers, self.offsets):
-            for i, (off, w) in enumerate(zip(offs, layer._weights)):
+            slots = [(arrays, i) for arrays in (layer._weights, layer._constants) for i in range(len(arrays))]
+            for off, (arrays, i) in zip(offs, slots):
+                w = arrays[i]
                 view = params[off:off + w.size].reshape(w.shape)
                 view[...] = w
-                layer._weights[i] = view
-                bound.append((layer, i, view))
+                arrays[i] = view
+                bound.append((arrays, i, view))
         self.params = params
         self.grads = aligned_zeros(self.P)
         self._bound = bound

@@ -1,5 +1,5 @@
-"""Keras layers: Input, InputLayer, Flatten, Reshape, Dense, Activation, Softmax, ReLU, Dropout, Rescaling,
-Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, BatchNormalization.
+"""Keras layers: Input, InputLayer, Flatten, Reshape, Dense, Activation, Softmax, ReLU, LeakyReLU, Dropout,
+Rescaling, Normalization, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, BatchNormalization.
 
 A layer knows its shapes and weights; the model lays its weights out in one flat float32 block and
 runs the chain in C. Each layer describes itself to the C core as zero or more rows of the layer
@@ -15,6 +15,7 @@ import numpy as np
 
 from mnistc import _C, _public, activations, initializers
 from mnistc._plan import CRow
+from mnistc._tensor import as_tensor
 
 _name_counts = {}
 
@@ -85,6 +86,7 @@ class Layer:
         self._weights = []        # arrays owned by the layer or views into a model's block
         self._weight_names = []
         self._weight_trained = [] # per weight: trained by the optimizer when the layer is trainable
+        self._constants = []      # arrays the C core reads that are not Keras weights (_plan._laid_out)
         self._first_call = None   # (input, output) KerasTensors of the layer's first symbolic call
         shape = kwargs.get("input_shape")
         if kwargs.get("batch_input_shape") is not None:
@@ -171,7 +173,7 @@ class Layer:
         return tuple(input_shape)
 
     def _add_weight(self, name, shape, initializer, trainable=True):
-        w = np.ascontiguousarray(initializer(shape), np.float32)
+        w = np.array(initializer(shape), np.float32, order="C")  # 0-d stays 0-d (Normalization's count)
         self._weights.append(w)
         self._weight_names.append(name)
         self._weight_trained.append(bool(trainable))
@@ -364,7 +366,7 @@ class Activation(Layer):
 
 
 class _FixedActivation(Activation):
-    """An Activation layer whose function is fixed by its class (Softmax, ReLU)."""
+    """An Activation layer whose function is fixed by its class (Softmax)."""
 
     fixed = None
 
@@ -388,10 +390,71 @@ class Softmax(_FixedActivation):
         super().__init__(**kwargs)
 
 
-class ReLU(_FixedActivation):
-    """max(x, 0) as a layer."""
+def _non_negative(value, what, layer, maximum=False):
+    """A float >= 0, Keras's check, with NaN refused too, and infinity unless it is a `maximum`
+    (which may also be None: none)."""
+    if value is None and maximum:
+        return None
+    v = float(value) if _is_real(value) else math.nan
+    if not (v >= 0.0 and (maximum or math.isfinite(v))):
+        raise ValueError(f"{what} of a {layer} layer cannot be None or a negative value; expected a "
+                         f"{'' if maximum else 'finite '}float >= 0. Received: {what}={value!r}")
+    return v
 
-    fixed = "relu"
+
+def _relu_row(layer, negative_slope, max_value, threshold):
+    """The C row of Keras's relu(x, negative_slope, max_value, threshold) (ReLU and LeakyReLU)."""
+    floats = [0.0] * _C.FTABLE_COLS
+    floats[_C.FCOL_NEGATIVE_SLOPE] = negative_slope
+    floats[_C.FCOL_MAX_VALUE] = math.inf if max_value is None else max_value
+    # the threshold travels as the bits of its float32 in the kernel_h column (_C.COL_RELU_THRESHOLD)
+    bits = int(np.float32(threshold).view(np.uint32))
+    shape = layer.input_shape or (1,)  # a 1-D batch: samples of one value
+    return [CRow(_C.LAYER_RELU, shape, shape, kernel=(bits, 0), floats=tuple(floats))]
+
+
+class ReLU(Layer):
+    """Keras's ReLU layer: x above `threshold`, clipped at `max_value` (None: no maximum), and
+    negative_slope * (x - threshold) at or below it. The defaults give max(x, 0).
+
+    Example:
+        layers.ReLU(max_value=6.0)
+    """
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.max_value = _non_negative(max_value, "max_value", "ReLU", maximum=True)
+        self.negative_slope = _non_negative(negative_slope, "negative_slope", "ReLU")
+        self.threshold = _non_negative(threshold, "threshold", "ReLU")
+
+    def _c_rows(self):
+        return _relu_row(self, self.negative_slope, self.max_value, self.threshold)
+
+    def get_config(self):
+        return {**super().get_config(), "max_value": self.max_value, "negative_slope": self.negative_slope,
+                "threshold": self.threshold}
+
+
+class LeakyReLU(Layer):
+    """x for x > 0, negative_slope * x otherwise (Keras 3's default slope 0.3). Keras 2's `alpha=` is
+    accepted with Keras 3's deprecation warning.
+
+    Example:
+        layers.LeakyReLU(negative_slope=0.1)
+    """
+
+    def __init__(self, negative_slope=0.3, **kwargs):
+        if "alpha" in kwargs:
+            negative_slope = kwargs.pop("alpha")
+            warnings.warn("Argument `alpha` is deprecated. Use `negative_slope` instead.", stacklevel=2)
+        super().__init__(**kwargs)
+        self.negative_slope = _non_negative(negative_slope, "negative_slope", "LeakyReLU")
+
+    def _c_rows(self):
+        return _relu_row(self, self.negative_slope, None, 0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
 
 
 class Dropout(Layer):
@@ -477,6 +540,10 @@ def _channels_last(data_format, layer):
 
 def _is_real(value):
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _image_shape(layer, input_shape):
@@ -701,12 +768,204 @@ class BatchNormalization(Layer):
                 "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer)}
 
 
+# Keras's backend.epsilon(): Normalization divides by max(sqrt(variance), epsilon)
+_EPSILON = 1e-7
+# adapt() reads an array in chunks of about this many values (float64 temporaries stay small)
+_ADAPT_CHUNK = 1 << 20
+
+
+def _batch_x(batch):
+    """The inputs of one element of an adapt() iterable: x of (x, y) or (x, y, sample_weight)."""
+    return batch[0] if isinstance(batch, tuple) else batch
+
+
+class Normalization(Layer):
+    """Shifts and scales inputs to mean 0 and variance 1 with statistics computed beforehand by
+    adapt(data) or given as `mean` and `variance`: out = (x - mean) / max(sqrt(variance), 1e-7), or
+    with invert=True out = mean + x * max(sqrt(variance), 1e-7). axis=-1 keeps one mean and variance
+    per index of the last axis, axis=None one for all values (other axes are not supported). Before
+    adapt() the statistics are 0 and 1 (the layer passes its input through), as in Keras.
+
+    Example:
+        norm = layers.Normalization(); norm.adapt(x_train)
+        model = mnistc.Sequential([mnistc.Input((784,)), norm, layers.Dense(10)])
+    """
+
+    def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
+        super().__init__(**kwargs)
+        axes = () if axis is None else (axis,) if _is_int(axis) else tuple(axis) if isinstance(axis, (list, tuple)) \
+            else None
+        if axes is None or len(axes) > 1 or not all(_is_int(a) for a in axes):
+            raise ValueError("Normalization: mnistc keeps a mean and variance per index of the last axis (axis=-1) "
+                             f"or one for all values (axis=None); got axis={axis!r}")
+        self.axis = tuple(int(a) for a in axes)
+        if (mean is None) != (variance is None):
+            raise ValueError("When setting values directly, both `mean` and `variance` must be set. "
+                             f"Received: mean={mean} and variance={variance}")
+        if mean is not None:
+            mean, variance = self._given(mean, "mean"), self._given(variance, "variance")
+            if mean.shape != variance.shape:
+                raise ValueError("When setting values directly, `mean` and `variance` must have the same shape. "
+                                 f"Received: mean shape {mean.shape} and variance shape {variance.shape}")
+            if mean.ndim > len(self.axis):
+                raise ValueError(f"The rank of `mean` must be less than or equal to the number of axes "
+                                 f"({len(self.axis)}). Received: mean shape {mean.shape} for axis {self.axis}")
+            if (variance < 0).any():
+                raise ValueError(f"Normalization: `variance` must be >= 0, got {variance.tolist()}")
+        self.input_mean, self.input_variance = mean, variance
+        self.invert = bool(invert)
+
+    @staticmethod
+    def _given(value, what):
+        try:
+            a = np.array(value, np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"Normalization: `{what}` must be a number or an array of numbers, got {value!r}") \
+                from None
+        if not np.isfinite(a).all():
+            raise ValueError(f"Normalization: `{what}` must be finite, got {value!r}")
+        return a
+
+    def _stats_shape(self, input_shape):
+        """() for axis=None, else (last dim,) after Keras's range check and mnistc's last-axis rule."""
+        if not self.axis:
+            return ()
+        if not input_shape:
+            raise ValueError(f"Normalization layer '{self.name}': with samples that are single values, axis="
+                             f"{self.axis[0]} is the batch axis; use axis=None for one mean and variance")
+        ndim = len(input_shape) + 1  # Keras counts the batch axis
+        a = self.axis[0]
+        if not -ndim <= a < ndim:
+            raise ValueError(f"All `axis` values must be in the range [-ndim, ndim). Received inputs with "
+                             f"ndim={ndim}, while axis={self.axis}")
+        if a % ndim != ndim - 1:
+            raise ValueError(f"Normalization layer '{self.name}': mnistc keeps statistics for the last axis only "
+                             f"(axis=-1, here also axis={ndim - 1}) or for all values (axis=None); got axis={a} "
+                             f"for inputs of shape {(None, *input_shape)}")
+        return (input_shape[-1],)
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        shape = self._stats_shape(input_shape)
+        if self.input_mean is None:
+            self._add_weight("mean", shape, initializers.get("zeros"), trainable=False)
+            self._add_weight("variance", shape, initializers.get("ones"), trainable=False)
+            self._add_weight("count", (), initializers.get("zeros"), trainable=False)  # Keras's, always 0
+        else:
+            try:
+                self._constants = [np.ascontiguousarray(np.broadcast_to(v, shape), np.float32)
+                                   for v in (self.input_mean, self.input_variance)]
+            except ValueError:
+                raise ValueError(f"Normalization layer '{self.name}': `mean` and `variance` of shape "
+                                 f"{self.input_mean.shape} do not broadcast to the statistics' shape {shape} of "
+                                 f"inputs {(None, *input_shape)}") from None
+        super().build(input_shape)
+
+    def _stat(self, i):
+        """A copy of the mean (i=0) or variance (1) shaped to broadcast against a batch, as Keras's
+        layer.mean and layer.variance: (1, 784) for inputs (None, 784), (1, 1) for axis=None."""
+        if not self.built:
+            return None
+        stat = (self._weights if self.input_mean is None else self._constants)[i]
+        return as_tensor(stat.reshape((1,) * (len(self.input_shape) + 1 - stat.ndim) + stat.shape).copy())
+
+    mean = property(lambda self: self._stat(0))
+    variance = property(lambda self: self._stat(1))
+
+    def get_weights(self):
+        weights = super().get_weights()
+        if weights:
+            weights[2] = weights[2].astype(np.int32)  # Keras's count is an int32 variable
+        return weights
+
+    def adapt(self, data):
+        """Compute the mean and variance of `data` (float64, then stored as float32) per index of the
+        kept axis, or over all values for axis=None, as Keras's adapt().
+
+        Args:
+            data: a NumPy array (N, *input_shape), or an iterable of such batches (a list, a generator;
+                an element (x, y) or (x, y, sample_weight) counts by its x).
+        Raises:
+            ValueError: data of another shape than the layer's input, no samples, non-finite values,
+                or a layer given `mean` and `variance`.
+            TypeError: data that is neither an array nor an iterable of arrays.
+        """
+        if self.input_mean is not None:
+            raise ValueError(f"Normalization layer '{self.name}' was given `mean` and `variance`; it has no "
+                             "statistics to adapt. Create it without them to call adapt().")
+        if isinstance(data, np.ndarray):
+            batches = [data]
+        elif hasattr(data, "numpy"):  # a framework's tensor
+            batches = [np.asarray(data.numpy())]
+        elif hasattr(data, "__iter__") and not isinstance(data, (str, bytes, dict)):
+            batches = (_batch_x(b) for b in data)
+        else:
+            raise TypeError(f"Unsupported data type: {type(data)}. `adapt` supports `np.ndarray` and iterables of "
+                            "batches (e.g. list, generator).")
+        count, mean, m2 = 0, None, None
+        for k, batch in enumerate(batches):
+            if getattr(batch, "shape", None) is None:
+                raise TypeError("adapt() expects an iterable that yields arrays with a `.shape` attribute (e.g. "
+                                f"numpy arrays). Got an element of type {type(batch).__name__}.")
+            batch = np.asarray(batch)
+            if batch.dtype.kind not in "biuf" or batch.ndim == 0:
+                raise TypeError(f"Normalization.adapt: expected real numbers in batches (N, ...), got dtype "
+                                f"{batch.dtype} and shape {batch.shape}")
+            if k == 0 and not self.built:
+                self._ensure_built(batch.shape[1:])
+            if batch.shape[1:] != self.input_shape:
+                raise ValueError(f"The layer was built with input_shape={(None, *self.input_shape)}, but adapt() "
+                                 f"is being called with data with an incompatible shape, data.shape={batch.shape}")
+            for n, m, s in self._chunk_moments(batch):
+                # Chan et al.'s pairwise update of (count, mean, sum of squared deviations)
+                if count == 0:
+                    count, mean, m2 = n, m, s
+                    continue
+                total = count + n
+                delta = m - mean
+                mean = mean + delta * (n / total)
+                m2 = m2 + s + delta * delta * (count * (n / total))
+                count = total
+        if count == 0:
+            raise ValueError("adapt() received no samples. Expected at least one: pass an array of shape "
+                             f"(N, *{self.input_shape}) or a non-empty iterable of such batches.")
+        var = m2 / count
+        if not (np.isfinite(mean).all() and np.isfinite(var).all()):
+            raise ValueError(f"Normalization layer '{self.name}': the adapt() data holds NaN or infinite values, "
+                             "which would make the mean and variance NaN; clean the data first.")
+        self._weights[0][...] = mean
+        self._weights[1][...] = var
+
+    def _chunk_moments(self, batch):
+        """(values per statistic, mean, sum of squared deviations) of chunks of batch's rows, float64."""
+        n_stats = 1 if not self.axis else self.input_shape[-1]
+        flat = batch.reshape(-1, n_stats)  # rows of the kept axis (one column for axis=None)
+        step = max(1, _ADAPT_CHUNK // n_stats)
+        for r0 in range(0, len(flat), step):
+            chunk = flat[r0:r0 + step].astype(np.float64)
+            m = chunk.mean(axis=0)
+            s = ((chunk - m) ** 2).sum(axis=0)
+            yield len(chunk), m.reshape(self._weights[0].shape), s.reshape(self._weights[0].shape)
+
+    def _c_rows(self):
+        floats = [0.0] * _C.FTABLE_COLS
+        floats[_C.FCOL_EPSILON], floats[_C.FCOL_INVERT] = _EPSILON, float(self.invert)
+        # axis=None: the sample's values as one channel, so C keeps one mean and variance
+        shape = self.input_shape if self.axis else (math.prod(self.input_shape), 1)
+        return [CRow(_C.LAYER_NORMALIZATION, shape, shape, weights=(0, 1), floats=tuple(floats))]
+
+    def get_config(self):
+        mean, var = self.input_mean, self.input_variance
+        return {**super().get_config(), "axis": self.axis, "invert": self.invert,
+                "mean": None if mean is None else mean.tolist(), "variance": None if var is None else var.tolist()}
+
+
 MaxPool2D, AvgPool2D, GlobalAvgPool2D = MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D
 
 
-_CLASSES = {c.__name__: c for c in (InputLayer, Flatten, Reshape, Dense, Activation, Softmax, ReLU, Dropout,
-                                    Rescaling, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
-                                    BatchNormalization)}
+_CLASSES = {c.__name__: c for c in (InputLayer, Flatten, Reshape, Dense, Activation, Softmax, ReLU, LeakyReLU,
+                                    Dropout, Rescaling, Conv2D, MaxPooling2D, AveragePooling2D,
+                                    GlobalAveragePooling2D, BatchNormalization, Normalization)}
 
 
 def serialize(layer):

@@ -223,8 +223,9 @@ class Trainer:
     # --- data and logs ---
     def _prepare(self, x, y, what="x", training=False, sample_weight=None, class_weight=None):
         """(x, y) checked and converted for C as a Data, x's values read once: for NaN/Inf and, when
-        training without a Rescaling first layer, for looking like unscaled pixels. sample_weight
-        (N,) or class_weight {class id: weight} (not both) become the Data's per-sample weights."""
+        training without a Rescaling or Normalization first layer, for looking like unscaled pixels.
+        sample_weight (N,) or class_weight {class id: weight} (not both) become the Data's per-sample
+        weights."""
         if sample_weight is not None and class_weight is not None:
             raise ValueError("You cannot `class_weight` and `sample_weight` at the same time. Multiply the class "
                              "weights into `sample_weight` instead.")
@@ -236,7 +237,8 @@ class Trainer:
                 f"The model's output has shape {(None, *self._output_shape)}, but `{self.loss.name}` reads one "
                 "distribution over the classes per sample, shape (None, classes). Add a Flatten() layer before "
                 "the last Dense layer.")
-        rescales = bool(self._layers) and isinstance(self._layers[0], layers_mod.Rescaling)
+        scales = (layers_mod.Rescaling, layers_mod.Normalization)
+        rescales = bool(self._layers) and isinstance(self._layers[0], scales)
         unscaled = _data.scan_input(x2, what, scale=training and not rescales)
         y_arr = _data._as_array(y, "y" if what == "x" else what.replace("x", "y"))
         _data.check_cardinality(x2, y_arr)

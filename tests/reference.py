@@ -1,7 +1,8 @@
 """Float64 NumPy versions of every op of the C training engine: the oracle of the numeric tests.
 
 Written from the formulas (Keras 3 semantics, KERAS_SEMANTICS.md §4-§5, keras/src/layers/convolutional,
-pooling and normalization/batch_normalization.py, and the engine API), not from the C code. The windowed
+pooling, normalization/batch_normalization.py, activations/activations.py (relu) and
+preprocessing/normalization.py, and the engine API), not from the C code. The windowed
 and normalising layers have forwards only: their gradients are checked against central differences
 (numeric_grad) of these forwards. Shapes: B batch rows, n_in / n_out widths, P parameters. Everything
 here is float64 except where a value must be bit-equal to what C draws (the dropout masks and their
@@ -217,6 +218,26 @@ def batch_norm(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3, momentum=0
     return out, new_mean, new_var
 
 
+def relu_layer(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """Keras's activations.relu (ReLU and LeakyReLU layers): x above the threshold, clipped at
+    max_value; negative_slope * (x - threshold) at or below it (0 for a slope of 0: Keras skips the
+    term). The constants as float32, which Keras computes in."""
+    x = np.asarray(x, np.float64)
+    slope, t = float(np.float32(negative_slope)), float(np.float32(threshold))
+    top = np.inf if max_value is None else float(np.float32(max_value))
+    low = slope * (x - t) if slope else np.zeros_like(x)
+    return np.where(x > t, np.minimum(x, top), np.where(x <= t, low, x))
+
+
+def normalization(x, mean, variance, invert=False, epsilon=CLIP_EPS):
+    """Keras's Normalization: (x - mean) / max(sqrt(variance), epsilon), or the inverse map;
+    mean and variance broadcast against x's last axis (or scalars)."""
+    x = np.asarray(x, np.float64)
+    d = np.maximum(np.sqrt(np.asarray(variance, np.float64)), float(np.float32(epsilon)))
+    mean = np.asarray(mean, np.float64)
+    return mean + x * d if invert else (x - mean) / d
+
+
 def keras_layer_forward(layer, x, weights, training=False):
     """The float64 forward of a built mnistc Keras layer on a batch x (B, *layer.input_shape), from its
     configuration and `weights` (its get_weights() order). Returns (out, new weights: the moving
@@ -251,8 +272,15 @@ def keras_layer_forward(layer, x, weights, training=False):
         if training and layer.rate > 0:
             raise ValueError("keras_layer_forward: dropout while training has no float64 mask here")
         return x.copy(), weights
-    if name in ("Activation", "ReLU", "Softmax"):
+    if name in ("Activation", "Softmax"):
         return act_forward(ACT[layer.activation], x), weights
+    if name == "ReLU":
+        return relu_layer(x, layer.negative_slope, layer.max_value, layer.threshold), weights
+    if name == "LeakyReLU":
+        return relu_layer(x, layer.negative_slope), weights
+    if name == "Normalization":
+        mean, var = weights[:2] if weights else (layer.input_mean, layer.input_variance)
+        return normalization(x, mean, var, layer.invert), weights
     raise ValueError(f"keras_layer_forward: no reference for {name}")
 
 

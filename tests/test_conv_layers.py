@@ -31,7 +31,7 @@ def one_layer_model(layer, in_shape, seed=0):
     rng = np.random.default_rng(seed + 100)
     new = []
     for name, w in zip(layer._weight_names, layer.get_weights()):
-        if name == "moving_variance":
+        if name in ("moving_variance", "variance"):
             new.append(rng.uniform(0.5, 2.0, w.shape))
         elif name == "gamma":
             new.append(rng.uniform(0.5, 1.5, w.shape) * rng.choice([-1, 1], w.shape))

@@ -1,5 +1,5 @@
-/* Standalone checks of the windowed and normalising layer kinds (conv.c, pool.c, norm.c) through
- * the layer interface, meant to run under ASan/UBSan. Each kind's forward is compared with a direct
+/* Standalone checks of the windowed and normalising layer kinds (conv.c, pool.c, norm.c,
+ * normalization.c) and of ReLU (elementwise.c) through the layer interface, meant to run under ASan/UBSan. Each kind's forward is compared with a direct
  * double-precision implementation written here, its backward with central differences of the loss
  * sum(out * R) through that implementation; forward on blocks of rows (inference's plan) must give
  * the whole batch's bits, and one thread the bits of two. */
@@ -84,6 +84,14 @@ static size_t init_layer(mc_layer *ly, unsigned present) {
         P += ly->w[i].len;
     }
     return P;
+}
+
+/* ReLU's threshold from the bits in its kernel_h column (MC_COL_RELU_THRESHOLD) */
+static float threshold_of(const mc_layer *ly) {
+    uint32_t bits = (uint32_t)ly->kernel_h;
+    float t;
+    memcpy(&t, &bits, sizeof t);
+    return t;
 }
 
 /* --- double-precision references: out (B, n_out) from x (B, n_in) and the parameter block p --- */
@@ -236,6 +244,12 @@ static void check_layer(const mc_layer *ly, ref_fn ref, size_t P, size_t B, int 
     /* moving variances must be positive */
     if (ly->kind == MC_LAYER_BATCHNORM)
         for (size_t i = 0; i < ly->w[3].len; i++) params[ly->w[3].off + (ptrdiff_t)i] += 1.5f;
+    if (ly->kind == MC_LAYER_NORMALIZATION)
+        for (size_t i = 0; i < ly->w[1].len; i++) params[ly->w[1].off + (ptrdiff_t)i] += 1.5f;
+    /* ReLU: no input within a difference step of a kink (the threshold, the maximum) */
+    if (ly->kind == MC_LAYER_RELU)
+        for (size_t i = 0; i < B * ly->n_in; i++)
+            if (fabs(x[i] - threshold_of(ly)) < 1e-3 || fabs(x[i] - ly->f[MC_FCOL_MAX_VALUE]) < 1e-3) x[i] += 3e-3f;
     double *xd = to_double(x, B * ly->n_in), *pd = to_double(params, P);
     double *want = malloc(B * ly->n_out * sizeof *want);
     ref(ly, want, xd, pd, B, training);
@@ -701,6 +715,169 @@ static void test_batchnorm_init_rejects(void) {
     CHECK(init_status(ly, 5) == MC_ERR_ARG);
 }
 
+/* --- ReLU (Keras's relu with negative_slope, max_value, threshold) --- */
+
+static void relu_ref(const mc_layer *ly, double *out, const double *x, const double *p, size_t B, int training) {
+    (void)p, (void)training;
+    double slope = (float)ly->f[MC_FCOL_NEGATIVE_SLOPE], max = (float)ly->f[MC_FCOL_MAX_VALUE], t = threshold_of(ly);
+    for (size_t i = 0; i < B * ly->n_in; i++) out[i] = x[i] > t ? (x[i] < max ? x[i] : max) : slope * (x[i] - t);
+}
+
+static mc_layer make_relu(size_t h, size_t w, size_t c, double slope, double max, float threshold) {
+    mc_layer ly = make_layer(&mc_relu_ops, MC_LAYER_RELU, MC_ACT_LINEAR, h, w, c, c, 0, 0, 0, 0, 0);
+    uint32_t bits;
+    memcpy(&bits, &threshold, sizeof bits);
+    ly.kernel_h = bits;
+    ly.f[MC_FCOL_NEGATIVE_SLOPE] = slope;
+    ly.f[MC_FCOL_MAX_VALUE] = max;
+    return ly;
+}
+
+static void test_relu(void) {
+    struct {
+        double slope, max;
+        float threshold;
+    } cases[] = {{0.0, INFINITY, 0.0f}, {0.3, INFINITY, 0.0f}, {0.0, 0.5, 0.0f}, {0.5, 0.6, 0.25f},
+                 {1.5, INFINITY, 0.1f}, {0.2, 0.1, 0.3f}};  /* the last: max below the threshold */
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        mc_layer ly = make_relu(2, 3, 4, cases[k].slope, cases[k].max, cases[k].threshold);
+        size_t P = init_layer(&ly, 0u);
+        CHECK(ly.n_weights == 0 && P == 0);
+        check_layer(&ly, relu_ref, P, 3, 1);
+        check_layer(&ly, relu_ref, P, 2, 0);
+    }
+    /* exact values: at the threshold and the maximum, infinities, NaN, the derivative's sides */
+    mc_layer ly = make_relu(1, 1, 7, 0.5, 2.0, 1.0f);
+    init_layer(&ly, 0u);
+    float x[7] = {1.0f, 2.0f, 3.0f, -INFINITY, INFINITY, NAN, 0.0f}, out[7], d[7], dout[7] = {1, 1, 1, 1, 1, 1, 1};
+    mc_fwd f = {out, x, NULL, NULL, 1, 1, 0, 0, 0, NULL, 0, NULL};
+    ly.ops->forward(&ly, &f);
+    float want[7] = {0.0f, 2.0f, 2.0f, -INFINITY, 2.0f, NAN, -0.5f};
+    for (size_t i = 0; i < 7; i++) CHECK(i == 5 ? out[i] != out[i] : out[i] == want[i]);
+    mc_bwd b = {d, dout, x, out, NULL, NULL, NULL, 1, 0, 0};
+    ly.ops->backward(&ly, &b);
+    float dwant[7] = {0.5f, 0.0f, 0.0f, 0.5f, 0.0f, 0.5f, 0.5f};
+    for (size_t i = 0; i < 7; i++) CHECK(d[i] == dwant[i]);
+    /* a slope of 0 gives 0 below the threshold, -inf included (no 0 * inf) */
+    mc_layer flat = make_relu(1, 1, 7, 0.0, INFINITY, 0.0f);
+    init_layer(&flat, 0u);
+    ly.ops->forward(&flat, &f);
+    CHECK(out[3] == 0.0f && out[4] == INFINITY && out[5] != out[5] && out[0] == 1.0f);
+}
+
+static void test_relu_init_rejects(void) {
+    mc_layer good = make_relu(2, 2, 3, 0.3, 6.0, 0.5f);
+    CHECK(init_status(good, 2) == MC_OK);
+    double bad_slope[] = {-0.1, NAN, INFINITY};
+    for (size_t i = 0; i < 3; i++) {
+        mc_layer ly = good;
+        ly.f[MC_FCOL_NEGATIVE_SLOPE] = bad_slope[i];
+        CHECK(init_status(ly, 2) == MC_ERR_ARG);
+    }
+    double bad_max[] = {-1.0, NAN};
+    for (size_t i = 0; i < 2; i++) {
+        mc_layer ly = good;
+        ly.f[MC_FCOL_MAX_VALUE] = bad_max[i];
+        CHECK(init_status(ly, 2) == MC_ERR_ARG);
+    }
+    float bad_t[] = {-1.0f, NAN, INFINITY};
+    for (size_t i = 0; i < 3; i++) {
+        mc_layer ly = make_relu(2, 2, 3, 0.3, 6.0, bad_t[i]);
+        CHECK(init_status(ly, 2) == MC_ERR_ARG);
+    }
+    mc_layer ly = good;
+    ly.kernel_h = (size_t)1 << 32;  /* not a float32's bits */
+    CHECK(init_status(ly, 2) == MC_ERR_ARG);
+    ly = good;
+    ly.out.c = 2;
+    CHECK(init_status(ly, 2) == MC_ERR_SHAPE);
+    ly = good;
+    ly.activation = MC_ACT_TANH;
+    CHECK(init_status(ly, 2) == MC_ERR_ARG);
+    ly = good;
+    ly.w[0].off = 0;
+    CHECK(init_status(ly, 2) == MC_ERR_ARG);
+}
+
+/* --- Normalization (fixed statistics, or their inverse) --- */
+
+static void normalization_ref(const mc_layer *ly, double *out, const double *x, const double *p, size_t B,
+                              int training) {
+    (void)training;
+    size_t C = ly->in.c, n = B * ly->in.h * ly->in.w;
+    double eps = (float)ly->f[MC_FCOL_EPSILON];
+    for (size_t i = 0; i < n; i++)
+        for (size_t c = 0; c < C; c++) {
+            double mean = p[ly->w[0].off + (ptrdiff_t)c], d = sqrt(p[ly->w[1].off + (ptrdiff_t)c]);
+            d = d < eps ? eps : d;
+            out[i * C + c] = ly->f[MC_FCOL_INVERT] != 0.0 ? mean + x[i * C + c] * d : (x[i * C + c] - mean) / d;
+        }
+}
+
+static mc_layer make_normalization(size_t h, size_t w, size_t c, int invert) {
+    mc_layer ly = make_layer(&mc_normalization_ops, MC_LAYER_NORMALIZATION, MC_ACT_LINEAR, h, w, c, c, 0, 0, 0, 0, 0);
+    ly.f[MC_FCOL_EPSILON] = 1e-7;
+    ly.f[MC_FCOL_INVERT] = invert;
+    return ly;
+}
+
+static void test_normalization(void) {
+    struct {
+        size_t B, h, w, c;
+        int invert;
+    } cases[] = {{3, 1, 1, 5, 0}, {3, 1, 1, 5, 1}, {2, 4, 3, 2, 0}, {3, 1, 6, 1, 0}, {1, 2, 2, 17, 1}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        mc_layer ly = make_normalization(cases[k].h, cases[k].w, cases[k].c, cases[k].invert);
+        size_t P = init_layer(&ly, 3u);
+        CHECK(ly.n_weights == 2 && ly.w[0].len == cases[k].c && ly.w[1].len == cases[k].c);
+        CHECK(!ly.w[0].trained && !ly.w[1].trained);
+        check_layer(&ly, normalization_ref, P, cases[k].B, 1);
+        check_layer(&ly, normalization_ref, P, cases[k].B, 0);
+    }
+}
+
+/* tiny variances: the denominator is epsilon, below it sqrt(variance); NaN stays NaN */
+static void test_normalization_epsilon(void) {
+    mc_layer ly = make_normalization(1, 1, 4, 0);
+    size_t P = init_layer(&ly, 3u);
+    float params[8] = {0.0f, 1.0f, 0.0f, 0.0f, 0.0f, 1e-16f, 4.0f, NAN}, x[4] = {1.0f, 1.0f, 3.0f, 1.0f}, out[4];
+    CHECK(P == 8);
+    mc_fwd f = {out, x, NULL, params, 1, 1, 0, 0, 0, NULL, 0, NULL};
+    ly.ops->forward(&ly, &f);
+    CHECK(out[0] == 1.0f / 1e-7f && out[1] == 0.0f && out[2] == 1.5f && out[3] != out[3]);
+    ly.f[MC_FCOL_INVERT] = 1.0;
+    ly.ops->forward(&ly, &f);
+    CHECK(out[0] == 1e-7f && out[1] == 1.0f + 1e-7f && out[2] == 6.0f && out[3] != out[3]);
+}
+
+static void test_normalization_init_rejects(void) {
+    mc_layer good = make_normalization(2, 2, 3, 0);
+    good.w[0].off = 0;
+    good.w[1].off = 3;
+    CHECK(init_status(good, 4) == MC_OK);
+    mc_layer ly = good;
+    ly.w[1].off = -1;
+    CHECK(init_status(ly, 4) == MC_ERR_ARG);
+    double bad_eps[] = {0.0, -1e-7, NAN, INFINITY};
+    for (size_t i = 0; i < 4; i++) {
+        ly = good;
+        ly.f[MC_FCOL_EPSILON] = bad_eps[i];
+        CHECK(init_status(ly, 4) == MC_ERR_ARG);
+    }
+    double bad_invert[] = {0.5, 2.0, NAN};
+    for (size_t i = 0; i < 3; i++) {
+        ly = good;
+        ly.f[MC_FCOL_INVERT] = bad_invert[i];
+        CHECK(init_status(ly, 4) == MC_ERR_ARG);
+    }
+    ly = good;
+    ly.out.w = 1;
+    CHECK(init_status(ly, 4) == MC_ERR_SHAPE);
+    ly = good;
+    ly.activation = MC_ACT_RELU;
+    CHECK(init_status(ly, 4) == MC_ERR_ARG);
+}
+
 int main(void) {
     test_conv();
     test_conv_skip_act();
@@ -714,5 +891,10 @@ int main(void) {
     test_batchnorm();
     test_batchnorm_moving();
     test_batchnorm_init_rejects();
+    test_relu();
+    test_relu_init_rejects();
+    test_normalization();
+    test_normalization_epsilon();
+    test_normalization_init_rejects();
     MC_TEST_EXIT();
 }
