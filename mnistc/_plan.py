@@ -127,10 +127,12 @@ class Plan:
 
     @property
     def last_activation(self):
-        """Activation name of the last layer that sends C rows and has an activation (None if none)."""
+        """Activation name of the last layer that sends C rows and has an activation, or is an
+        activation layer of its own (ReLU, LeakyReLU); None if none."""
         for layer in reversed(self.model_layers):
-            if hasattr(layer, "activation") and layer._c_rows():
-                return layer.activation
+            act = getattr(layer, "activation", None) or getattr(layer, "_acts_as", None)
+            if act is not None and layer._c_rows():
+                return act
         return None
 
     def adopt(self):

@@ -421,6 +421,8 @@ class ReLU(Layer):
         layers.ReLU(max_value=6.0)
     """
 
+    _acts_as = "relu"   # what the loss's from_logits check sees when the layer is last
+
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
         self.max_value = _non_negative(max_value, "max_value", "ReLU", maximum=True)
@@ -442,6 +444,8 @@ class LeakyReLU(Layer):
     Example:
         layers.LeakyReLU(negative_slope=0.1)
     """
+
+    _acts_as = "leaky_relu"
 
     def __init__(self, negative_slope=0.3, **kwargs):
         if "alpha" in kwargs:

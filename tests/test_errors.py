@@ -196,6 +196,16 @@ def test_warns_when_probabilities_loss_follows_a_linear_head():
         model.fit(x, y, verbose=0)
 
 
+@pytest.mark.parametrize("last", [layers.ReLU, layers.LeakyReLU])
+def test_warns_when_probabilities_loss_follows_a_relu_layer(last):
+    """The head check looks at the last layer that computes, an activation layer of its own included."""
+    _, x, y = setup()
+    model = mnistc.Sequential([mnistc.Input((8,)), layers.Dense(3, activation="softmax"), last()])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match="last layer has activation '(leaky_)?relu'.*from_logits=True"):
+        model.fit(x, y, verbose=0)
+
+
 def test_warns_when_logits_loss_follows_softmax():
     model, x, y = setup()
     model.compile("adam", mnistc.losses.SparseCategoricalCrossentropy(from_logits=True))
