@@ -45,15 +45,23 @@ enum {
 /* Largest kernel size and stride of the windowed kinds: keeps every size product below overflow. */
 #define MC_MAX_WINDOW ((size_t)1 << 24)
 
-/* The columns of the float64 constants table (L, MC_FTABLE_COLS), named per kind. */
+/* The columns of the float64 constants table (L, MC_FTABLE_COLS): columns 0-1 are named per kind;
+ * columns 2-5 are every kind's weight penalties (Keras's kernel/bias, gamma/beta regularizers) on its
+ * weight slots 0 and 1: l1 * sum|w| + l2 * sum(w^2), added to the loss while the weight is trained.
+ * 0 for no penalty, and for a slot the layer does not have (model.c checks). */
 enum {
     MC_FCOL_RATE = 0,      /* DROPOUT */
     MC_FCOL_SCALE = 0,     /* RESCALING */
     MC_FCOL_OFFSET = 1,
     MC_FCOL_EPSILON = 0,   /* BATCHNORM */
     MC_FCOL_MOMENTUM = 1,
-    MC_FTABLE_COLS = 2
+    MC_FCOL_W0_L1 = 2,     /* every kind: the penalties of weight slot 0 ... */
+    MC_FCOL_W0_L2 = 3,
+    MC_FCOL_W1_L1 = 4,     /* ... and of weight slot 1 */
+    MC_FCOL_W1_L2 = 5,
+    MC_FTABLE_COLS = 6
 };
+#define MC_PENALIZED_WEIGHTS 2 /* the slots with penalty columns; slot i's l1 is MC_FCOL_W0_L1 + 2 * i */
 
 typedef struct {
     size_t h, w, c;

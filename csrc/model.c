@@ -52,6 +52,27 @@ static mc_status shape_of(const int64_t *r, int col, size_t l, const char *what,
     return MC_OK;
 }
 
+/* The l1 and l2 factors of weight slot i's penalty (layer.h). */
+static double penalty_l1(const mc_layer *ly, size_t i) { return ly->f[MC_FCOL_W0_L1 + 2 * i]; }
+static double penalty_l2(const mc_layer *ly, size_t i) { return ly->f[MC_FCOL_W0_L2 + 2 * i]; }
+
+/* Penalty factors are finite and >= 0, and 0 on a slot without a trained weight. */
+static mc_status check_penalties(const mc_layer *ly, size_t l, mc_error *err) {
+    static const char *const names[2] = {"l1", "l2"};
+    for (size_t i = 0; i < MC_PENALIZED_WEIGHTS; i++) {
+        for (int k = 0; k < 2; k++) {
+            double v = k ? penalty_l2(ly, i) : penalty_l1(ly, i);
+            if (!(v >= 0.0 && isfinite(v)))
+                return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: weight %zu's %s penalty factor must be a finite "
+                                    "number >= 0, got %g", l, i, names[k], v);
+            if (v != 0.0 && (i >= ly->n_weights || !ly->w[i].len || !ly->w[i].trained))
+                return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: %s has no trained weight %zu here, so its %s "
+                                    "penalty factor must be 0, got %g", l, ly->ops->name, i, names[k], v);
+        }
+    }
+    return MC_OK;
+}
+
 /* The generic part of one row: codes, shapes, geometry, weight offsets; then the kind's own checks. */
 static mc_status layer_from_row(mc_layer *ly, const int64_t *r, const double *f, size_t l, size_t prev,
                                 mc_error *err) {
@@ -100,7 +121,7 @@ static mc_status layer_from_row(mc_layer *ly, const int64_t *r, const double *f,
             return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: %s has no weight %zu here, so its offset must be -1, got "
                                 "%lld", l, ly->ops->name, i, (long long)ly->w[i].off);
     }
-    return MC_OK;
+    return check_penalties(ly, l, err);
 }
 
 mc_status mc_layers_from_table(mc_layer *layers, const int64_t *rows, const double *lfloats, size_t L,
@@ -319,6 +340,45 @@ const float *mc_model_logits(const mc_model *m, const mc_arena *a, const float *
     return mc_model_logits_from(m, a, x, 0);
 }
 
+/* --- weight penalties --- */
+
+static int penalized(const mc_layer *ly, size_t i) { return penalty_l1(ly, i) != 0.0 || penalty_l2(ly, i) != 0.0; }
+
+double mc_model_penalty(const mc_model *m) {
+    double total = 0.0;
+    for (size_t l = 0; l < m->L; l++) {
+        const mc_layer *ly = &m->layers[l];
+        if (!ly->trainable) continue;
+        for (size_t i = 0; i < MC_PENALIZED_WEIGHTS; i++) {
+            if (!penalized(ly, i)) continue;  /* also every slot without a trained weight (checked) */
+            const float *w = m->params + ly->w[i].off;
+            double s1 = 0.0, s2 = 0.0;
+            for (size_t j = 0; j < ly->w[i].len; j++) {
+                s1 += fabs((double)w[j]);
+                s2 += (double)w[j] * w[j];
+            }
+            total += penalty_l1(ly, i) * s1 + penalty_l2(ly, i) * s2;
+        }
+    }
+    return total;
+}
+
+/* g += l1 * sign(w) + 2 * l2 * w over the penalized weights of a layer whose gradients were just
+ * written. The factors are rounded to float once, as Keras casts them to the weights' dtype. */
+static void add_penalty_grads(const mc_layer *ly, const float *params, float *grads) {
+    for (size_t i = 0; i < MC_PENALIZED_WEIGHTS; i++) {
+        if (!penalized(ly, i)) continue;
+        const float *w = params + ly->w[i].off;
+        float *g = grads + ly->w[i].off;
+        float l1 = (float)penalty_l1(ly, i), two_l2 = (float)(2.0 * penalty_l2(ly, i));
+        size_t n = ly->w[i].len;
+        if (l1 != 0.0f)  /* sign(0) = 0, as the gradient of |w| at 0 in Keras's backends */
+            for (size_t j = 0; j < n; j++) g[j] += l1 * (float)((w[j] > 0.0f) - (w[j] < 0.0f));
+        if (two_l2 != 0.0f)
+            for (size_t j = 0; j < n; j++) g[j] += two_l2 * w[j];
+    }
+}
+
 /* --- backward --- */
 
 void mc_model_backward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training, float *dlast,
@@ -362,6 +422,7 @@ void mc_model_backward_from(const mc_model *m, mc_arena *a, const float *x, size
             .skip_act = fused && l == L - 1,
         };
         ly->ops->backward(ly, &b);
+        if (grads) add_penalty_grads(ly, m->params, m->grads);
         if (b.dinp == other) {
             other = g;
             g = b.dinp;

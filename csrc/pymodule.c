@@ -27,7 +27,8 @@ static const struct {
     {"MAX_WINDOW", (long)MC_MAX_WINDOW},
     {"FCOL_RATE", MC_FCOL_RATE}, {"FCOL_SCALE", MC_FCOL_SCALE}, {"FCOL_OFFSET", MC_FCOL_OFFSET},
     {"FCOL_EPSILON", MC_FCOL_EPSILON}, {"FCOL_MOMENTUM", MC_FCOL_MOMENTUM},
-    {"FTABLE_COLS", MC_FTABLE_COLS},
+    {"FCOL_W0_L1", MC_FCOL_W0_L1}, {"FCOL_W0_L2", MC_FCOL_W0_L2}, {"FCOL_W1_L1", MC_FCOL_W1_L1},
+    {"FCOL_W1_L2", MC_FCOL_W1_L2}, {"FTABLE_COLS", MC_FTABLE_COLS},
 };
 
 /* The codes of the metrics the batch loops compute (losses.h), for mnistc/metrics.py and the tests. */
