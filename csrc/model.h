@@ -99,17 +99,18 @@ double mc_model_penalty(const mc_model *m);
 /* Backward pass after mc_model_forward with the same x, B and training flag. dlast (B, n_out of the
  * last layer) holds dL/d(output), or dL/d(logits) when fused != 0 (the last activation is skipped);
  * it must be a->g0 or a->g1 and is clobbered. For every trainable layer, the gradients of its
- * trained weights are OVERWRITTEN, plus the gradient of their penalty (mc_model_penalty),
- * l1 * sign(w) + 2 * l2 * w with sign(0) = 0; frozen ranges are not touched. dx (B, n_in of layer 0), if not
- * NULL, receives dL/dx; without it the pass stops at the lowest trainable layer with trained
- * weights and the first layer's input gradient is never computed. Layers write their input's
- * gradient into the other of g0/g1 (ping-pong), so any layer may change the width. Cannot fail. */
-void mc_model_backward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training, float *dlast,
-                       int fused, float *dx);
+ * trained weights are OVERWRITTEN, plus the gradient of their penalty, l1 * sign(w) + 2 * l2 * w
+ * with sign(0) = 0; frozen ranges are not touched. Returns those layers' penalties: the same sum as
+ * mc_model_penalty, from the same pass over the weights. dx (B, n_in of layer 0), if not NULL,
+ * receives dL/dx; without it the pass stops at the lowest trainable layer with trained weights and
+ * the first layer's input gradient is never computed. Layers write their input's gradient into the
+ * other of g0/g1 (ping-pong), so any layer may change the width. Cannot fail. */
+double mc_model_backward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training, float *dlast,
+                         int fused, float *dx);
 
-/* The same after mc_model_forward_from(..., x, first, ...): layers below `first` are not visited and
- * dx, if not NULL, receives dL/d(input of layer first). */
-void mc_model_backward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
-                            int training, float *dlast, int fused, float *dx);
+/* The same after mc_model_forward_from(..., x, first, ...): layers below `first` are not visited (nor
+ * their penalties counted) and dx, if not NULL, receives dL/d(input of layer first). */
+double mc_model_backward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
+                              int training, float *dlast, int fused, float *dx);
 
 #endif
