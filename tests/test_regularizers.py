@@ -280,6 +280,31 @@ def test_zero_factors_give_the_same_bits_as_no_regularizer():
         assert all(np.array_equal(a, b) for a, b in zip(other[1], runs[0][1]))
 
 
+def test_the_thread_count_does_not_change_the_bits():
+    """A kernel large enough for its penalty work to go over the pool (64 x 784 weights, pieces
+    fixed by its length) trains to the same bits on one thread and on two."""
+    rng = np.random.default_rng(17)
+    x, y = rng.standard_normal((96, 784)).astype(np.float32), rng.integers(0, 4, 96).astype(np.int32)
+    saved, runs = mnistc.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            mnistc.set_num_threads(threads)
+            mnistc.utils.set_random_seed(10)
+            model = mnistc.Sequential([
+                mnistc.Input((784,)),
+                layers.Dense(64, activation="relu", kernel_regularizer=L1L2(l1=1e-4, l2=1e-3),
+                             bias_regularizer=L1(1e-3)),
+                layers.Dense(4, activation="softmax", kernel_regularizer=L2(1e-3))])
+            model.compile(optimizer="adam", loss=SCCE)
+            mnistc.utils.set_random_seed(11)
+            history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+            runs.append((history.history["loss"], model.get_weights(), model.evaluate(x, y, verbose=0)))
+    finally:
+        mnistc.set_num_threads(saved)
+    assert runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
 # --- Keras's API: defaults, identifiers, configs ---
 
 def test_keras_defaults_and_identifiers():
