@@ -211,15 +211,9 @@ typedef struct {
     float slope, max, threshold;
 } relu_consts;
 
-static float relu_threshold(const mc_layer *ly) {
-    uint32_t bits = (uint32_t)ly->kernel_h;  /* MC_COL_RELU_THRESHOLD */
-    float t;
-    memcpy(&t, &bits, sizeof t);
-    return t;
-}
-
 static relu_consts relu_of(const mc_layer *ly) {
-    return (relu_consts){(float)ly->f[MC_FCOL_NEGATIVE_SLOPE], (float)ly->f[MC_FCOL_MAX_VALUE], relu_threshold(ly)};
+    return (relu_consts){(float)ly->f[MC_FCOL_NEGATIVE_SLOPE], (float)ly->f[MC_FCOL_MAX_VALUE],
+                         (float)ly->f[MC_FCOL_THRESHOLD]};
 }
 
 static mc_status relu_init(mc_layer *ly, size_t l, mc_error *err) {
@@ -229,11 +223,10 @@ static mc_status relu_init(mc_layer *ly, size_t l, mc_error *err) {
                             slope);
     if (!(max >= 0.0))
         return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: ReLU max_value must be >= 0 (inf for none), got %g", l, max);
-    float t = relu_threshold(ly);
-    if (ly->kernel_h > UINT32_MAX || !(t >= 0.0f) || !isfinite(t))
-        return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: ReLU threshold (the float32 bits in column %d) must be a "
-                            "finite number >= 0, got bits 0x%llx", l, MC_COL_RELU_THRESHOLD,
-                            (unsigned long long)ly->kernel_h);
+    double t = ly->f[MC_FCOL_THRESHOLD];
+    if (!(t >= 0.0) || !isfinite((float)t))
+        return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: ReLU threshold must be a finite number >= 0 (in float32), "
+                            "got %g", l, t);
     if (ly->activation != MC_ACT_LINEAR)
         return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: ReLU has no activation (code %d), got code %d", l,
                             MC_ACT_LINEAR, ly->activation);

@@ -29,8 +29,7 @@ typedef enum {
 } mc_layer_kind;
 
 /* The columns of one row of the int64 layer table (L, MC_TABLE_COLS). Geometry a kind does not use
- * is 0 (kernel, strides, padding; ReLU's threshold aside: MC_COL_RELU_THRESHOLD); weight offsets it
- * does not have are -1. */
+ * is 0 (kernel, strides, padding); weight offsets it does not have are -1. */
 enum {
     MC_COL_KIND = 0,       /* mc_layer_kind */
     MC_COL_ACTIVATION,     /* mc_activation applied at the layer's end (LINEAR for kinds without) */
@@ -49,7 +48,10 @@ enum {
 /* Largest kernel size and stride of the windowed kinds: keeps every size product below overflow. */
 #define MC_MAX_WINDOW ((size_t)1 << 24)
 
-/* The columns of the float64 constants table (L, MC_FTABLE_COLS), named per kind. */
+/* The columns of the float64 constants table (L, MC_FTABLE_COLS): columns 0-2 are named per kind;
+ * columns 3-6 are every kind's weight penalties (Keras's kernel/bias, gamma/beta regularizers) on its
+ * weight slots 0 and 1: l1 * sum|w| + l2 * sum(w^2), added to the loss while the weight is trained.
+ * 0 for no penalty, and for a slot the layer does not have (model.c checks). */
 enum {
     MC_FCOL_RATE = 0,      /* DROPOUT */
     MC_FCOL_SCALE = 0,     /* RESCALING */
@@ -58,13 +60,15 @@ enum {
     MC_FCOL_MOMENTUM = 1,
     MC_FCOL_NEGATIVE_SLOPE = 0, /* RELU */
     MC_FCOL_MAX_VALUE = 1,      /* +inf: no maximum */
+    MC_FCOL_THRESHOLD = 2,      /* computed in float32, as Keras casts it */
     MC_FCOL_INVERT = 1,    /* NORMALIZATION: 1 for out = mean + inp * max(sqrt(variance), epsilon), else 0 */
-    MC_FTABLE_COLS = 2
+    MC_FCOL_W0_L1 = 3,     /* every kind: the penalties of weight slot 0 ... */
+    MC_FCOL_W0_L2 = 4,
+    MC_FCOL_W1_L1 = 5,     /* ... and of weight slot 1 */
+    MC_FCOL_W1_L2 = 6,
+    MC_FTABLE_COLS = 7
 };
-
-/* ReLU's threshold, its third constant where the float table has two columns: the bits of the
- * float32 it is computed in (Keras casts it to float32), in an int column ReLU has no other use for. */
-enum { MC_COL_RELU_THRESHOLD = MC_COL_KERNEL_H };
+#define MC_PENALIZED_WEIGHTS 2 /* the slots with penalty columns; slot i's l1 is MC_FCOL_W0_L1 + 2 * i */
 
 typedef struct {
     size_t h, w, c;

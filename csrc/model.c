@@ -11,6 +11,7 @@
 #include "activations.h"
 #include "losses.h"
 #include "rng.h"
+#include "threads.h"
 
 typedef struct {
     size_t lo, hi, layer;
@@ -49,6 +50,27 @@ static mc_status shape_of(const int64_t *r, int col, size_t l, const char *what,
     *s = (mc_shape){(size_t)h, (size_t)w, (size_t)c};
     if (!mc_mul_size(s->h, s->w, n) || !mc_mul_size(*n, s->c, n))
         return mc_set_error(err, MC_ERR_SHAPE, "layers[%zu]: %s (%zu, %zu, %zu) overflows", l, what, s->h, s->w, s->c);
+    return MC_OK;
+}
+
+/* The l1 and l2 factors of weight slot i's penalty (layer.h). */
+static double penalty_l1(const mc_layer *ly, size_t i) { return ly->f[MC_FCOL_W0_L1 + 2 * i]; }
+static double penalty_l2(const mc_layer *ly, size_t i) { return ly->f[MC_FCOL_W0_L2 + 2 * i]; }
+
+/* Penalty factors are finite and >= 0, and 0 on a slot without a trained weight. */
+static mc_status check_penalties(const mc_layer *ly, size_t l, mc_error *err) {
+    static const char *const names[2] = {"l1", "l2"};
+    for (size_t i = 0; i < MC_PENALIZED_WEIGHTS; i++) {
+        for (int k = 0; k < 2; k++) {
+            double v = k ? penalty_l2(ly, i) : penalty_l1(ly, i);
+            if (!(v >= 0.0 && isfinite(v)))
+                return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: weight %zu's %s penalty factor must be a finite "
+                                    "number >= 0, got %g", l, i, names[k], v);
+            if (v != 0.0 && (i >= ly->n_weights || !ly->w[i].len || !ly->w[i].trained))
+                return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: %s has no trained weight %zu here, so its %s "
+                                    "penalty factor must be 0, got %g", l, ly->ops->name, i, names[k], v);
+        }
+    }
     return MC_OK;
 }
 
@@ -100,7 +122,7 @@ static mc_status layer_from_row(mc_layer *ly, const int64_t *r, const double *f,
             return mc_set_error(err, MC_ERR_ARG, "layers[%zu]: %s has no weight %zu here, so its offset must be -1, got "
                                 "%lld", l, ly->ops->name, i, (long long)ly->w[i].off);
     }
-    return MC_OK;
+    return check_penalties(ly, l, err);
 }
 
 mc_status mc_layers_from_table(mc_layer *layers, const int64_t *rows, const double *lfloats, size_t L,
@@ -319,11 +341,117 @@ const float *mc_model_logits(const mc_model *m, const mc_arena *a, const float *
     return mc_model_logits_from(m, a, x, 0);
 }
 
+/* --- weight penalties --- */
+
+static int penalized(const mc_layer *ly, size_t i) { return penalty_l1(ly, i) != 0.0 || penalty_l2(ly, i) != 0.0; }
+
+/* A weight's penalty work is cut into at most PENALTY_PIECES pieces of at least PENALTY_PIECE_MIN
+ * weights, a cut fixed by its length alone: each piece sums in double over PENALTY_LANES lanes (so
+ * that the sums vectorize), then the lanes and the pieces are added in order, so the bits do not
+ * depend on the thread count. Weights of PENALTY_PAR_MIN and more go over the pool. */
+#define PENALTY_PIECES 64
+#define PENALTY_PIECE_MIN 4096
+#define PENALTY_LANES 8
+#define PENALTY_PAR_MIN 32768
+
+typedef float v2f __attribute__((vector_size(8)));
+typedef double v2d __attribute__((vector_size(16)));
+typedef unsigned long long v2u __attribute__((vector_size(16)));
+
+/* w[0], w[1] as doubles */
+static inline v2d pair(const float *w) {
+    v2f f;
+    memcpy(&f, w, sizeof f);
+    return __builtin_convertvector(f, v2d);
+}
+
+/* |v|: the sign bits cleared */
+static inline v2d magnitude(v2d v) {
+    const v2d sign = {-0.0, -0.0};
+    return (v2d)((v2u)v & ~(v2u)sign);
+}
+
+typedef struct {
+    const float *w;
+    float *g;          /* NULL: the sums only */
+    size_t n, piece;
+    float l1, two_l2;  /* the gradient's factors, rounded to float as Keras casts them to the weights' dtype */
+    double s1[PENALTY_PIECES], s2[PENALTY_PIECES];  /* per piece: sum |w|, sum w^2 */
+} penalty_job;
+
+static void penalty_piece(void *ctx, size_t c) {
+    penalty_job *j = ctx;
+    size_t lo = c * j->piece, hi = j->n - lo < j->piece ? j->n : lo + j->piece, i = lo;
+    const float *w = j->w;
+    /* 4 accumulators of 2 doubles per sum, named (an array or a loop over them and GCC adds into
+     * memory): 4 independent vector additions in flight instead of one scalar chain */
+    v2d a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
+    for (; i + PENALTY_LANES <= hi; i += PENALTY_LANES) {
+        v2d v0 = pair(w + i), v1 = pair(w + i + 2), v2 = pair(w + i + 4), v3 = pair(w + i + 6);
+        a0 += magnitude(v0), a1 += magnitude(v1), a2 += magnitude(v2), a3 += magnitude(v3);
+        q0 += v0 * v0, q1 += v1 * v1, q2 += v2 * v2, q3 += v3 * v3;
+    }
+    v2d sa = (a0 + a1) + (a2 + a3), sq = (q0 + q1) + (q2 + q3);
+    double s1 = sa[0] + sa[1], s2 = sq[0] + sq[1];
+    for (; i < hi; i++) {
+        double v = w[i];
+        s1 += fabs(v);
+        s2 += v * v;
+    }
+    j->s1[c] = s1;
+    j->s2[c] = s2;
+    float *g = j->g;
+    if (!g) return;
+    if (j->l1 != 0.0f)  /* sign(0) = 0, the gradient of |w| at 0 in Keras's backends */
+        for (i = lo; i < hi; i++) g[i] += j->l1 * (float)((w[i] > 0.0f) - (w[i] < 0.0f));
+    if (j->two_l2 != 0.0f)
+        for (i = lo; i < hi; i++) g[i] += j->two_l2 * w[i];
+}
+
+/* l1 * sum|w| + l2 * sum(w^2) of w (n), in double; with g (n) not NULL, also g += l1 * sign(w) +
+ * 2 * l2 * w. */
+static double weight_penalty(const float *w, float *g, size_t n, double l1, double l2) {
+    penalty_job j = {.w = w, .g = g, .n = n, .l1 = (float)l1, .two_l2 = (float)(2.0 * l2)};
+    j.piece = (n + PENALTY_PIECES - 1) / PENALTY_PIECES;
+    if (j.piece < PENALTY_PIECE_MIN) j.piece = PENALTY_PIECE_MIN;
+    size_t pieces = (n + j.piece - 1) / j.piece;
+    if (n >= PENALTY_PAR_MIN && mc_get_num_threads() > 1) {
+        mc_parallel_for(pieces, penalty_piece, &j);
+    } else {
+        for (size_t c = 0; c < pieces; c++) penalty_piece(&j, c);
+    }
+    double s1 = 0.0, s2 = 0.0;
+    for (size_t c = 0; c < pieces; c++) {
+        s1 += j.s1[c];
+        s2 += j.s2[c];
+    }
+    return l1 * s1 + l2 * s2;
+}
+
+/* The penalties of a trainable layer's weights; with grads not NULL, their gradients added there. */
+static double layer_penalty(const mc_layer *ly, const float *params, float *grads) {
+    double total = 0.0;
+    for (size_t i = 0; i < MC_PENALIZED_WEIGHTS; i++) {
+        if (!penalized(ly, i)) continue;  /* also every slot without a trained weight (checked) */
+        ptrdiff_t off = ly->w[i].off;
+        total += weight_penalty(params + off, grads ? grads + off : NULL, ly->w[i].len, penalty_l1(ly, i),
+                                penalty_l2(ly, i));
+    }
+    return total;
+}
+
+double mc_model_penalty(const mc_model *m) {
+    double total = 0.0;
+    for (size_t l = 0; l < m->L; l++)
+        if (m->layers[l].trainable) total += layer_penalty(&m->layers[l], m->params, NULL);
+    return total;
+}
+
 /* --- backward --- */
 
-void mc_model_backward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training, float *dlast,
-                       int fused, float *dx) {
-    mc_model_backward_from(m, a, x, 0, B, training, dlast, fused, dx);
+double mc_model_backward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training, float *dlast,
+                         int fused, float *dx) {
+    return mc_model_backward_from(m, a, x, 0, B, training, dlast, fused, dx);
 }
 
 /* Whether backward writes gradients of the layer's weights. */
@@ -334,15 +462,16 @@ static int has_grads(const mc_layer *ly) {
     return 0;
 }
 
-void mc_model_backward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
-                            int training, float *dlast, int fused, float *dx) {
+double mc_model_backward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
+                              int training, float *dlast, int fused, float *dx) {
     size_t L = m->L, stop = first;
+    double penalty = 0.0;
     if (!dx) {
         /* nothing below the lowest layer with gradients to compute needs one */
         stop = L;
         for (size_t l = first; l < L && stop == L; l++)
             if (has_grads(&m->layers[l])) stop = l;
-        if (stop == L) return;
+        if (stop == L) return penalty;
     }
     float *g = dlast, *other = dlast == a->g0 ? a->g1 : a->g0;
     for (size_t l = L; l-- > stop;) {
@@ -362,9 +491,11 @@ void mc_model_backward_from(const mc_model *m, mc_arena *a, const float *x, size
             .skip_act = fused && l == L - 1,
         };
         ly->ops->backward(ly, &b);
+        if (grads) penalty += layer_penalty(ly, m->params, m->grads);
         if (b.dinp == other) {
             other = g;
             g = b.dinp;
         }
     }
+    return penalty;
 }

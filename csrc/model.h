@@ -25,7 +25,8 @@ typedef struct mc_model {
  * float64 into layers (L). Checks: codes in range, trainable 0/1, shapes >= 1, geometry >= 0, each
  * layer's input size equal to the previous layer's output size (the first's to d, the input row
  * width), the kind's own checks (mc_layer_ops.init), every weight inside [0, P) and not overlapping
- * any other, absent weights at offset -1. MC_ERR_SHAPE / MC_ERR_ARG with a message naming
+ * any other, absent weights at offset -1, penalty factors finite, >= 0 and 0 on a slot without a
+ * trained weight. MC_ERR_SHAPE / MC_ERR_ARG with a message naming
  * "layers[l]" and the values found. */
 mc_status mc_layers_from_table(mc_layer *layers, const int64_t *rows, const double *lfloats, size_t L,
                                size_t d, size_t P, mc_error *err);
@@ -89,19 +90,27 @@ const float *mc_model_logits(const mc_model *m, const mc_arena *a, const float *
 /* The same after mc_model_forward_from(..., x, first, ...). */
 const float *mc_model_logits_from(const mc_model *m, const mc_arena *a, const float *x, size_t first);
 
+/* The weight penalties (layer.h, MC_FCOL_W0_L1 ...) at the current params, in double: the sum over
+ * the trainable layers' penalized weights of l1 * sum|w| + l2 * sum(w^2). Weights of frozen layers
+ * count nothing, as in Keras (its penalties come from the trainable weights). A model without
+ * penalties costs a look at each layer's factors, no pass over the weights. Cannot fail. */
+double mc_model_penalty(const mc_model *m);
+
 /* Backward pass after mc_model_forward with the same x, B and training flag. dlast (B, n_out of the
  * last layer) holds dL/d(output), or dL/d(logits) when fused != 0 (the last activation is skipped);
  * it must be a->g0 or a->g1 and is clobbered. For every trainable layer, the gradients of its
- * trained weights are OVERWRITTEN; frozen ranges are not touched. dx (B, n_in of layer 0), if not
- * NULL, receives dL/dx; without it the pass stops at the lowest trainable layer with trained
- * weights and the first layer's input gradient is never computed. Layers write their input's
- * gradient into the other of g0/g1 (ping-pong), so any layer may change the width. Cannot fail. */
-void mc_model_backward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training, float *dlast,
-                       int fused, float *dx);
+ * trained weights are OVERWRITTEN, plus the gradient of their penalty, l1 * sign(w) + 2 * l2 * w
+ * with sign(0) = 0; frozen ranges are not touched. Returns those layers' penalties: the same sum as
+ * mc_model_penalty, from the same pass over the weights. dx (B, n_in of layer 0), if not NULL,
+ * receives dL/dx; without it the pass stops at the lowest trainable layer with trained weights and
+ * the first layer's input gradient is never computed. Layers write their input's gradient into the
+ * other of g0/g1 (ping-pong), so any layer may change the width. Cannot fail. */
+double mc_model_backward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training, float *dlast,
+                         int fused, float *dx);
 
-/* The same after mc_model_forward_from(..., x, first, ...): layers below `first` are not visited and
- * dx, if not NULL, receives dL/d(input of layer first). */
-void mc_model_backward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
-                            int training, float *dlast, int fused, float *dx);
+/* The same after mc_model_forward_from(..., x, first, ...): layers below `first` are not visited (nor
+ * their penalties counted) and dx, if not NULL, receives dL/d(input of layer first). */
+double mc_model_backward_from(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B,
+                              int training, float *dlast, int fused, float *dx);
 
 #endif

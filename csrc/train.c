@@ -328,6 +328,9 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
     int check_products = check_x && m->layers[gp.first].ops->checks_products;
     if (check_products) a.first_product_nonfinite = &product_nonfinite;
     int params_finite = -1;  /* not scanned yet (infer) */
+    /* the weight penalties added to each batch's loss: evaluate's weights stay as they are; training
+     * has them from each step's backward pass, at the weights of that step (Keras's loss) */
+    double penalty = mode == 1 ? mc_model_penalty(m) : 0.0;
     gather_job next;
     float *x_cur = bb.x, *x_next = bb.x_next;
     double last = now_seconds();
@@ -370,12 +373,12 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
             float *dl = training ? a.g0 : NULL;
             const float *wb = gather_w(dt, perm, start, b, &bb);
             double lsum = mc_loss_eval(loss, fused, dl, outp, logits, yb, lb, wb, b, n_out);
-            s.loss_sum += lsum;
             mc_metrics_add(metrics, s.metric_sums, outp, yb, lb, b, n_out);
             if (training) {
-                mc_model_backward_from(m, &a, xb, gp.first, b, 1, dl, fused, NULL);
+                penalty = mc_model_backward_from(m, &a, xb, gp.first, b, 1, dl, fused, NULL);
                 mc_optim_step(opt, m->params, m->grads, iterations);
             }
+            s.loss_sum += lsum + penalty * (double)b;
         }
         s.n_seen += b;
         if (sums) *sums = s;
@@ -424,8 +427,7 @@ mc_status mc_loss_and_grad(const mc_model *m, const float *x, size_t B, const fl
     const float *logits = fused ? mc_model_logits(m, &a, x) : NULL;
     size_t n_out = m->layers[m->L - 1].n_out;
     double lsum = mc_loss_eval(loss, fused, a.g0, a.out[m->L - 1], logits, y, labels, sw, B, n_out);
-    *loss_out = lsum / (double)B;
-    mc_model_backward(m, &a, x, B, training, a.g0, fused, dx);
+    *loss_out = lsum / (double)B + mc_model_backward(m, &a, x, B, training, a.g0, fused, dx);
     mc_arena_release(&a);
     return MC_OK;
 }

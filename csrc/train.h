@@ -16,7 +16,7 @@
 typedef struct {
     size_t batch;       /* index of the batch just finished, from 0 */
     size_t n_batches;   /* batches in this call */
-    double loss_sum;    /* sum over finished batches of batch mean loss * batch rows */
+    double loss_sum;    /* sum over finished batches of (batch mean loss + weight penalties) * batch rows */
     const double *metric_sums;  /* per metric of the call, in its order: sum of per-sample values */
     size_t n_metrics;
     size_t n_seen;      /* rows finished */
@@ -54,7 +54,9 @@ typedef struct {
 /* One epoch of training: for each batch of batch_size rows taken in the order perm (int64 (N), a
  * permutation of [0, N); NULL = sequential), the last batch possibly shorter: gather -> forward
  * (dropout on, masks keyed by (seed, *iterations, layer, element)) -> loss and gradient -> backward
- * (grads of trainable layers overwritten) -> optimizer step over opt's segments -> *iterations += 1.
+ * (grads of trainable layers overwritten, their weight penalties' gradients added) -> optimizer step
+ * over opt's segments -> *iterations += 1. Each batch's loss includes the weight penalties
+ * (mc_model_penalty) at the weights of its step, before the update.
  * sums receives the running sums (also on MC_STOPPED). Allocates one arena for the call.
  * Returns MC_OK, MC_STOPPED (the hook asked), MC_ERR_NOMEM, or MC_ERR_ARG for batch_size 0, an
  * empty layer chain, or targets of the wrong form for the loss (SCCE: labels, others: y). Labels
@@ -64,7 +66,8 @@ mc_status mc_train_epoch(const mc_model *m, const mc_data *data, const int64_t *
                          const mc_loss_spec *loss, const mc_metrics *metrics, const mc_optim *opt, int64_t *iterations,
                          uint64_t seed, const mc_hook *hook, mc_sums *sums, mc_error *err);
 
-/* Loss and metric sums over the data in order, inference mode (no dropout), nothing written but sums.
+/* Loss and metric sums over the data in order, inference mode (no dropout), nothing written but sums;
+ * each batch's loss includes the weight penalties (mc_model_penalty), as Keras's evaluate reports.
  * Same return codes as mc_train_epoch. */
 mc_status mc_evaluate(const mc_model *m, const mc_data *data, size_t batch_size, const mc_loss_spec *loss,
                       const mc_metrics *metrics, const mc_hook *hook, mc_sums *sums, mc_error *err);
@@ -76,7 +79,8 @@ mc_status mc_predict(const mc_model *m, const mc_data *data, float *out, size_t 
 
 /* One forward/backward over all B rows of x (B, d) float32 as a single batch (dropout on when
  * training != 0, masks keyed by (seed, step 0, layer, element)): *loss_out = batch mean loss (weighted
- * by sw (B) when not NULL, see mc_loss_eval), grads of trainable layers OVERWRITTEN, dx (B, d) = dL/dx
+ * by sw (B) when not NULL, see mc_loss_eval) + the weight penalties (mc_model_penalty), grads of
+ * trainable layers OVERWRITTEN (with the penalties' gradients, as mc_model_backward), dx (B, d) = dL/dx
  * if not NULL. MC_ERR_ARG for B == 0 or targets of the wrong form, MC_ERR_NOMEM. */
 mc_status mc_loss_and_grad(const mc_model *m, const float *x, size_t B, const float *y, const int32_t *labels,
                            const float *sw, const mc_loss_spec *loss, uint64_t seed, int training,

@@ -10,7 +10,7 @@ import sys
 
 from mnistc._C import FormatError, __version__, get_num_threads, set_num_threads
 from mnistc import (_public, activations, backend, callbacks, datasets, initializers, layers, losses, metrics,
-                    models, nn, optimizers, utils)
+                    models, nn, optimizers, regularizers, utils)
 from mnistc.layers import Input
 from mnistc.models import Model, Sequential
 from mnistc.saving import load_model
@@ -29,5 +29,5 @@ del _name, _module
 
 __all__ = ["FormatError", "Input", "Model", "Sequential", "activations", "backend", "callbacks", "datasets",
            "get_num_threads", "initializers", "keras", "layers", "load_model", "losses", "metrics", "models",
-           "nn", "optimizers", "set_num_threads", "utils", "__version__"]
+           "nn", "optimizers", "regularizers", "set_num_threads", "utils", "__version__"]
 __getattr__, __dir__ = _public.hooks(__name__)

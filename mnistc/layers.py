@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from mnistc import _C, _public, activations, initializers
+from mnistc import _C, _public, activations, initializers, regularizers
 from mnistc._plan import CRow
 from mnistc._tensor import as_tensor
 
@@ -70,7 +70,8 @@ class Layer:
         layer.get_weights()
     """
 
-    _allowed_kwargs = ("input_shape", "input_dim", "batch_input_shape", "batch_size", "dtype")
+    _allowed_kwargs = ("input_shape", "input_dim", "batch_input_shape", "batch_size", "dtype",
+                       "activity_regularizer")
 
     def __init__(self, trainable=True, name=None, **kwargs):
         unknown = {k: v for k, v in kwargs.items() if k not in self._allowed_kwargs}
@@ -78,6 +79,11 @@ class Layer:
             raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {unknown}")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
+        if kwargs.get("activity_regularizer") is not None:
+            raise ValueError(f"{type(self).__name__}: activity_regularizer is not supported by mnistc (got "
+                             f"{kwargs['activity_regularizer']!r}). Penalties on weights are: kernel_regularizer "
+                             "and bias_regularizer (Dense, Conv2D), gamma_regularizer and beta_regularizer "
+                             "(BatchNormalization).")
         self.name = name or _auto_name(_snake(type(self).__name__))
         self._trainable = bool(trainable)
         self.built = False
@@ -87,6 +93,7 @@ class Layer:
         self._weight_names = []
         self._weight_trained = [] # per weight: trained by the optimizer when the layer is trainable
         self._constants = []      # arrays the C core reads that are not Keras weights (_plan._laid_out)
+        self._weight_regularizers = []  # per weight: its Regularizer or None, fixed when it is made
         self._first_call = None   # (input, output) KerasTensors of the layer's first symbolic call
         shape = kwargs.get("input_shape")
         if kwargs.get("batch_input_shape") is not None:
@@ -123,6 +130,15 @@ class Layer:
     @property
     def variables(self):
         return self.weights
+
+    @property
+    def losses(self):
+        """The current penalties of the regularized trainable weights, float32 scalars in weight order
+        (none while the layer is frozen), as Keras's `layer.losses`."""
+        if not self._trainable:
+            return []
+        return [reg(w) for w, t, reg in zip(self._weights, self._weight_trained, self._weight_regularizers)
+                if t and reg is not None]
 
     def get_weights(self):
         """Copies of the layer's weights (kernel, bias), as in Keras."""
@@ -172,12 +188,22 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def _add_weight(self, name, shape, initializer, trainable=True):
+    def _add_weight(self, name, shape, initializer, trainable=True, regularizer=None):
         w = np.array(initializer(shape), np.float32, order="C")  # 0-d stays 0-d (Normalization's count)
         self._weights.append(w)
         self._weight_names.append(name)
         self._weight_trained.append(bool(trainable))
+        self._weight_regularizers.append(regularizer)
         return w
+
+    def _penalty_floats(self, slots, floats=None):
+        """The C row's float constants (`floats`, zeros if None) with the penalty factors of the
+        weights in C weight slots 0 and 1 (`slots`: their indices in the layer's weights, -1 absent)."""
+        f = list(floats or [0.0] * _C.FTABLE_COLS)
+        for slot, (col_l1, col_l2) in enumerate(((_C.FCOL_W0_L1, _C.FCOL_W0_L2), (_C.FCOL_W1_L1, _C.FCOL_W1_L2))):
+            if slot < len(slots) and slots[slot] >= 0:
+                f[col_l1], f[col_l2] = regularizers._c_factors(self._weight_regularizers[slots[slot]])
+        return tuple(f)
 
     def _c_rows(self):
         """Rows for the C layer table (a list of `_plan.CRow`); none for a layer that is free."""
@@ -290,7 +316,19 @@ class Reshape(Layer):
 
 
 class _KernelBias:
-    """`kernel` and `bias` (None without use_bias) of a layer whose weights are [kernel, bias]."""
+    """`kernel` and `bias` (None without use_bias) of a layer whose weights are [kernel, bias], with
+    their regularizers."""
+
+    def _init_regularizers(self, kernel_regularizer, bias_regularizer):
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def _regularizer_config(self):
+        return {"kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+
+    def _kernel_bias_floats(self):
+        return self._penalty_floats((0, 1 if self.use_bias else -1))
 
     @property
     def kernel(self):
@@ -309,16 +347,18 @@ class Dense(_KernelBias, Layer):
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, **kwargs):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"Received an invalid value for `units`, expected a positive integer. "
                              f"Received: units={units!r}")
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.units = int(units)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self._init_regularizers(kernel_regularizer, bias_regularizer)
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -326,9 +366,10 @@ class Dense(_KernelBias, Layer):
             raise ValueError(
                 f"Dense layer '{self.name}' with softmax received input of shape {(None, *input_shape)}; the "
                 "losses read flat samples (None, classes). Add a Flatten() layer before it.")
-        self._add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
+        self._add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
+                         regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self._add_weight("bias", (self.units,), self.bias_initializer)
+            self._add_weight("bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -336,13 +377,14 @@ class Dense(_KernelBias, Layer):
 
     def _c_rows(self):
         return [CRow(_C.LAYER_DENSE, self.input_shape, self.output_shape, activations.code(self.activation),
-                     weights=(0, 1 if self.use_bias else -1))]
+                     weights=(0, 1 if self.use_bias else -1), floats=self._kernel_bias_floats())]
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer)}
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                **self._regularizer_config()}
 
 
 class Activation(Layer):
@@ -407,10 +449,9 @@ def _relu_row(layer, negative_slope, max_value, threshold):
     floats = [0.0] * _C.FTABLE_COLS
     floats[_C.FCOL_NEGATIVE_SLOPE] = negative_slope
     floats[_C.FCOL_MAX_VALUE] = math.inf if max_value is None else max_value
-    # the threshold travels as the bits of its float32 in the kernel_h column (_C.COL_RELU_THRESHOLD)
-    bits = int(np.float32(threshold).view(np.uint32))
+    floats[_C.FCOL_THRESHOLD] = threshold
     shape = layer.input_shape or (1,)  # a 1-D batch: samples of one value
-    return [CRow(_C.LAYER_RELU, shape, shape, kernel=(bits, 0), floats=tuple(floats))]
+    return [CRow(_C.LAYER_RELU, shape, shape, floats=tuple(floats))]
 
 
 class ReLU(Layer):
@@ -591,11 +632,12 @@ class Conv2D(_KernelBias, Layer):
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, **kwargs):
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
             raise ValueError(f"Invalid value for argument `filters`. Expected a strictly positive value. "
                              f"Received filters={filters!r}.")
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         _channels_last(data_format, "Conv2D")
         if _pair(dilation_rate, "dilation_rate", "Conv2D") != (1, 1) or groups != 1:
             raise ValueError("Conv2D: dilation_rate and groups other than 1 are not supported by mnistc")
@@ -607,6 +649,7 @@ class Conv2D(_KernelBias, Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self._init_regularizers(kernel_regularizer, bias_regularizer)
 
     def build(self, input_shape):
         h, w, c = _image_shape(self, input_shape)
@@ -614,9 +657,10 @@ class Conv2D(_KernelBias, Layer):
             raise ValueError(f"Conv2D layer '{self.name}': softmax over feature maps is not supported; use it on "
                              "the last Dense layer after Flatten()")
         self._geometry = _window_geometry(self, (h, w), self.kernel_size, self.strides, self.padding)
-        self._add_weight("kernel", (*self.kernel_size, c, self.filters), self.kernel_initializer)
+        self._add_weight("kernel", (*self.kernel_size, c, self.filters), self.kernel_initializer,
+                         regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self._add_weight("bias", (self.filters,), self.bias_initializer)
+            self._add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -626,14 +670,15 @@ class Conv2D(_KernelBias, Layer):
     def _c_rows(self):
         return [CRow(_C.LAYER_CONV2D, self.input_shape, self.output_shape, activations.code(self.activation),
                      weights=(0, 1 if self.use_bias else -1), kernel=self.kernel_size, strides=self.strides,
-                     padding=self._geometry[1])]
+                     padding=self._geometry[1], floats=self._kernel_bias_floats())]
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
                 "strides": list(self.strides), "padding": self.padding, "activation": self.activation,
                 "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer)}
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                **self._regularizer_config()}
 
 
 class _Pooling2D(Layer):
@@ -710,7 +755,7 @@ class BatchNormalization(Layer):
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
-                 moving_variance_initializer="ones", **kwargs):
+                 moving_variance_initializer="ones", beta_regularizer=None, gamma_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         if axis not in (-1, 3) and not (isinstance(axis, (list, tuple)) and list(axis) in ([-1], [3])):
             raise ValueError(f"BatchNormalization: mnistc normalises the last axis (axis=-1, channels_last), "
@@ -726,18 +771,20 @@ class BatchNormalization(Layer):
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
 
     def build(self, input_shape):
         c = tuple(input_shape)[-1]
         slots = []
         if self.scale:
             slots.append(len(self._weights))
-            self._add_weight("gamma", (c,), self.gamma_initializer)
+            self._add_weight("gamma", (c,), self.gamma_initializer, regularizer=self.gamma_regularizer)
         else:
             slots.append(-1)
         if self.center:
             slots.append(len(self._weights))
-            self._add_weight("beta", (c,), self.beta_initializer)
+            self._add_weight("beta", (c,), self.beta_initializer, regularizer=self.beta_regularizer)
         else:
             slots.append(-1)
         slots.append(len(self._weights))
@@ -761,7 +808,7 @@ class BatchNormalization(Layer):
         floats = [0.0] * _C.FTABLE_COLS
         floats[_C.FCOL_EPSILON], floats[_C.FCOL_MOMENTUM] = self.epsilon, self.momentum
         return [CRow(_C.LAYER_BATCHNORM, self.input_shape, self.output_shape, weights=self._slots,
-                     floats=tuple(floats))]
+                     floats=self._penalty_floats(self._slots, floats))]
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
@@ -769,7 +816,9 @@ class BatchNormalization(Layer):
                 "beta_initializer": initializers.serialize(self.beta_initializer),
                 "gamma_initializer": initializers.serialize(self.gamma_initializer),
                 "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
-                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer)}
+                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer)}
 
 
 # Keras's backend.epsilon(): Normalization divides by max(sqrt(variance), epsilon)

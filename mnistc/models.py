@@ -222,6 +222,12 @@ class Model(Trainer):
     def non_trainable_weights(self):
         return [w for layer in self._layers for w in layer.non_trainable_weights]
 
+    @property
+    def losses(self):
+        """The current weight penalties (regularizers) of the trainable weights, float32 scalars in
+        weight order, as Keras's `model.losses`; fit and evaluate add their sum to the loss."""
+        return [loss for layer in self._layers for loss in layer.losses]
+
     def get_weights(self):
         """Copies of all weights, per layer in order: kernel, bias."""
         return [w for layer in self._layers for w in layer.get_weights()]

@@ -73,11 +73,12 @@ def _c_train_epoch(training, data, batch_size, perm, seed, hook=None, every_batc
     return loss_sum, metric_sums, count
 
 
-def _c_evaluate(plan, loss, data, batch_size, hook=None):
+def _c_evaluate(plan, flags, loss, data, batch_size, hook=None):
     """(loss_sum, metric_sums, count) of the model over data; no dropout, nothing updated. With sample
-    weights loss_sum is sum(w * loss); the metrics are never weighted (Keras's `metrics`)."""
-    return _C.evaluate(plan.layers, plan.lfloats, plan.params, data.x, data.y, batch_size, loss.c_spec(),
-                       data.metrics, hook, data.sw)
+    weights loss_sum is sum(w * loss); the metrics are never weighted (Keras's `metrics`). The loss
+    includes the weight penalties of the layers trainable by `flags`."""
+    return _C.evaluate(plan.tables(flags)[0], plan.lfloats, plan.params, data.x, data.y, batch_size,
+                       loss.c_spec(), data.metrics, hook, data.sw)
 
 
 def _add_sums(total, sums):
@@ -196,6 +197,12 @@ class Trainer:
                             "takes effect only after you call `model.compile(...)` again. "
                             f"Changed layers: {changed}")
         return flags
+
+    def _eval_flags(self):
+        """The trainable flags whose layers' weight penalties evaluate adds: those of compile (as fit's),
+        or the current ones when the layers changed since."""
+        flags = self._compiled_flags
+        return flags if len(flags) == len(self._layers) else [layer.trainable for layer in self._layers]
 
     def _check_loss_head(self, plan):
         act = plan.last_activation
@@ -480,12 +487,12 @@ class Trainer:
             def hook(batch, *sums):
                 bar.update(batch + 1, self._logs(sums))
         if not isinstance(data, _data.BatchStream):
-            return _c_evaluate(self._get_plan(), self.loss, data, batch_size, hook)
+            return _c_evaluate(self._get_plan(), self._eval_flags(), self.loss, data, batch_size, hook)
         total = self._no_sums()
         for k, batch in data.epoch():
             bx, by, bsw = _data.unpack_batch(batch, k, "evaluate")
             part = self._prepare(bx, by, what=f"x of batch {k}", sample_weight=bsw)
-            total = _add_sums(total, _c_evaluate(self._get_plan(), self.loss, part, len(part.x)))
+            total = _add_sums(total, _c_evaluate(self._get_plan(), self._eval_flags(), self.loss, part, len(part.x)))
             if hook is not None:
                 hook(k, *total)
         if total[2] == 0:
@@ -594,5 +601,5 @@ class Trainer:
         """Loss and metrics on one batch, without updating anything."""
         self._assert_compiled()
         data = self._prepare(x, y, sample_weight=sample_weight)
-        sums = _c_evaluate(self._get_plan(), self.loss, data, len(data.x))
+        sums = _c_evaluate(self._get_plan(), self._eval_flags(), self.loss, data, len(data.x))
         return self._result(self._logs(sums), return_dict)

@@ -422,11 +422,12 @@ def dropout_mask(seed, step, layer, count, rate):
 
 # --- layer tables and whole models ---
 
-def build_table(spec, n_in, rng, trainable=None, use_bias=True):
+def build_table(spec, n_in, rng, trainable=None, use_bias=True, penalties=None):
     """A C layer table from a short description, laid out by the model's own plan code (table_row).
 
     spec: list of ("dense", n_out, act_name) | ("act", act_name) | ("dropout", rate) |
     ("rescale", scale, offset). Weights drawn from rng (glorot-uniform kernels, small random biases).
+    penalties: {spec index of a dense layer: (kernel l1, kernel l2, bias l1, bias l2)}.
     Returns (layers int64 (L, _C.TABLE_COLS), lfloats float64 (L, _C.FTABLE_COLS), params float32 (P,)).
     """
     rows, floats, chunks, P, width = [], [], [], 0, n_in
@@ -442,7 +443,9 @@ def build_table(spec, n_in, rng, trainable=None, use_bias=True):
                 chunks.append(rng.uniform(-0.1, 0.1, size=n_out))
                 offsets.append(P)
                 P += n_out
-            row = CRow(DENSE, (width,), (n_out,), act, weights=(0, 1 if use_bias else -1))
+            factors = (penalties or {}).get(i, (0.0, 0.0, 0.0, 0.0))
+            row = CRow(DENSE, (width,), (n_out,), act, weights=(0, 1 if use_bias else -1),
+                       floats=_floats(dict(zip(PENALTY_COLS, factors))))
             width = n_out
         elif kind == "act":
             row = CRow(ACTIVATION, (width,), (width,), ACT[item[1]])
@@ -459,6 +462,16 @@ def build_table(spec, n_in, rng, trainable=None, use_bias=True):
     params = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     return (np.array(rows, np.int64).reshape(-1, _C.TABLE_COLS),
             np.array(floats, np.float64).reshape(-1, _C.FTABLE_COLS), params)
+
+
+PENALTY_COLS = (_C.FCOL_W0_L1, _C.FCOL_W0_L2, _C.FCOL_W1_L1, _C.FCOL_W1_L2)
+
+
+def weight_penalty(w, l1, l2):
+    """Keras's L1L2 penalty of one weight in float64, l1 * sum|w| + l2 * sum(w^2), and its gradient
+    l1 * sign(w) + 2 * l2 * w (sign(0) = 0)."""
+    w = np.asarray(w, np.float64)
+    return l1 * np.abs(w).sum() + l2 * np.square(w).sum(), l1 * np.sign(w) + 2.0 * l2 * w
 
 
 def _floats(values):
@@ -539,9 +552,10 @@ def model_forward(layers, lfloats, params, x, training=False, seed=0, step=0):
 
 
 def model_loss_and_grad(layers, lfloats, params, x, y, spec, training=False, seed=0, step=0, sample_weight=None):
-    """(mean loss, grads (P,) with the trainable layers' ranges filled (zeros elsewhere), dx (B, d),
-    output) of the whole chain, with the engine's fused-loss rule; sample_weight (B,) weights the
-    per-sample losses as weighted_loss_eval does."""
+    """(mean loss + weight penalties, grads (P,) with the trainable layers' ranges filled (zeros
+    elsewhere), dx (B, d), output) of the whole chain, with the engine's fused-loss rule;
+    sample_weight (B,) weights the per-sample losses as weighted_loss_eval does. The penalties are
+    the trainable dense layers' (lfloats' FCOL_W*_L* columns), with their gradients."""
     out, cache = model_forward(layers, lfloats, params, x, training, seed, step)
     fused = is_fused(layers, spec)
     logits = cache[-1][1] if fused else None
@@ -578,7 +592,18 @@ def model_loss_and_grad(layers, lfloats, params, x, y, spec, training=False, see
         else:
             raise ValueError(f"model_loss_and_grad: no backward for layer kind {kind}; differentiate "
                              "keras_layer_forward numerically (numeric_grad)")
-    return per.mean(), grads, g, out
+    # the trainable dense layers' weight penalties, on the loss and on their gradients
+    penalty = 0.0
+    for l, row in enumerate(layers):
+        if row[KIND] != DENSE or not row[TRAINABLE]:
+            continue
+        w_off, n_in, n_out, b_off = _dense_weights(row)
+        for off, n, (c1, c2) in ((w_off, n_in * n_out, PENALTY_COLS[:2]), (b_off, n_out, PENALTY_COLS[2:])):
+            if off >= 0:
+                p, dp = weight_penalty(params64[off:off + n], lfloats[l, c1], lfloats[l, c2])
+                penalty += p
+                grads[off:off + n] += dp
+    return per.mean() + penalty, grads, g, out
 
 
 # --- optimizers (Keras 3 update rules) on float64 copies ---

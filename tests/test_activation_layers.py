@@ -173,12 +173,13 @@ def test_relu_derivative_at_the_kinks():
     np.testing.assert_allclose(dx, np.array([[0.25, 0.25, 1.0, 0.0, 0.0, 0.25]]) * (-1 / 3), rtol=1e-6)
 
 
-def test_threshold_travels_as_float32_bits_in_the_kernel_h_column():
-    assert _C.COL_RELU_THRESHOLD == _C.COL_KERNEL_H
-    model = mnistc.Sequential([mnistc.Input((3,)), L.ReLU(threshold=0.7)])
-    row = model._get_plan().layers[0]
-    assert row[_C.COL_KIND] == _C.LAYER_RELU
-    assert np.array(row[_C.COL_RELU_THRESHOLD], np.uint32).view(np.float32) == np.float32(0.7)
+def test_relu_constants_travel_in_the_float_table():
+    model = mnistc.Sequential([mnistc.Input((3,)), L.ReLU(max_value=6.0, negative_slope=0.1, threshold=0.7)])
+    plan = model._get_plan()
+    assert plan.layers[0][_C.COL_KIND] == _C.LAYER_RELU
+    floats = plan.lfloats[0]
+    assert (floats[_C.FCOL_NEGATIVE_SLOPE], floats[_C.FCOL_MAX_VALUE], floats[_C.FCOL_THRESHOLD]) == (0.1, 6.0, 0.7)
+    assert not floats[_C.FCOL_W0_L1:].any()
 
 
 def test_leaky_relu_activation_string_on_dense_conv_and_activation_is_keras_0_2():

@@ -1,7 +1,7 @@
 /* Standalone checks of the training engine, meant to run under ASan/UBSan: dense forward/backward
  * against central differences, Adam against a double-precision hand computation with frozen ranges,
- * table validation messages, the epoch loop's hook stop, and allocation failures (no leak, no
- * partial update). The numeric oracle for everything else is tests/reference.py. */
+ * table validation messages, the epoch loop's hook stop, allocation failures (no leak, no partial
+ * update), and weight penalties. The numeric oracle for everything else is tests/reference.py. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,6 +247,82 @@ static void test_epoch_loop(void) {
     x[9 * 4 + 2] = saved;
 }
 
+/* Weight penalties: the table check, mc_model_penalty against a double sum, loss_and_grad's loss and
+ * gradients against the same model without them (the difference is exactly the penalty's part), a
+ * frozen layer counting nothing, and a whole epoch with them under the sanitizers. */
+static void test_weight_penalties(void) {
+    enum { N = 6, P = 43 };
+    int64_t rows[2 * MC_TABLE_COLS];
+    double lf[2 * MC_FTABLE_COLS] = {0}, none[2 * MC_FTABLE_COLS] = {0};
+    mc_layer layers[2], plain[2];
+    mc_error err = {0};
+    two_layers(rows);
+    lf[MC_FCOL_W0_L2] = 0.5;                    /* layer 0: kernel l2, bias l1 */
+    lf[MC_FCOL_W1_L1] = 0.25;
+    lf[MC_FTABLE_COLS + MC_FCOL_W0_L1] = 0.125; /* layer 1: kernel l1 and l2 */
+    lf[MC_FTABLE_COLS + MC_FCOL_W0_L2] = 0.0625;
+    CHECK(mc_layers_from_table(layers, rows, lf, 2, 4, P, &err) == MC_OK);
+    CHECK(mc_layers_from_table(plain, rows, none, 2, 4, P, &err) == MC_OK);
+    float params[P], grads[P], gplain[P], x[N * 4];
+    int32_t labels[N];
+    fill(params, P);
+    fill(x, N * 4);
+    params[3] = 0.0f;  /* a kernel entry at |w|'s kink: sign(0) = 0 */
+    params[25] = 0.0f; /* a kernel entry of layer 1 */
+    for (int i = 0; i < N; i++) labels[i] = i % 3;
+    double want = 0.0;
+    for (int i = 0; i < 20; i++) want += 0.5 * (double)params[i] * params[i];
+    for (int i = 20; i < 25; i++) want += 0.25 * fabs((double)params[i]);
+    for (int i = 25; i < 40; i++) want += 0.125 * fabs((double)params[i]) + 0.0625 * (double)params[i] * params[i];
+    mc_model model = {layers, 2, params, grads, P}, without = {plain, 2, params, gplain, P};
+    CHECK_NEAR(mc_model_penalty(&model), want, 0, 1e-12);
+    CHECK(mc_model_penalty(&without) == 0.0);
+    mc_loss_spec loss = {MC_LOSS_SCCE, 0, 0.0f};
+    double l = 0.0, lp = 0.0;
+    CHECK(mc_loss_and_grad(&model, x, N, NULL, labels, NULL, &loss, 0, 0, &l, NULL, &err) == MC_OK);
+    CHECK(mc_loss_and_grad(&without, x, N, NULL, labels, NULL, &loss, 0, 0, &lp, NULL, &err) == MC_OK);
+    CHECK_NEAR(l - lp, want, 1e-12, 1e-12);
+    int grads_ok = 1;
+    for (int i = 0; i < P; i++) {
+        double w = params[i], s = (w > 0) - (w < 0);
+        double part = i < 20 ? 2 * 0.5 * w : i < 25 ? 0.25 * s : i < 40 ? 0.125 * s + 2 * 0.0625 * w : 0.0;
+        grads_ok &= fabs((double)grads[i] - gplain[i] - part) <= 1e-6;
+    }
+    CHECK(grads_ok && grads[3] == gplain[3] && grads[40] == gplain[40]);
+    /* layer 0 frozen: its penalty and gradients are gone, layer 1's stay */
+    layers[0].trainable = 0;
+    double frozen_want = 0.0;
+    for (int i = 25; i < 40; i++)
+        frozen_want += 0.125 * fabs((double)params[i]) + 0.0625 * (double)params[i] * params[i];
+    CHECK_NEAR(mc_model_penalty(&model), frozen_want, 0, 1e-12);
+    layers[0].trainable = 1;
+    /* an epoch with penalties: the reported loss includes them (more than without) */
+    const int64_t segs[] = {0, P};
+    float m[P] = {0}, v[P] = {0}, saved[P];
+    memcpy(saved, params, sizeof params);
+    mc_optim opt = {MC_OPT_ADAM, {0.01, 0.9, 0.999, 1e-7, 0, 0, 0, 0}, segs, 1, {m, v, NULL}, 2, NULL, 0};
+    mc_data data = {x, 0, N, 4, NULL, labels, 0, NULL};
+    mc_sums sums;
+    int64_t it = 0;
+    CHECK(mc_train_epoch(&model, &data, NULL, N, &loss, NULL, &opt, &it, 7, NULL, &sums, &err) == MC_OK);
+    CHECK_NEAR(sums.loss_sum / N, l, 1e-6, 1e-6); /* one batch: the loss at the weights before the step */
+    memcpy(params, saved, sizeof params);
+    /* bad factors: negative, NaN, and one on a bias the layer does not have */
+    lf[MC_FCOL_W0_L1] = -0.5;
+    CHECK(mc_layers_from_table(layers, rows, lf, 2, 4, P, &err) == MC_ERR_ARG);
+    CHECK(strstr(err.msg, "layers[0]: weight 0's l1 penalty factor must be a finite number >= 0, got -0.5") != NULL);
+    lf[MC_FCOL_W0_L1] = NAN;
+    CHECK(mc_layers_from_table(layers, rows, lf, 2, 4, P, &err) == MC_ERR_ARG);
+    CHECK(strstr(err.msg, "got nan") != NULL);
+    lf[MC_FCOL_W0_L1] = 0.0;
+    rows[MC_TABLE_COLS + MC_COL_WEIGHT1] = -1;
+    CHECK(mc_layers_from_table(layers, rows, lf, 2, 4, P, &err) == MC_OK);
+    lf[MC_FTABLE_COLS + MC_FCOL_W1_L2] = 1.0;
+    CHECK(mc_layers_from_table(layers, rows, lf, 2, 4, P, &err) == MC_ERR_ARG);
+    CHECK(strstr(err.msg, "layers[1]: dense has no trained weight 1 here, so its l2 penalty factor must be 0, "
+                          "got 1") != NULL);
+}
+
 static void test_rng(void) {
     double s = 0.0;
     int in_range = 1;
@@ -266,6 +342,7 @@ int main(void) {
     test_adam();
     test_table_validation();
     test_epoch_loop();
+    test_weight_penalties();
     test_rng();
     MC_TEST_EXIT();
 }

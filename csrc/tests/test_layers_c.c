@@ -86,13 +86,8 @@ static size_t init_layer(mc_layer *ly, unsigned present) {
     return P;
 }
 
-/* ReLU's threshold from the bits in its kernel_h column (MC_COL_RELU_THRESHOLD) */
-static float threshold_of(const mc_layer *ly) {
-    uint32_t bits = (uint32_t)ly->kernel_h;
-    float t;
-    memcpy(&t, &bits, sizeof t);
-    return t;
-}
+/* ReLU's threshold, in float32 as the layer computes it */
+static float threshold_of(const mc_layer *ly) { return (float)ly->f[MC_FCOL_THRESHOLD]; }
 
 /* --- double-precision references: out (B, n_out) from x (B, n_in) and the parameter block p --- */
 
@@ -725,9 +720,7 @@ static void relu_ref(const mc_layer *ly, double *out, const double *x, const dou
 
 static mc_layer make_relu(size_t h, size_t w, size_t c, double slope, double max, float threshold) {
     mc_layer ly = make_layer(&mc_relu_ops, MC_LAYER_RELU, MC_ACT_LINEAR, h, w, c, c, 0, 0, 0, 0, 0);
-    uint32_t bits;
-    memcpy(&bits, &threshold, sizeof bits);
-    ly.kernel_h = bits;
+    ly.f[MC_FCOL_THRESHOLD] = threshold;
     ly.f[MC_FCOL_NEGATIVE_SLOPE] = slope;
     ly.f[MC_FCOL_MAX_VALUE] = max;
     return ly;
@@ -786,7 +779,7 @@ static void test_relu_init_rejects(void) {
         CHECK(init_status(ly, 2) == MC_ERR_ARG);
     }
     mc_layer ly = good;
-    ly.kernel_h = (size_t)1 << 32;  /* not a float32's bits */
+    ly.f[MC_FCOL_THRESHOLD] = 1e39;  /* finite as a double, infinite in float32 */
     CHECK(init_status(ly, 2) == MC_ERR_ARG);
     ly = good;
     ly.out.c = 2;
