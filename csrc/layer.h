@@ -168,7 +168,7 @@ extern const mc_layer_ops mc_dense_ops, mc_activation_ops, mc_dropout_ops, mc_re
 extern const mc_layer_ops mc_conv2d_ops, mc_maxpool2d_ops, mc_avgpool2d_ops, mc_globalavgpool2d_ops,
     mc_batchnorm_ops, mc_relu_ops, mc_normalization_ops;
 
-/* Shared by the kinds of conv.c, pool.c and norm.c (defined in conv.c). */
+/* Shared by the kinds (layer_shared.c). */
 
 /* Checks that kernel, strides, pads and output size of a windowed kind are Keras's "valid" rule
  * (pad 0, out = (in - k) / s + 1) or its "same" rule (out = ceil(in / s), pad_top = pad_total / 2
