@@ -577,7 +577,8 @@ static PyObject *py_train_epoch(PyObject *self, PyObject *args, PyObject *kwargs
                         (uint64_t)seed, &h, &sums, &err);
     Py_END_ALLOW_THREADS
     if (finish(st, &err, &hc) < 0) goto done;
-    ret = Py_BuildValue("(dNnN)", sums.loss_sum, metric_sums_object(&metrics, sums.metric_sums, sums.weight_sum, as_tuple),
+    ret = Py_BuildValue("(dNnN)", sums.loss_sum,
+                        metric_sums_object(&metrics, sums.metric_sums, sums.weight_sum, as_tuple),
                         (Py_ssize_t)sums.n_seen, PyBool_FromLong(hc.stopped));
 done:
     mc_free(seen);
@@ -617,7 +618,8 @@ static PyObject *py_evaluate(PyObject *self, PyObject *args, PyObject *kwargs) {
     st = mc_evaluate(&s.model, &s.data, (size_t)batch_size, &spec, &metrics, &h, &sums, &err);
     Py_END_ALLOW_THREADS
     if (finish(st, &err, &hc) < 0) goto done;
-    ret = Py_BuildValue("(dNn)", sums.loss_sum, metric_sums_object(&metrics, sums.metric_sums, sums.weight_sum, as_tuple),
+    ret = Py_BuildValue("(dNn)", sums.loss_sum,
+                        metric_sums_object(&metrics, sums.metric_sums, sums.weight_sum, as_tuple),
                         (Py_ssize_t)sums.n_seen);
 done:
     state_release(&s);

@@ -630,7 +630,8 @@ class Trainer:
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on (x, y) as a single batch; returns the batch's loss (and metric) as
-        measured before the update. sample_weight / class_weight weigh the per-sample losses as in fit."""
+        measured before the update. sample_weight / class_weight weigh the per-sample losses and the
+        weighted metrics as in fit."""
         self._assert_compiled()
         data = self._prepare(x, y, training=True, sample_weight=sample_weight, class_weight=class_weight)
         with self._exclusive():
@@ -638,7 +639,7 @@ class Trainer:
         return self._result(self._logs(sums), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
-        """Loss and metrics on one batch, without updating anything."""
+        """Loss and metrics on one batch, without updating anything; sample_weight as in evaluate."""
         self._assert_compiled()
         data = self._prepare(x, y, sample_weight=sample_weight)
         sums = _c_evaluate(self._get_plan(), self.loss, data, len(data.x))
