@@ -28,6 +28,9 @@ static mc_status metrics_check(const mc_metrics *metrics, int loss_kind, mc_erro
         if ((code == MC_METRIC_SPARSE_TOP_K || code == MC_METRIC_TOP_K) && metrics->m[i].k < 1)
             return mc_set_error(err, MC_ERR_ARG, "metric: top-k accuracy (%d) needs k >= 1, got k = %d (metric %zu)",
                                 code, metrics->m[i].k, i);
+        if (metrics->m[i].weighted != 0 && metrics->m[i].weighted != 1)
+            return mc_set_error(err, MC_ERR_ARG, "metric: weighted must be 0 or 1, got %d (metric %zu)",
+                                metrics->m[i].weighted, i);
     }
     return MC_OK;
 }
@@ -259,52 +262,66 @@ static int in_top_k(const float *r, size_t n, size_t label, int k) {
     return above < (size_t)k;
 }
 
+/* The metric's value for row i (pred row r). */
+static double metric_row(const mc_metric_spec *metric, const float *r, const float *y, const int32_t *labels,
+                         size_t i, size_t n) {
+    switch (metric->code) {
+    case MC_METRIC_SPARSE_CATEGORICAL:
+    case MC_METRIC_CATEGORICAL: {
+        size_t want = labels ? (size_t)labels[i] : argmax_row(y + i * n, n);
+        return argmax_row(r, n) == want ? 1.0 : 0.0;
+    }
+    case MC_METRIC_SPARSE_TOP_K:
+    case MC_METRIC_TOP_K: {
+        size_t want = labels ? (size_t)labels[i] : argmax_row(y + i * n, n);
+        return in_top_k(r, n, want, metric->k) ? 1.0 : 0.0;
+    }
+    case MC_METRIC_BINARY: {
+        size_t hits = 0;
+        for (size_t j = 0; j < n; j++) {
+            int t = labels ? labels[i] == (int32_t)j : y[i * n + j] > 0.5f;
+            hits += (r[j] > 0.5f) == t;
+        }
+        return (double)hits / (double)n;
+    }
+    case MC_METRIC_MSE:
+    case MC_METRIC_MAE: {
+        double row = 0.0;
+        for (size_t j = 0; j < n; j++) {
+            double e = (double)r[j] - (labels ? (double)labels[i] : (double)y[i * n + j]);
+            row += metric->code == MC_METRIC_MSE ? e * e : fabs(e);
+        }
+        return row / (double)n;
+    }
+    default:
+        return 0.0;
+    }
+}
+
 double mc_metric_sum(const mc_metric_spec *metric, const float *pred, const float *y, const int32_t *labels,
-                     size_t B, size_t n) {
+                     const float *w, size_t B, size_t n) {
     double total = 0.0;
-    for (size_t i = 0; i < B; i++) {
-        const float *r = pred + i * n;
-        switch (metric->code) {
-        case MC_METRIC_SPARSE_CATEGORICAL:
-        case MC_METRIC_CATEGORICAL: {
-            size_t want = labels ? (size_t)labels[i] : argmax_row(y + i * n, n);
-            total += argmax_row(r, n) == want ? 1.0 : 0.0;
-            break;
-        }
-        case MC_METRIC_SPARSE_TOP_K:
-        case MC_METRIC_TOP_K: {
-            size_t want = labels ? (size_t)labels[i] : argmax_row(y + i * n, n);
-            total += in_top_k(r, n, want, metric->k) ? 1.0 : 0.0;
-            break;
-        }
-        case MC_METRIC_BINARY: {
-            size_t hits = 0;
-            for (size_t j = 0; j < n; j++) {
-                int t = labels ? labels[i] == (int32_t)j : y[i * n + j] > 0.5f;
-                hits += (r[j] > 0.5f) == t;
-            }
-            total += (double)hits / (double)n;
-            break;
-        }
-        case MC_METRIC_MSE:
-        case MC_METRIC_MAE: {
-            double row = 0.0;
-            for (size_t j = 0; j < n; j++) {
-                double e = (double)r[j] - (labels ? (double)labels[i] : (double)y[i * n + j]);
-                row += metric->code == MC_METRIC_MSE ? e * e : fabs(e);
-            }
-            total += row / (double)n;
-            break;
-        }
-        default:
-            break;
-        }
+    if (!w) {
+        for (size_t i = 0; i < B; i++) total += metric_row(metric, pred + i * n, y, labels, i, n);
+    } else {
+        for (size_t i = 0; i < B; i++) total += (double)w[i] * metric_row(metric, pred + i * n, y, labels, i, n);
     }
     return total;
 }
 
-void mc_metrics_add(const mc_metrics *metrics, double *sums, const float *pred, const float *y,
-                    const int32_t *labels, size_t B, size_t n) {
-    for (size_t i = 0; metrics && i < metrics->n; i++)
-        sums[i] += mc_metric_sum(&metrics->m[i], pred, y, labels, B, n);
+void mc_metrics_add(const mc_metrics *metrics, double *sums, double *weight_sum, const float *pred, const float *y,
+                    const int32_t *labels, const float *w, size_t B, size_t n) {
+    int any_weighted = 0;
+    for (size_t i = 0; metrics && i < metrics->n; i++) {
+        const mc_metric_spec *m = &metrics->m[i];
+        sums[i] += mc_metric_sum(m, pred, y, labels, m->weighted ? w : NULL, B, n);
+        any_weighted |= m->weighted;
+    }
+    if (!any_weighted) return;
+    double total = (double)B;
+    if (w) {
+        total = 0.0;
+        for (size_t i = 0; i < B; i++) total += (double)w[i];
+    }
+    *weight_sum += total;
 }

@@ -39,8 +39,10 @@ typedef enum {
 #define MC_MAX_METRICS 8
 
 typedef struct {
-    int code;  /* mc_metric */
-    int k;     /* top-k metrics: how many of the highest scores count (>= 1); unused by the others */
+    int code;      /* mc_metric */
+    int k;         /* top-k metrics: how many of the highest scores count (>= 1); unused by the others */
+    int weighted;  /* 1: each sample's value counts w_i times, the batch's sample weights (Keras's
+                    * `weighted_metrics`, a mean sum(w v) / sum(w)); 0: once (Keras's `metrics`) */
 } mc_metric_spec;
 
 /* The metrics of one call, in the caller's order; n == 0: none. */
@@ -56,7 +58,7 @@ typedef struct {
 } mc_loss_spec;
 
 /* Checks spec, the metrics (NULL: none) and their compatibility (the sparse metrics need SCCE class
- * ids, top-k a k >= 1). MC_ERR_ARG with a message naming the field otherwise. */
+ * ids, top-k a k >= 1, `weighted` is 0 or 1). MC_ERR_ARG with a message naming the field otherwise. */
 mc_status mc_loss_check(const mc_loss_spec *spec, const mc_metrics *metrics, mc_error *err);
 
 /* Each loss below takes one batch of B rows of n values and returns the SUM over rows of the
@@ -92,13 +94,16 @@ double mc_loss_cce_probs(float *dp, const float *p, const float *y, const int32_
 double mc_loss_eval(const mc_loss_spec *spec, int fused, float *d, const float *out, const float *logits,
                     const float *y, const int32_t *labels, const float *w, size_t B, size_t n);
 
-/* Sum over the B rows of the per-sample metric value (accuracies 0 or 1; binary: the row's fraction
- * of matches; MSE/MAE: the row's mean). pred (B, n); targets as above. 0 for MC_METRIC_NONE. */
+/* Sum over the B rows of the per-sample metric value v_i (accuracies 0 or 1; binary: the row's
+ * fraction of matches; MSE/MAE: the row's mean), or of w_i v_i when w (B) is not NULL. pred (B, n);
+ * targets as above. 0 for MC_METRIC_NONE. metric->weighted is the caller's business. */
 double mc_metric_sum(const mc_metric_spec *metric, const float *pred, const float *y, const int32_t *labels,
-                     size_t B, size_t n);
+                     const float *w, size_t B, size_t n);
 
-/* sums[i] += mc_metric_sum of metrics->m[i] over the batch, for each of the metrics (NULL: none). */
-void mc_metrics_add(const mc_metrics *metrics, double *sums, const float *pred, const float *y,
-                    const int32_t *labels, size_t B, size_t n);
+/* For each of the metrics (NULL: none): sums[i] += mc_metric_sum of metrics->m[i] over the batch,
+ * with the sample weights w (B; NULL: all ones) for the weighted ones. When one of them is weighted,
+ * *weight_sum += sum(w) (B without weights), their denominator; untouched otherwise. */
+void mc_metrics_add(const mc_metrics *metrics, double *sums, double *weight_sum, const float *pred, const float *y,
+                    const int32_t *labels, const float *w, size_t B, size_t n);
 
 #endif

@@ -257,32 +257,35 @@ static int parse_sw(call_state *s, PyObject *o) {
     return 0;
 }
 
-/* One metric: an int code, or a (code, k) pair for the top-k metrics. */
+/* One metric: an int code, a (code, k) pair for the top-k metrics, or a (code, k, weighted) triple. */
 static int parse_metric(PyObject *o, mc_metric_spec *spec, Py_ssize_t i) {
-    long code = 0, k = 0;
-    if (PyTuple_Check(o) && PyTuple_GET_SIZE(o) == 2) {
-        code = PyLong_AsLong(PyTuple_GET_ITEM(o, 0));
-        if (!(code == -1 && PyErr_Occurred())) k = PyLong_AsLong(PyTuple_GET_ITEM(o, 1));
+    long v[3] = {0, 0, 0};
+    Py_ssize_t n = PyTuple_Check(o) ? PyTuple_GET_SIZE(o) : 0;
+    if (n == 2 || n == 3) {
+        for (Py_ssize_t j = 0; j < n && !PyErr_Occurred(); j++) v[j] = PyLong_AsLong(PyTuple_GET_ITEM(o, j));
     } else {
-        code = PyLong_AsLong(o);
+        v[0] = PyLong_AsLong(o);
     }
     if (PyErr_Occurred() || PyBool_Check(o)) {
         PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "metric[%zd]: expected an int code or a (code, k) pair of ints, got %.100R",
-                     i, o);
+        PyErr_Format(PyExc_TypeError, "metric[%zd]: expected an int code or a (code, k) pair of ints (or a (code, "
+                     "k, weighted) triple), got %.100R", i, o);
         return -1;
     }
-    if (code < INT_MIN || code > INT_MAX || k < INT_MIN || k > INT_MAX) {  /* the codes are checked in C */
-        PyErr_Format(PyExc_ValueError, "metric[%zd]: %.100R does not fit a C int", i, o);
-        return -1;
-    }
-    spec->code = (int)code;
-    spec->k = (int)k;
+    for (int j = 0; j < 3; j++)
+        if (v[j] < INT_MIN || v[j] > INT_MAX) {  /* the values are checked in C */
+            PyErr_Format(PyExc_ValueError, "metric[%zd]: %.100R does not fit a C int", i, o);
+            return -1;
+        }
+    spec->code = (int)v[0];
+    spec->k = (int)v[1];
+    spec->weighted = (int)v[2];
     return 0;
 }
 
 /* metric: an int code (one metric; 0: none), whose sum the call returns as a float, or a tuple of
- * up to MC_MAX_METRICS metrics (int codes or (code, k) pairs), whose sums it returns as a tuple. */
+ * up to MC_MAX_METRICS metrics (int codes, (code, k) pairs or (code, k, weighted) triples), whose sums
+ * it returns as a tuple. */
 static int parse_metrics(PyObject *o, mc_metrics *metrics, int *as_tuple) {
     memset(metrics, 0, sizeof *metrics);
     *as_tuple = PyTuple_Check(o);
@@ -302,12 +305,16 @@ static int parse_metrics(PyObject *o, mc_metrics *metrics, int *as_tuple) {
     return 0;
 }
 
-/* The metric sums as the call's `metric` asked: a tuple of floats, or one float. New reference. */
-static PyObject *metric_sums_object(const double *sums, size_t n, int as_tuple) {
+/* The metric sums as the call's `metric` asked (NULL: none): one float, or a tuple with a float per
+ * metric and, for a weighted one, the pair (sum of w v, sum of w). New reference. */
+static PyObject *metric_sums_object(const mc_metrics *metrics, const double *sums, double weight_sum,
+                                    int as_tuple) {
+    size_t n = metrics ? metrics->n : 0;
     if (!as_tuple) return PyFloat_FromDouble(n ? sums[0] : 0.0);
     PyObject *t = PyTuple_New((Py_ssize_t)n);
     for (size_t i = 0; t && i < n; i++) {
-        PyObject *v = PyFloat_FromDouble(sums[i]);
+        PyObject *v = metrics->m[i].weighted ? Py_BuildValue("(dd)", sums[i], weight_sum)
+                                             : PyFloat_FromDouble(sums[i]);
         if (!v) {
             Py_DECREF(t);
             return NULL;
@@ -447,6 +454,7 @@ typedef struct {
     PyObject *fn;  /* Py_None or a callable */
     int failed;    /* a Python exception is set (hook raised, or a signal handler did) */
     int stopped;   /* the hook returned a truthy value */
+    const mc_metrics *metrics;  /* NULL: none (predict) */
     int metrics_as_tuple;  /* the metric sums go to the hook as a tuple (else one float) */
 } hook_ctx;
 
@@ -458,7 +466,7 @@ static int py_progress(void *vctx, const mc_progress *p) {
     if (PyErr_CheckSignals() < 0) {
         c->failed = stop = 1;
     } else if (c->fn != Py_None) {
-        PyObject *sums = metric_sums_object(p->metric_sums, p->n_metrics, c->metrics_as_tuple);
+        PyObject *sums = metric_sums_object(c->metrics, p->metric_sums, p->weight_sum, c->metrics_as_tuple);
         PyObject *r = sums ? PyObject_CallFunction(c->fn, "ndOn", (Py_ssize_t)p->batch, p->loss_sum, sums,
                                                    (Py_ssize_t)p->n_seen)
                            : NULL;
@@ -559,7 +567,7 @@ static PyObject *py_train_epoch(PyObject *self, PyObject *args, PyObject *kwargs
     if (parse_opt(&s, kind, ho, segments, n_segments, slo, io, held_array(&s, i_params), held_array(&s, i_grads)) < 0)
         goto done;
 
-    hook_ctx hc = {hook, 0, 0, as_tuple};
+    hook_ctx hc = {hook, 0, 0, &metrics, as_tuple};
     mc_hook h = {py_progress, &hc, every_batch ? 0.0 : HOOK_INTERVAL};
     mc_sums sums = {0};
     mc_error err = {0};
@@ -569,7 +577,8 @@ static PyObject *py_train_epoch(PyObject *self, PyObject *args, PyObject *kwargs
                         (uint64_t)seed, &h, &sums, &err);
     Py_END_ALLOW_THREADS
     if (finish(st, &err, &hc) < 0) goto done;
-    ret = Py_BuildValue("(dNnN)", sums.loss_sum, metric_sums_object(sums.metric_sums, metrics.n, as_tuple),
+    ret = Py_BuildValue("(dNnN)", sums.loss_sum,
+                        metric_sums_object(&metrics, sums.metric_sums, sums.weight_sum, as_tuple),
                         (Py_ssize_t)sums.n_seen, PyBool_FromLong(hc.stopped));
 done:
     mc_free(seen);
@@ -600,7 +609,7 @@ static PyObject *py_evaluate(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (parse_model(&s, lo, fo, po, NULL) < 0) goto done;
     if (parse_y(&s, yo, spec.kind) < 0 || parse_sw(&s, swo) < 0) goto done;
 
-    hook_ctx hc = {hook, 0, 0, as_tuple};
+    hook_ctx hc = {hook, 0, 0, &metrics, as_tuple};
     mc_hook h = {py_progress, &hc, HOOK_INTERVAL};
     mc_sums sums = {0};
     mc_error err = {0};
@@ -609,7 +618,8 @@ static PyObject *py_evaluate(PyObject *self, PyObject *args, PyObject *kwargs) {
     st = mc_evaluate(&s.model, &s.data, (size_t)batch_size, &spec, &metrics, &h, &sums, &err);
     Py_END_ALLOW_THREADS
     if (finish(st, &err, &hc) < 0) goto done;
-    ret = Py_BuildValue("(dNn)", sums.loss_sum, metric_sums_object(sums.metric_sums, metrics.n, as_tuple),
+    ret = Py_BuildValue("(dNn)", sums.loss_sum,
+                        metric_sums_object(&metrics, sums.metric_sums, sums.weight_sum, as_tuple),
                         (Py_ssize_t)sums.n_seen);
 done:
     state_release(&s);
@@ -678,7 +688,7 @@ static PyObject *py_predict(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (check_disjoint(out, "out", xa, "x") < 0 || check_disjoint(out, "out", held_array(&s, i_params), "params") < 0)
         goto done;
 
-    hook_ctx hc = {hook, 0, 0, 0};
+    hook_ctx hc = {hook, 0, 0, NULL, 0};
     mc_hook h = {py_progress, &hc, HOOK_INTERVAL};
     mc_error err = {0};
     mc_status st;
@@ -865,15 +875,17 @@ PyMethodDef mc_py_train_methods[] = {
      "train_epoch(layers, lfloats, params, grads, x, y, perm, batch_size, loss, metric, opt, hyper, "
      "slots, iterations, seed, hook=None, every_batch=False, sample_weight=None) -> (loss_sum, metric_sum, n_seen, "
      "stopped)\n\nOne epoch of minibatch training in C with the GIL released (engine API). metric: an int code, "
-     "its sum returned as a float, or a tuple of codes and (code, k) pairs, their sums returned as a tuple; the "
-     "hook gets hook(batch, loss_sum, metric_sum, n_seen) with metric_sum in the same form. sample_weight: "
-     "float32 (N) weights of the per-sample losses, gathered with the rows; loss_sum is then sum(w * loss)."},
+     "its sum returned as a float, or a tuple of codes, (code, k) pairs and (code, k, weighted) triples, their "
+     "sums returned as a tuple (a weighted metric's as the pair (sum(w * value), sum(w))); the hook gets "
+     "hook(batch, loss_sum, metric_sum, n_seen) with metric_sum in the same form. sample_weight: float32 (N) "
+     "weights of the per-sample losses and of the weighted metrics, gathered with the rows (None: ones); "
+     "loss_sum is then sum(w * loss)."},
     {"segments", (PyCFunction)(void (*)(void))py_segments, METH_VARARGS | METH_KEYWORDS,
      "segments(layers, lfloats, params) -> int64 (S, 2) [offset, length]: the ranges train_epoch's optimizer "
      "updates (the trained weights of the layers with trainable = 1, in order, touching ones merged)."},
     {"evaluate", (PyCFunction)(void (*)(void))py_evaluate, METH_VARARGS | METH_KEYWORDS,
      "evaluate(layers, lfloats, params, x, y, batch_size, loss, metric, hook=None, sample_weight=None) -> "
-     "(loss_sum, metric_sum, n); the metric is never weighted."},
+     "(loss_sum, metric_sum, n); metric and sample_weight as in train_epoch."},
     {"predict", (PyCFunction)(void (*)(void))py_predict, METH_VARARGS | METH_KEYWORDS,
      "predict(layers, lfloats, params, x, out, batch_size, hook=None, check_finite=False) -> None; fills out "
      "(N, n_out). check_finite: ValueError for a float batch holding NaN/Inf, found as it is reached."},

@@ -220,7 +220,7 @@ static int report(const mc_hook *hook, double *last, size_t batch, size_t n_batc
         now = now_seconds();
         if (now - *last < hook->interval) return 0;
     }
-    mc_progress p = {batch, n_batches, s->loss_sum, s->metric_sums, n_metrics, s->n_seen};
+    mc_progress p = {batch, n_batches, s->loss_sum, s->metric_sums, n_metrics, s->n_seen, s->weight_sum};
     int stop = hook->fn(hook->ctx, &p);
     if (hook->interval > 0.0) *last = now_seconds();
     return stop;
@@ -373,7 +373,7 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
             float *dl = training ? a.g0 : NULL;
             const float *wb = gather_w(dt, perm, start, b, &bb);
             double lsum = mc_loss_eval(loss, fused, dl, outp, logits, yb, lb, wb, b, n_out);
-            mc_metrics_add(metrics, s.metric_sums, outp, yb, lb, b, n_out);
+            mc_metrics_add(metrics, s.metric_sums, &s.weight_sum, outp, yb, lb, wb, b, n_out);
             if (training) {
                 penalty = mc_model_backward_from(m, &a, xb, gp.first, b, 1, dl, fused, NULL);
                 mc_optim_step(opt, m->params, m->grads, iterations);

@@ -20,6 +20,7 @@ typedef struct {
     const double *metric_sums;  /* per metric of the call, in its order: sum of per-sample values */
     size_t n_metrics;
     size_t n_seen;      /* rows finished */
+    double weight_sum;  /* see mc_sums */
 } mc_progress;
 
 /* Called between batches; a nonzero return stops the loop after the current batch (MC_STOPPED). */
@@ -47,8 +48,10 @@ typedef struct {
 
 typedef struct {
     double loss_sum;
-    double metric_sums[MC_MAX_METRICS];  /* per metric of the call, in its order */
+    double metric_sums[MC_MAX_METRICS];  /* per metric of the call, in its order; weighted metrics: sum w v */
     size_t n_seen;
+    double weight_sum;  /* the weighted metrics' denominator: sum of the sample weights of the rows
+                         * finished (their count without weights); 0 when no metric is weighted */
 } mc_sums;
 
 /* One epoch of training: for each batch of batch_size rows taken in the order perm (int64 (N), a

@@ -198,6 +198,7 @@ def save_model(model, filepath, overwrite=True):
             "optimizer": optimizers.serialize(model.optimizer),
             "loss": losses.serialize(model.loss) if model.loss is not None else None,
             "metrics": [metrics.serialize(m) for m in model._metrics],
+            "weighted_metrics": [metrics.serialize(m) for m in model._weighted_metrics],
         }
     arrays = dict(_weight_keys(model))
     opt = model.optimizer
@@ -256,10 +257,11 @@ def _check_compile_config(cc):
     if cc is None:
         return None
     if not isinstance(cc, dict) or not isinstance(cc.get("metrics", []), list) or \
+            not isinstance(cc.get("weighted_metrics", []), list) or \
             not isinstance(cc.get("optimizer"), (dict, str)) or \
             not isinstance(cc.get("loss"), (dict, str, type(None))):
-        raise FormatError("model config: `compile_config` must be an object with optimizer, loss and a "
-                          "list of metrics")
+        raise FormatError("model config: `compile_config` must be an object with optimizer, loss and "
+                          "lists of metrics and weighted_metrics")
     return cc
 
 
@@ -305,7 +307,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         if compile and cc:
             model.compile(optimizer=optimizers.get(cc["optimizer"]),
                           loss=losses.get(cc["loss"]) if cc.get("loss") else None,
-                          metrics=[metrics.get(m) for m in cc.get("metrics", [])])
+                          metrics=[metrics.get(m) for m in cc.get("metrics", [])],
+                          weighted_metrics=[metrics.get(m) for m in cc.get("weighted_metrics", [])])
     except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise FormatError(f"{filepath}: bad model config ({e})") from None
     current = _weight_keys(model)

@@ -21,9 +21,10 @@ _VERBOSE = (0, 1, 2, "auto")
 
 class Data(NamedTuple):
     """A call's arrays as C reads them: x (N, d) float32 or uint8; y int32 class ids (N,) or float32
-    rows (N, units); the compiled metrics' (C code, k) pairs, in compile order; whether x looked like
-    unscaled 0..255 pixels; sw float32 (N,) weights of the per-sample losses or None; whether sw came
-    from class_weight (which weighs the training rows only)."""
+    rows (N, units); the compiled metrics' (C code, k, weighted) triples, `metrics` then
+    `weighted_metrics` in compile order; whether x looked like unscaled 0..255 pixels; sw float32 (N,)
+    weights of the per-sample losses and of the weighted metrics, or None; whether sw came from
+    class_weight (which weighs the training rows only)."""
     x: np.ndarray
     y: np.ndarray
     metrics: tuple
@@ -63,7 +64,8 @@ class Epochs(NamedTuple):
 def _c_train_epoch(training, data, batch_size, perm, seed, hook=None, every_batch=False):
     """Optimizer steps over data in batches of batch_size (rows in `perm` order, or as they stand
     for None), in one C call; (loss_sum, metric_sums, count) measured before each batch's update,
-    metric_sums a tuple in data.metrics' order. hook(batch, loss_sum, metric_sums, count) -> stop runs
+    metric_sums a tuple in data.metrics' order: a float per metric, for a weighted one the pair
+    (sum(w * value), sum(w)). hook(batch, loss_sum, metric_sums, count) -> stop runs
     after every batch when every_batch, else at most every 0.05 s (the progress bar's pace)."""
     plan, opt = training.plan, training.optimizer
     loss_sum, metric_sums, count, _ = _C.train_epoch(
@@ -74,16 +76,18 @@ def _c_train_epoch(training, data, batch_size, perm, seed, hook=None, every_batc
 
 
 def _c_evaluate(plan, flags, loss, data, batch_size, hook=None):
-    """(loss_sum, metric_sums, count) of the model over data; no dropout, nothing updated. With sample
-    weights loss_sum is sum(w * loss); the metrics are never weighted (Keras's `metrics`). The loss
-    includes the weight penalties of the layers trainable by `flags`."""
+    """(loss_sum, metric_sums, count) of the model over data, as _c_train_epoch's; no dropout, nothing
+    updated. With sample weights loss_sum is sum(w * loss); only the weighted metrics read them. The
+    loss includes the weight penalties of the layers trainable by `flags`."""
     return _C.evaluate(plan.tables(flags)[0], plan.lfloats, plan.params, data.x, data.y, batch_size,
                        loss.c_spec(), data.metrics, hook, data.sw)
 
 
 def _add_sums(total, sums):
     """Two C calls' (loss_sum, metric_sums, count) added up, the metric sums one by one."""
-    return total[0] + sums[0], tuple(a + b for a, b in zip(total[1], sums[1])), total[2] + sums[2]
+    def add(a, b):
+        return (a[0] + b[0], a[1] + b[1]) if isinstance(a, tuple) else a + b
+    return total[0] + sums[0], tuple(add(a, b) for a, b in zip(total[1], sums[1])), total[2] + sums[2]
 
 
 def _c_predict(plan, x, out, batch_size, hook=None):
@@ -119,6 +123,35 @@ def _stream_only_args(**kwargs):
                              f"tuples); received {k}={shown}")
 
 
+def _metric_list(metrics, argument):
+    """The metric objects of compile's `metrics` or `weighted_metrics` (None: none)."""
+    if metrics is None:
+        return []
+    if not isinstance(metrics, (list, tuple)):
+        raise ValueError(f"Expected `{argument}` argument to be a list or tuple. Received: {argument}={metrics!r}")
+    return [metrics_mod.get(m) for m in metrics]
+
+
+def _log_names(metric_objs, weighted_objs):
+    """The logged names of the metrics then the weighted metrics. As Keras's CompileMetrics.result: a
+    weighted metric whose name is taken is logged as weighted_<name>. Names that would still collide
+    (with each other or 'loss'; Keras would append _1) are refused."""
+    names = [m.name for m in metric_objs]
+    for m in weighted_objs:
+        names.append(m.name if m.name not in names else f"weighted_{m.name}")
+    given = [m.name for m in metric_objs + weighted_objs]
+    for i, name in enumerate(names):
+        if name == "loss" or names.count(name) > 1:
+            lists = f"metrics {given[:len(metric_objs)]!r}"
+            if weighted_objs:
+                lists += f", weighted_metrics {given[len(metric_objs):]!r}"
+            cls = type((metric_objs + weighted_objs)[i]).__name__
+            example = "SparseCategoricalAccuracy(name=...) for 'accuracy'" if cls == "_Auto" else f"{cls}(name=...)"
+            raise ValueError(f"Two of the compiled values would both be logged as {name!r} ({lists}, and "
+                             f"'loss'); give the metric objects distinct names, e.g. {example}")
+    return names
+
+
 def no_unsupported(**kwargs):
     for k, v in kwargs.items():
         if v is not None:
@@ -133,6 +166,8 @@ class Trainer:
         self.optimizer = None
         self.loss = None
         self._metrics = []
+        self._weighted_metrics = []
+        self._log_names = []
         self._compiled_flags = None
         self._compile_count = 0
         self.stop_training = False
@@ -144,29 +179,29 @@ class Trainer:
                 run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True):
         """Configure training: optimizer, loss and metrics (strings or objects, Keras names).
 
+        `metrics` are means over the samples; `weighted_metrics` (the same kinds) are weighted by
+        fit's and evaluate's `sample_weight` or `class_weight`, sum(w * value) / sum(w), and logged
+        as `weighted_<name>` when a metric of `metrics` already has their name (Keras's rule).
+
         The trainable flags of the layers are recorded now: a later change of `layer.trainable`
         takes effect at the next compile (Keras's contract); fit warns if they changed.
         """
-        no_unsupported(loss_weights=loss_weights, weighted_metrics=weighted_metrics or None)
+        no_unsupported(loss_weights=loss_weights)
         opt = optimizers.get(optimizer)
         loss_obj = losses.get(loss) if loss is not None else None
-        if metrics is None:
-            metrics = []
-        if isinstance(metrics, dict) or not isinstance(metrics, (list, tuple)):
-            raise ValueError(f"Expected `metrics` argument to be a list or tuple. Received: metrics={metrics!r}")
-        metric_objs = [metrics_mod.get(m) for m in metrics]
-        if len(metric_objs) > metrics_mod.MAX_METRICS:
-            raise ValueError(f"mnistc computes at most {metrics_mod.MAX_METRICS} metrics per model inside fit; "
-                             f"received {len(metric_objs)}: {list(metrics)!r}")
-        names = [m.name for m in metric_objs]
-        for name in names:
-            if name == "loss" or names.count(name) > 1:
-                raise ValueError(f"Two of the compiled values would both be logged as {name!r} (metrics "
-                                 f"{names!r}, and 'loss'); give the metric objects distinct names, e.g. "
-                                 f"{type(metric_objs[names.index(name)]).__name__}(name=...)")
+        metric_objs = _metric_list(metrics, "metrics")
+        weighted_objs = _metric_list(weighted_metrics, "weighted_metrics")
+        if len(metric_objs) + len(weighted_objs) > metrics_mod.MAX_METRICS:
+            raise ValueError(f"mnistc computes at most {metrics_mod.MAX_METRICS} metrics per model inside fit, "
+                             "`metrics` and `weighted_metrics` together; received "
+                             f"{len(metric_objs)} + {len(weighted_objs)}: metrics={list(metrics or [])!r}, "
+                             f"weighted_metrics={list(weighted_metrics or [])!r}")
+        log_names = _log_names(metric_objs, weighted_objs)
         self.optimizer = opt
         self.loss = loss_obj
         self._metrics = metric_objs
+        self._weighted_metrics = weighted_objs
+        self._log_names = log_names
         self._compiled_flags = [layer.trainable for layer in self._layers]
         self._compile_count += 1
 
@@ -176,7 +211,7 @@ class Trainer:
 
     @property
     def metrics_names(self):
-        return ["loss"] + [m.name for m in self._metrics]
+        return ["loss"] + self._log_names
 
     def _assert_compiled(self):
         if not self.compiled:
@@ -223,9 +258,11 @@ class Trainer:
                                 "last layer.")
 
     def _metric_specs(self, y):
-        """The compiled metrics' (C code, k) pairs for targets y (resolving "accuracy" by y's shape)."""
+        """The compiled metrics' (C code, k, weighted) triples for targets y (resolving "accuracy" by
+        y's shape): `metrics`, then `weighted_metrics`."""
         y_last = y.shape[-1] if y.ndim else 1
-        return tuple(metrics_mod.resolve(m, y.ndim, y_last, self._out_units) for m in self._metrics)
+        return tuple((*metrics_mod.resolve(m, y.ndim, y_last, self._out_units), int(weighted))
+                     for ms, weighted in ((self._metrics, False), (self._weighted_metrics, True)) for m in ms)
 
     # --- data and logs ---
     def _prepare(self, x, y, what="x", training=False, sample_weight=None, class_weight=None):
@@ -260,25 +297,32 @@ class Trainer:
 
     def _no_sums(self):
         """(loss_sum, metric_sums, count) before any batch."""
-        return 0.0, (0.0,) * len(self._metrics), 0
+        return 0.0, (0.0,) * len(self._metrics) + ((0.0, 0.0),) * len(self._weighted_metrics), 0
 
     def _logs(self, sums, prefix=""):
-        """Keras logs (keys sorted) from a C call's (loss_sum, metric_sums, count): the means."""
+        """Keras logs (keys sorted) from a C call's (loss_sum, metric_sums, count): the means, a
+        weighted metric's sum(w * value) / sum(w) (0 when the weights sum to 0, as Keras's
+        divide_no_nan)."""
         loss_sum, metric_sums, count = sums
         count = max(count, 1)
         logs = {prefix + "loss": loss_sum / count}
-        for metric, total in zip(self._metrics, metric_sums):
-            logs[prefix + metric.name] = total / count
+        for name, total in zip(self._log_names, metric_sums):
+            if isinstance(total, tuple):
+                logs[prefix + name] = total[0] / total[1] if total[1] else 0.0
+            else:
+                logs[prefix + name] = total / count
         return dict(sorted(logs.items()))
 
     def _result(self, logs, return_dict):
-        """What evaluate and the on-batch calls return: the logs, the loss, or [loss, *metrics] in
-        compile order."""
+        """What evaluate and the on-batch calls return: the logs, the loss alone, or a list as Keras's
+        _flatten_metrics_in_order makes it: the values of 'loss' and of the metrics' own names, in
+        compile order, then the other keys sorted. So a metric of both lists shows its unweighted
+        value twice before its weighted_ value, as in Keras 3.15."""
         if return_dict:
             return logs
-        if not self._metrics:
-            return logs["loss"]
-        return [logs["loss"]] + [logs[m.name] for m in self._metrics]
+        names = ["loss"] + [m.name for m in self._metrics + self._weighted_metrics]
+        result = [logs[n] for n in names if n in logs] + [logs[k] for k in sorted(logs) if k not in names]
+        return result[0] if len(result) == 1 else result
 
     @contextlib.contextmanager
     def _exclusive(self):
@@ -321,9 +365,11 @@ class Trainer:
             x: (N, *input_shape) float or uint8 array; float64 is converted to float32 once per call.
             y: integer class ids (N,) for sparse losses, else (N, units) targets.
             sample_weight: (N,) weights of the per-sample losses: a batch's loss is sum(w * loss) / rows
-                (Keras's "sum_over_batch_size"); accuracy stays unweighted, as Keras's `metrics`.
+                (Keras's "sum_over_batch_size"), and of the `weighted_metrics`, sum(w * value) / sum(w);
+                `metrics` stay unweighted.
             class_weight: {class id: weight}, turned into sample weights from y (argmax of one-hot
-                rows); classes not listed weigh 1. Validation rows are not class-weighted.
+                rows); classes not listed weigh 1. Validation rows are not class-weighted: their
+                weighted metrics read validation_data's own weights (x, y, sample_weight), or ones.
         Returns:
             History: `history.history` maps 'loss', metric and 'val_*' names to per-epoch floats; empty
             when `epochs <= initial_epoch` (epochs=0, say), as in Keras.
@@ -492,7 +538,8 @@ class Trainer:
         for k, batch in data.epoch():
             bx, by, bsw = _data.unpack_batch(batch, k, "evaluate")
             part = self._prepare(bx, by, what=f"x of batch {k}", sample_weight=bsw)
-            total = _add_sums(total, _c_evaluate(self._get_plan(), self._eval_flags(), self.loss, part, len(part.x)))
+            sums = _c_evaluate(self._get_plan(), self._eval_flags(), self.loss, part, len(part.x))
+            total = _add_sums(total, sums)
             if hook is not None:
                 hook(k, *total)
         if total[2] == 0:
@@ -506,7 +553,8 @@ class Trainer:
         """Loss and metrics over the whole data set, batch-size-weighted means, no dropout.
 
         Returns:
-            The loss (no metric compiled), [loss, *metrics] in compile order, or a dict with return_dict=True.
+            The loss (no metric compiled), [loss, *metrics, *weighted_metrics] in compile order (Keras's
+            order, see _result), or a dict with return_dict=True.
         """
         if kwargs:
             raise ValueError(f"Arguments not recognized: {kwargs}")
@@ -590,7 +638,8 @@ class Trainer:
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on (x, y) as a single batch; returns the batch's loss (and metric) as
-        measured before the update. sample_weight / class_weight weigh the per-sample losses as in fit."""
+        measured before the update. sample_weight / class_weight weigh the per-sample losses and the
+        weighted metrics as in fit."""
         self._assert_compiled()
         data = self._prepare(x, y, training=True, sample_weight=sample_weight, class_weight=class_weight)
         with self._exclusive():
@@ -598,7 +647,7 @@ class Trainer:
         return self._result(self._logs(sums), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
-        """Loss and metrics on one batch, without updating anything."""
+        """Loss and metrics on one batch, without updating anything; sample_weight as in evaluate."""
         self._assert_compiled()
         data = self._prepare(x, y, sample_weight=sample_weight)
         sums = _c_evaluate(self._get_plan(), self._eval_flags(), self.loss, data, len(data.x))

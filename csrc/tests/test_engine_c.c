@@ -194,7 +194,7 @@ static void test_epoch_loop(void) {
     hook_state hs = {0, 1};
     mc_hook hook = {stop_hook, &hs, 0.0};
     mc_sums sums;
-    mc_metrics accuracy = {1, {{MC_METRIC_SPARSE_CATEGORICAL, 0}}};
+    mc_metrics accuracy = {1, {{MC_METRIC_SPARSE_CATEGORICAL, 0, 0}}};
     CHECK(mc_train_epoch(&model, &data, perm, 4, &loss, &accuracy, &opt, &it, 7, &hook, &sums,
                          &err) == MC_STOPPED);
     CHECK(hs.calls == 2 && it == 2 && sums.n_seen == 8);
@@ -203,6 +203,22 @@ static void test_epoch_loop(void) {
     hs.calls = 0;
     CHECK(mc_train_epoch(&model, &data, perm, 4, &loss, &accuracy, &opt, &it, 7, &hook, &sums, &err) == MC_OK);
     CHECK(hs.calls == 3 && it == 5 && sums.n_seen == N && sums.metric_sums[0] >= 0 && sums.metric_sums[0] <= N);
+    /* weighted metrics: sum w v with the rows' weights and sum w as their denominator; the unweighted
+     * metric and the loss-free weight sum untouched by the weights */
+    float w[N];
+    double w_total = 0.0;
+    for (int i = 0; i < N; i++) w_total += w[i] = 0.25f * (float)(i + 1);
+    mc_metrics both = {2, {{MC_METRIC_SPARSE_CATEGORICAL, 0, 0}, {MC_METRIC_SPARSE_CATEGORICAL, 0, 1}}};
+    mc_sums plain, weighted;
+    CHECK(mc_evaluate(&model, &data, 4, &loss, &both, NULL, &plain, &err) == MC_OK);
+    CHECK(plain.metric_sums[0] == plain.metric_sums[1] && plain.weight_sum == N);
+    mc_data wdata = data;
+    wdata.sw = w;
+    CHECK(mc_evaluate(&model, &wdata, 4, &loss, &both, NULL, &weighted, &err) == MC_OK);
+    CHECK(weighted.metric_sums[0] == plain.metric_sums[0] && weighted.weight_sum == w_total);
+    CHECK(weighted.metric_sums[1] >= 0 && weighted.metric_sums[1] <= w_total);
+    CHECK(mc_evaluate(&model, &wdata, 4, &loss, &accuracy, NULL, &weighted, &err) == MC_OK &&
+          weighted.weight_sum == 0.0);
     /* every allocation of a call can fail: clean error, nothing written, nothing leaked */
     float before[P];
     memcpy(before, params, sizeof params);
