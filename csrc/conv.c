@@ -242,7 +242,8 @@ typedef struct {
 static size_t group_start(const bwd_job *j, size_t g) { return g * j->b->rows / j->groups; }
 
 /* Group g's samples [s0, s1): the activation's derivative and bias gradient on its rows, then per
- * block the weight gradient of its col, and dcol = dpre @ kernel^T summed back into dx. */
+ * block the weight gradient of its col, and dcol = dpre @ kernel^T summed back into dx; or the
+ * direct kernels' weight gradient. */
 static void backward_group(void *ctx, size_t g) {
     const bwd_job *j = ctx;
     const conv_dims *d = &j->d;
@@ -251,10 +252,17 @@ static void backward_group(void *ctx, size_t g) {
     float *pw = j->dw ? (g == 0 ? j->dw : j->extra + s0 * d->extra) : NULL;
     float *pb = j->db ? (g == 0 ? j->db : j->extra + s0 * d->extra + KN) : NULL;
     size_t m0 = s0 * d->pix, N = d->N;
-    mc_activation_bias_backward(j->act, b->dout + m0 * N, pb, j->pre ? j->pre + m0 * N : NULL, b->out + m0 * N,
+    const float *inp = b->inp + s0 * j->ly->n_in;
+    float *dpre = b->dout + m0 * N;
+    if (pw && j->small && !b->dinp && (j->act == MC_ACT_RELU || j->act == MC_ACT_LINEAR)) {
+        /* nothing else reads dpre: relu's derivative and the bias gradient in the same pass */
+        mc_conv_small_weight_grad(&j->cs, inp, dpre, j->act == MC_ACT_RELU ? b->out + m0 * N : NULL, s1 - s0, pw, pb);
+        return;
+    }
+    mc_activation_bias_backward(j->act, dpre, pb, j->pre ? j->pre + m0 * N : NULL, b->out + m0 * N,
                                 (s1 - s0) * d->pix, N);
     if (pw && j->small) {
-        mc_conv_small_weight_grad(&j->cs, b->inp + s0 * j->ly->n_in, b->dout + m0 * N, s1 - s0, pw);
+        mc_conv_small_weight_grad(&j->cs, inp, dpre, NULL, s1 - s0, pw, NULL);
         pw = NULL;
     }
     mc_gemm_rows_plan rw = {d->K, 0, 0}, rx = {b->rows * d->pix, 0, 0};

@@ -32,6 +32,7 @@ void mc_conv_small_forward(const mc_conv_small *cs, const float *x, size_t n, co
     if (bad && nonfinite) atomic_store_explicit(nonfinite, 1, memory_order_relaxed);
 }
 
-void mc_conv_small_weight_grad(const mc_conv_small *cs, const float *x, const float *g, size_t n, float *dw) {
-    kernels()->weight_grad(cs, x, g, n, dw);
+void mc_conv_small_weight_grad(const mc_conv_small *cs, const float *x, const float *g, const float *relu_out,
+                               size_t n, float *dw, float *db) {
+    kernels()->weight_grad(cs, x, g, relu_out, n, dw, db);
 }

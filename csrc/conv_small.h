@@ -36,15 +36,19 @@ int mc_conv_small_plan(const mc_layer *ly, mc_conv_small *cs);
 void mc_conv_small_forward(const mc_conv_small *cs, const float *x, size_t n, const float *w, const float *b,
                            int relu, float *dst, atomic_int *nonfinite);
 
-/* dw (K, out.c) = the sum over the n samples and their output pixels of window^T @ g (g: n,
- * out.h, out.w, out.c), overwriting dw. */
-void mc_conv_small_weight_grad(const mc_conv_small *cs, const float *x, const float *g, size_t n, float *dw);
+/* dw (K, out.c) = the sum over the n samples and their output pixels of window^T @ g (g: n, out.h,
+ * out.w, out.c), overwriting dw; with relu_out (the layer's relu output, like g) g is taken as 0
+ * where relu_out is not > 0 (relu's derivative, g left as it is); db (may be NULL) receives the
+ * sum of (that) g over the pixels, in order, as activations.c sums a bias gradient. */
+void mc_conv_small_weight_grad(const mc_conv_small *cs, const float *x, const float *g, const float *relu_out,
+                               size_t n, float *dw, float *db);
 
 /* A variant's kernels (conv_small_impl.h); NULL members where the build or CPU has none. */
 typedef struct {
     void (*forward)(const mc_conv_small *cs, const float *x, size_t n, const float *w, const float *b, int relu,
                     float *dst, int *nonfinite);
-    void (*weight_grad)(const mc_conv_small *cs, const float *x, const float *g, size_t n, float *dw);
+    void (*weight_grad)(const mc_conv_small *cs, const float *x, const float *g, const float *relu_out, size_t n,
+                        float *dw, float *db);
 } mc_conv_small_kernels;
 
 extern const mc_conv_small_kernels mc_conv_small_avx2, mc_conv_small_avx512;

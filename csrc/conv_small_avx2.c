@@ -21,6 +21,7 @@
 #define CS_ADD(a, b) _mm256_add_ps(a, b)
 #define CS_RELU(z) _mm256_and_ps(_mm256_or_ps(_mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ), \
                                               _mm256_cmp_ps(z, z, _CMP_UNORD_Q)), z)
+#define CS_KEEP_POSITIVE(y, g) _mm256_and_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ), g)
 #define CS_ANY_NONFINITE(v, m) \
     (_mm256_movemask_ps(_mm256_and_ps(_mm256_castsi256_ps(m), \
                                       _mm256_cmp_ps(_mm256_sub_ps(v, v), _mm256_setzero_ps(), _CMP_NEQ_UQ))) != 0)

@@ -19,6 +19,7 @@
 #define CS_ADD(a, b) _mm512_add_ps(a, b)
 #define CS_RELU(z) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ) | \
                                        _mm512_cmp_ps_mask(z, z, _CMP_UNORD_Q), z)
+#define CS_KEEP_POSITIVE(y, g) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), g)
 /* x - x is 0 for finite x, NaN otherwise */
 #define CS_ANY_NONFINITE(v, m) \
     (_mm512_mask_cmp_ps_mask(m, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_NEQ_UQ) != 0)

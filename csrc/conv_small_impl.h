@@ -9,6 +9,7 @@
  *   CS_FMA(a, b, c)      a*b + c rounded once
  *   CS_SET1(x), CS_ZERO(), CS_ADD(a, b)
  *   CS_RELU(z)           z where z > 0 or z is NaN, else +0
+ *   CS_KEEP_POSITIVE(y, g)  g where y > 0, else +0 (relu's derivative applied to g)
  *   CS_ANY_NONFINITE(v, m)  nonzero when a lane of v in m is NaN or infinite
  *   CS_PIX               output pixels per forward step (independent chains per weight vector)
  *   CS_KB                window elements per weight-gradient pass (K x 2 vectors of sums)
@@ -135,7 +136,8 @@ CS_TGT CS_INLINE void CS_(wgrad_step)(CS_V acc[CS_KB][2], const float *src, cons
     }
 }
 
-CS_TGT static void CS_(weight_grad)(const mc_conv_small *cs, const float *x, const float *g, size_t n, float *dw) {
+CS_TGT static void CS_(weight_grad)(const mc_conv_small *cs, const float *x, const float *g, const float *relu_out,
+                                    size_t n, float *dw, float *db) {
     const mc_layer *ly = cs->ly;
     size_t N = ly->out.c, lo, hi, K = cs->K, pix = ly->out.h * ly->out.w;
     CS_(inside_cols)(ly, &lo, &hi);
@@ -146,16 +148,22 @@ CS_TGT static void CS_(weight_grad)(const mc_conv_small *cs, const float *x, con
         CS_MASK m0 = CS_LANE_MASK(N - j), m1 = N - j > CS_LANES ? CS_LANE_MASK(N - j - CS_LANES) : CS_LANE_MASK(0);
         for (size_t k0 = 0; k0 < K; k0 += CS_KB) {
             size_t kb = K - k0 < CS_KB ? K - k0 : CS_KB;
-            CS_V acc[CS_KB][2];
+            CS_V acc[CS_KB][2], bias0 = CS_ZERO(), bias1 = CS_ZERO();
 #pragma GCC unroll 32
             for (size_t kk = 0; kk < CS_KB; kk++) acc[kk][0] = acc[kk][1] = CS_ZERO();
             for (size_t s = 0; s < n; s++) {
-                const float *xs = x + s * ly->n_in, *gs = g + s * pix * N + j;
+                size_t e = s * pix * N + j;  /* the sample's first element of g at column j */
+                const float *xs = x + s * ly->n_in;
                 for (size_t oy = 0; oy < ly->out.h; oy++) {
                     ptrdiff_t iy0 = (ptrdiff_t)(oy * ly->stride_h) - (ptrdiff_t)ly->pad_top;
                     int rows_inside = iy0 >= 0 && (size_t)iy0 + ly->kernel_h <= ly->in.h;
-                    for (size_t ox = 0; ox < ly->out.w; ox++, gs += N) {
-                        CS_V g0 = CS_MLOAD(m0, gs), g1 = CS_MLOAD(m1, gs + CS_LANES);
+                    for (size_t ox = 0; ox < ly->out.w; ox++, e += N) {
+                        CS_V g0 = CS_MLOAD(m0, g + e), g1 = CS_MLOAD(m1, g + e + CS_LANES);
+                        if (relu_out) {
+                            g0 = CS_KEEP_POSITIVE(CS_MLOAD(m0, relu_out + e), g0);
+                            g1 = CS_KEEP_POSITIVE(CS_MLOAD(m1, relu_out + e + CS_LANES), g1);
+                        }
+                        if (db && k0 == 0) bias0 = CS_ADD(bias0, g0), bias1 = CS_ADD(bias1, g1);
                         if (rows_inside && ox >= lo && ox < hi) {
                             CS_(wgrad_step)(acc, CS_(window_at)(xs, ly, oy, ox), cs->off, k0, kb, g0, g1);
                         } else {
@@ -168,6 +176,10 @@ CS_TGT static void CS_(weight_grad)(const mc_conv_small *cs, const float *x, con
             for (size_t kk = 0; kk < kb; kk++) {
                 CS_MSTORE(dw + (k0 + kk) * N + j, m0, acc[kk][0]);
                 CS_MSTORE(dw + (k0 + kk) * N + j + CS_LANES, m1, acc[kk][1]);
+            }
+            if (db && k0 == 0) {
+                CS_MSTORE(db + j, m0, bias0);
+                CS_MSTORE(db + j + CS_LANES, m1, bias1);
             }
         }
     }

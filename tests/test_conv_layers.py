@@ -271,6 +271,42 @@ def test_small_receptive_field_forward_keeps_the_im2col_bits(variant):
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+@pytest.mark.parametrize("act,padding,use_bias", [("relu", "valid", True), ("relu", "same", True),
+                                                  ("linear", "same", True), ("relu", "valid", False),
+                                                  ("tanh", "valid", True)])
+def test_first_conv_layer_training_step_uses_the_gradient_of_loss_and_grad(act, padding, use_bias):
+    """A first layer needs no input gradient, so a small receptive field takes relu's derivative and
+    the bias gradient in the weight-gradient pass itself; loss_and_grad (which asks for dx) takes
+    them in a pass of their own. An SGD step of rate 1 must subtract the very same gradient."""
+    layer = L.Conv2D(40, 3, padding=padding, activation=act, use_bias=use_bias)
+    one_layer_model(layer, (9, 8, 1), seed=11)
+    model = mnistc.Sequential([mnistc.Input((9, 8, 1)), layer, L.Flatten()])
+    rng = np.random.default_rng(11)
+    x = batch(rng, 19, (9, 8, 1))
+    y = rng.standard_normal((19, int(np.prod(layer.output_shape)))).astype(np.float32)
+    weights = layer.get_weights()
+    _, _, grads, _ = c_loss_and_grad(model, x, y, training=True)
+    model.compile(mnistc.optimizers.SGD(1.0), "mse")
+    model.train_on_batch(x, y)
+    for name, w0, g, w1 in zip(layer._weight_names, weights, grads, layer.get_weights()):
+        assert (g != 0).any(), name
+        np.testing.assert_array_equal(w1, w0 - g, err_msg=name)
+
+
+def test_conv2d_checks_pass_on_the_avx2_kernels():
+    """The conv checks above run on the kernel variant this CPU picks; the AVX2 direct kernels (a
+    different vector width and tile) get the same checks in a child process."""
+    info = _C.testing.kernel_info()
+    if "avx2" not in info["supported"] or info["variant"] == "avx2":
+        pytest.skip("no AVX2, or AVX2 is already the variant these tests ran on")
+    env = dict(os.environ, MNISTC_KERNEL="avx2")
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.abspath(__file__),
+                          "-k", "conv2d_matches or first_conv_layer"], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert " passed" in out.stdout and "skipped" not in out.stdout
+
+
 def test_frozen_conv2d_passes_dx_and_leaves_its_gradients_untouched():
     check_layer(L.Conv2D(4, 3, padding="same", activation="tanh"), (6, 5, 3), 5, training=True, trainable=False)
 
