@@ -3,10 +3,12 @@
  * in.c), and out = act(col @ kernel + b) is dense's product, the Keras kernel layout being already
  * (K, out.c) row-major. Channels last makes a window row (kernel_w * in.c floats) contiguous in the
  * input, so im2col and col2im copy whole window rows. A 1x1 stride-1 conv without padding is dense
- * on every pixel: the input is col. */
+ * on every pixel: the input is col. A small receptive field (a first layer's) takes the direct
+ * kernels of conv_small.h for the forward product and the weight gradient instead. */
 #include <string.h>
 
 #include "activations.h"
+#include "conv_small.h"
 #include "dense.h"
 #include "gemm.h"
 #include "layer.h"
@@ -178,12 +180,22 @@ typedef struct {
     const float *w, *b;
     mc_gemm_rows_plan rp;
     atomic_int *nonfinite;
+    int small;                 /* the direct kernels of cs run the product */
+    mc_conv_small cs;
 } fwd_job;
 
 static void forward_range(void *ctx, size_t s0, size_t s1) {
     const fwd_job *j = ctx;
     const conv_dims *d = &j->d;
     size_t n_out = j->ly->n_out;
+    if (j->small) {
+        int act = j->ly->activation;
+        float *out = j->out + s0 * n_out, *dst = j->pre ? j->pre + s0 * n_out : out;
+        mc_conv_small_forward(&j->cs, j->x + s0 * j->ly->n_in, s1 - s0, j->w, j->b, act == MC_ACT_RELU, dst,
+                              j->nonfinite);
+        if (j->pre) mc_activation_forward(act, out, dst, (s1 - s0) * d->pix, d->N);
+        return;
+    }
     float *buf = j->col + s0 * d->col;
     for (size_t s = s0; s < s1; s += d->block) {
         size_t n = s1 - s < d->block ? s1 - s : d->block;
@@ -210,6 +222,7 @@ static void conv_forward(const mc_layer *ly, const mc_fwd *f) {
         .rp = {B * d.pix, f->plan ? f->plan->params_finite : 0, sparse},
         .nonfinite = f->nonfinite,
     };
+    j.small = !d.direct && mc_conv_small_plan(ly, &j.cs);
     mc_for_samples(f->rows, d.col + ly->n_in + ly->n_out, f->plan == NULL, forward_range, &j);
 }
 
@@ -222,12 +235,15 @@ typedef struct {
     const float *pre, *w;
     float *col, *extra;        /* the batch's scratch areas */
     float *dw, *db;            /* NULL: not wanted */
+    int small;                 /* the direct kernels of cs sum the weight gradient */
+    mc_conv_small cs;
 } bwd_job;
 
 static size_t group_start(const bwd_job *j, size_t g) { return g * j->b->rows / j->groups; }
 
 /* Group g's samples [s0, s1): the activation's derivative and bias gradient on its rows, then per
- * block the weight gradient of its col, and dcol = dpre @ kernel^T summed back into dx. */
+ * block the weight gradient of its col, and dcol = dpre @ kernel^T summed back into dx; or the
+ * direct kernels' weight gradient. */
 static void backward_group(void *ctx, size_t g) {
     const bwd_job *j = ctx;
     const conv_dims *d = &j->d;
@@ -236,11 +252,22 @@ static void backward_group(void *ctx, size_t g) {
     float *pw = j->dw ? (g == 0 ? j->dw : j->extra + s0 * d->extra) : NULL;
     float *pb = j->db ? (g == 0 ? j->db : j->extra + s0 * d->extra + KN) : NULL;
     size_t m0 = s0 * d->pix, N = d->N;
-    mc_activation_bias_backward(j->act, b->dout + m0 * N, pb, j->pre ? j->pre + m0 * N : NULL, b->out + m0 * N,
+    const float *inp = b->inp + s0 * j->ly->n_in;
+    float *dpre = b->dout + m0 * N;
+    if (pw && j->small && !b->dinp && (j->act == MC_ACT_RELU || j->act == MC_ACT_LINEAR)) {
+        /* nothing else reads dpre: relu's derivative and the bias gradient in the same pass */
+        mc_conv_small_weight_grad(&j->cs, inp, dpre, j->act == MC_ACT_RELU ? b->out + m0 * N : NULL, s1 - s0, pw, pb);
+        return;
+    }
+    mc_activation_bias_backward(j->act, dpre, pb, j->pre ? j->pre + m0 * N : NULL, b->out + m0 * N,
                                 (s1 - s0) * d->pix, N);
+    if (pw && j->small) {
+        mc_conv_small_weight_grad(&j->cs, inp, dpre, NULL, s1 - s0, pw, NULL);
+        pw = NULL;
+    }
     mc_gemm_rows_plan rw = {d->K, 0, 0}, rx = {b->rows * d->pix, 0, 0};
     float *buf = j->col + s0 * d->col;
-    for (size_t s = s0; s < s1; s += d->block) {
+    for (size_t s = s0; s < s1 && (pw || b->dinp); s += d->block) {
         size_t n = s1 - s < d->block ? s1 - s : d->block, M = n * d->pix;
         const float *dp = b->dout + s * d->pix * N;
         if (pw) {
@@ -271,6 +298,7 @@ static void conv_backward(const mc_layer *ly, const mc_bwd *b) {
         .dw = b->grads ? b->grads + ly->w[0].off : NULL,
         .db = b->grads && ly->w[1].off >= 0 ? b->grads + ly->w[1].off : NULL,
     };
+    j.small = !d.direct && mc_conv_small_plan(ly, &j.cs);
     mc_parallel_for(groups, backward_group, &j);
     /* the groups' sums, in order */
     for (size_t g = 1; g < groups && j.dw; g++) {

@@ -8,6 +8,10 @@ also in training mode (batch statistics, the moving statistics it writes into pa
 Tolerances: C computes in float32 with float64 reductions where it matters; forward values agree
 to rtol 1e-5 (atol 1e-6 of the output's scale for sums that cancel); gradients to rtol 1e-4 (atol 1e-5
 of the gradient's scale), the float64 central differences themselves being exact to ~1e-8."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -205,6 +209,11 @@ CONV_CASES = [
     ((8, 5, 3), 3, 2, 3, "same", True, "sigmoid", 5),  # 'same' that needs no padding
     ((9, 5, 8), 3, (5, 1), (2, 1), "valid", True, "linear", 1),
     ((9, 8, 1), 4, 5, 1, "same", True, "relu", 3),     # one channel, 5 wide: inner and border windows
+    # receptive fields of at most 32 elements take the direct kernels: channel counts past one and
+    # two vectors, 'same' borders, strides, and K = 32 exactly
+    ((13, 12, 1), 40, 3, 1, "same", True, "relu", 3),
+    ((10, 9, 2), 17, 4, 2, "valid", True, "linear", 2),
+    ((9, 10, 3), 33, 3, (2, 1), "same", False, "tanh", 2),
 ]
 
 
@@ -214,6 +223,88 @@ def test_conv2d_matches_reference_and_central_differences(in_shape, filters, ker
     layer = L.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=use_bias, activation=act)
     case = (in_shape, filters, kernel, strides, padding, use_bias, act, B)
     check_layer(layer, in_shape, B, seed=CONV_CASES.index(case))
+
+
+DIRECT_FORWARD_CHILD = """
+import sys, numpy as np, mnistc
+L = mnistc.layers
+rng = np.random.default_rng(5)
+def pair(in_shape, filters, kernel, strides, padding, act, k, b):
+    # the conv on in_shape, and the same conv with 3 zero channels after each channel: K beyond the
+    # direct kernels' 32 (im2col and the GEMM) but within one K chunk, the same chain plus zero terms
+    c = in_shape[2]
+    kw = np.zeros((*k.shape[:2], 4 * c, filters), np.float32)
+    kw[:, :, ::4] = k
+    models = []
+    for shape, kernel_w in ((in_shape, k), ((*in_shape[:2], 4 * c), kw)):
+        m = mnistc.Sequential([mnistc.Input(shape), L.Conv2D(filters, kernel, strides=strides, padding=padding,
+                                                             activation=act)])
+        m.layers[0].set_weights([kernel_w, b])
+        models.append(m)
+    return models
+for in_shape, filters, kernel, strides, padding in [((28, 28, 1), 32, 3, 1, "valid"), ((15, 14, 1), 40, 3, 1, "same"),
+                                                    ((12, 11, 2), 7, (2, 3), 2, "same"), ((9, 9, 3), 16, 3, 1, "valid")]:
+    x = rng.standard_normal((9, *in_shape)).astype(np.float32)
+    xw = np.zeros((*x.shape[:3], 4 * in_shape[2]), np.float32)
+    xw[..., ::4] = x
+    kh, kw_ = (kernel, kernel) if isinstance(kernel, int) else kernel
+    k = rng.standard_normal((kh, kw_, in_shape[2], filters)).astype(np.float32)
+    b = rng.standard_normal(filters).astype(np.float32)
+    for act in ("linear", "relu", "tanh"):
+        small, wide = pair(in_shape, filters, kernel, strides, padding, act, k, b)
+        a, w = small.predict(x, verbose=0), wide.predict(xw, verbose=0)
+        assert a.tobytes() == w.tobytes(), (in_shape, filters, act, np.abs(a - w).max())
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("variant", ["avx2", "avx512"])
+def test_small_receptive_field_forward_keeps_the_im2col_bits(variant):
+    """A receptive field of at most 32 elements (a first layer's) runs the direct kernels; a wider
+    one im2col and the GEMM. The same sums with zero terms added give the same bits: each output
+    is one fused multiply-add chain from zero in both, then the bias and the activation."""
+    if variant not in _C.testing.kernel_info()["supported"]:
+        pytest.skip(f"this CPU has no {variant}")
+    env = dict(os.environ, MNISTC_KERNEL=variant)
+    out = subprocess.run([sys.executable, "-c", DIRECT_FORWARD_CHILD], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.parametrize("act,padding,use_bias", [("relu", "valid", True), ("relu", "same", True),
+                                                  ("linear", "same", True), ("relu", "valid", False),
+                                                  ("tanh", "valid", True)])
+def test_first_conv_layer_training_step_uses_the_gradient_of_loss_and_grad(act, padding, use_bias):
+    """A first layer needs no input gradient, so a small receptive field takes relu's derivative and
+    the bias gradient in the weight-gradient pass itself; loss_and_grad (which asks for dx) takes
+    them in a pass of their own. An SGD step of rate 1 must subtract the very same gradient."""
+    layer = L.Conv2D(40, 3, padding=padding, activation=act, use_bias=use_bias)
+    one_layer_model(layer, (9, 8, 1), seed=11)
+    model = mnistc.Sequential([mnistc.Input((9, 8, 1)), layer, L.Flatten()])
+    rng = np.random.default_rng(11)
+    x = batch(rng, 19, (9, 8, 1))
+    y = rng.standard_normal((19, int(np.prod(layer.output_shape)))).astype(np.float32)
+    weights = layer.get_weights()
+    _, _, grads, _ = c_loss_and_grad(model, x, y, training=True)
+    model.compile(mnistc.optimizers.SGD(1.0), "mse")
+    model.train_on_batch(x, y)
+    for name, w0, g, w1 in zip(layer._weight_names, weights, grads, layer.get_weights()):
+        assert (g != 0).any(), name
+        np.testing.assert_array_equal(w1, w0 - g, err_msg=name)
+
+
+def test_conv2d_checks_pass_on_the_avx2_kernels():
+    """The conv checks above run on the kernel variant this CPU picks; the AVX2 direct kernels (a
+    different vector width and tile) get the same checks in a child process."""
+    info = _C.testing.kernel_info()
+    if "avx2" not in info["supported"] or info["variant"] == "avx2":
+        pytest.skip("no AVX2, or AVX2 is already the variant these tests ran on")
+    env = dict(os.environ, MNISTC_KERNEL="avx2")
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.abspath(__file__),
+                          "-k", "conv2d_matches or first_conv_layer"], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert " passed" in out.stdout and "skipped" not in out.stdout
 
 
 def test_frozen_conv2d_passes_dx_and_leaves_its_gradients_untouched():

@@ -1,0 +1,190 @@
+/* The direct small-K convolution kernels (conv_small.h) on one vector width. Included by
+ * conv_small_avx2.c and conv_small_avx512.c after they define:
+ *   CS_(name)            the variant's name for a function
+ *   CS_TGT               the target attribute of its functions
+ *   CS_V, CS_LANES       the float vector type and its lanes
+ *   CS_MASK, CS_LANE_MASK(n)   a lane mask type; the first min(n, CS_LANES) lanes
+ *   CS_MLOAD(m, p)       load of the lanes in m (others 0; lanes outside m are not read)
+ *   CS_MSTORE(p, m, v)   store of the lanes in m
+ *   CS_FMA(a, b, c)      a*b + c rounded once
+ *   CS_SET1(x), CS_ZERO(), CS_ADD(a, b)
+ *   CS_RELU(z)           z where z > 0 or z is NaN, else +0
+ *   CS_KEEP_POSITIVE(y, g)  g where y > 0, else +0 (relu's derivative applied to g)
+ *   CS_ANY_NONFINITE(v, m)  nonzero when a lane of v in m is NaN or infinite
+ *   CS_PIX               output pixels per forward step (independent chains per weight vector)
+ *   CS_KB                window elements per weight-gradient pass (K x 2 vectors of sums)
+ * Each pass covers 2 vectors of output channels. */
+#include <string.h>
+
+#define CS_INLINE static inline __attribute__((always_inline))
+
+/* Output columns [lo, hi) whose windows' columns lie wholly inside the input. */
+static void CS_(inside_cols)(const mc_layer *ly, size_t *lo, size_t *hi) {
+    size_t a = (ly->pad_left + ly->stride_w - 1) / ly->stride_w;
+    size_t b = ly->in.w + ly->pad_left >= ly->kernel_w ? (ly->in.w + ly->pad_left - ly->kernel_w) / ly->stride_w + 1 : 0;
+    if (b > ly->out.w) b = ly->out.w;
+    *lo = a < b ? a : b;
+    *hi = b;
+}
+
+/* The window of output pixel (oy, ox) as K contiguous floats in im2col's order, zeros off the input. */
+static void CS_(window_of)(float *tmp, const float *x, const mc_layer *ly, size_t oy, size_t ox) {
+    size_t C = ly->in.c;
+    ptrdiff_t iy0 = (ptrdiff_t)(oy * ly->stride_h) - (ptrdiff_t)ly->pad_top;
+    ptrdiff_t ix0 = (ptrdiff_t)(ox * ly->stride_w) - (ptrdiff_t)ly->pad_left;
+    for (size_t ky = 0; ky < ly->kernel_h; ky++)
+        for (size_t kx = 0; kx < ly->kernel_w; kx++, tmp += C) {
+            ptrdiff_t iy = iy0 + (ptrdiff_t)ky, ix = ix0 + (ptrdiff_t)kx;
+            if (iy < 0 || iy >= (ptrdiff_t)ly->in.h || ix < 0 || ix >= (ptrdiff_t)ly->in.w) {
+                for (size_t c = 0; c < C; c++) tmp[c] = 0.0f;
+                continue;
+            }
+            const float *src = x + ((size_t)iy * ly->in.w + (size_t)ix) * C;
+            for (size_t c = 0; c < C; c++) tmp[c] = src[c];
+        }
+}
+
+/* The window of output pixel (oy, ox) for a whole-inside row and column: its first element. */
+CS_INLINE const float *CS_(window_at)(const float *x, const mc_layer *ly, size_t oy, size_t ox) {
+    size_t iy0 = oy * ly->stride_h - ly->pad_top, ix0 = ox * ly->stride_w - ly->pad_left;
+    return x + (iy0 * ly->in.w + ix0) * ly->in.c;
+}
+
+/* P output pixels (windows src[i], elements at src[i][off[k]]), all their output channels:
+ * dst[i][j] = relu?(chain + b[j]). */
+CS_TGT CS_INLINE void CS_(pixels)(const int P, const float *const *src, const ptrdiff_t *off, size_t K,
+                                   const float *w, size_t N, const float *b, int relu, float *const *dst,
+                                   int *bad) {
+    for (size_t j = 0; j < N; j += 2 * CS_LANES) {
+        CS_MASK m0 = CS_LANE_MASK(N - j), m1 = N - j > CS_LANES ? CS_LANE_MASK(N - j - CS_LANES) : CS_LANE_MASK(0);
+        CS_V acc[CS_PIX][2];
+#pragma GCC unroll 16
+        for (int i = 0; i < P; i++) acc[i][0] = acc[i][1] = CS_ZERO();
+        const float *wj = w + j;
+        for (size_t k = 0; k < K; k++, wj += N) {
+            CS_V w0 = CS_MLOAD(m0, wj), w1 = CS_MLOAD(m1, wj + CS_LANES);
+            ptrdiff_t o = off[k];
+#pragma GCC unroll 16
+            for (int i = 0; i < P; i++) {
+                CS_V a = CS_SET1(src[i][o]);
+                acc[i][0] = CS_FMA(a, w0, acc[i][0]);
+                acc[i][1] = CS_FMA(a, w1, acc[i][1]);
+            }
+        }
+        CS_V b0 = b ? CS_MLOAD(m0, b + j) : CS_ZERO(), b1 = b ? CS_MLOAD(m1, b + j + CS_LANES) : CS_ZERO();
+#pragma GCC unroll 16
+        for (int i = 0; i < P; i++) {
+            CS_V z0 = acc[i][0], z1 = acc[i][1];
+            *bad |= CS_ANY_NONFINITE(z0, m0) | CS_ANY_NONFINITE(z1, m1);
+            if (b) z0 = CS_ADD(z0, b0), z1 = CS_ADD(z1, b1);
+            if (relu) z0 = CS_RELU(z0), z1 = CS_RELU(z1);
+            CS_MSTORE(dst[i] + j, m0, z0);
+            CS_MSTORE(dst[i] + j + CS_LANES, m1, z1);
+        }
+    }
+}
+
+CS_TGT static void CS_(forward)(const mc_conv_small *cs, const float *x, size_t n, const float *w, const float *b,
+                                int relu, float *dst, int *nonfinite) {
+    const mc_layer *ly = cs->ly;
+    size_t N = ly->out.c, lo, hi, K = cs->K;
+    CS_(inside_cols)(ly, &lo, &hi);
+    ptrdiff_t flat[MC_CONV_SMALL_MAX_K];
+    for (size_t k = 0; k < K; k++) flat[k] = (ptrdiff_t)k;
+    float tmp[MC_CONV_SMALL_MAX_K];
+    int bad = 0;
+    for (size_t s = 0; s < n; s++, x += ly->n_in) {
+        for (size_t oy = 0; oy < ly->out.h; oy++) {
+            ptrdiff_t iy0 = (ptrdiff_t)(oy * ly->stride_h) - (ptrdiff_t)ly->pad_top;
+            int rows_inside = iy0 >= 0 && (size_t)iy0 + ly->kernel_h <= ly->in.h;
+            float *row = dst + (s * ly->out.h + oy) * ly->out.w * N;
+            size_t ox = 0;
+            while (ox < ly->out.w) {
+                int inside = rows_inside && ox >= lo && ox < hi;
+                if (inside && ox + CS_PIX <= hi) {
+                    const float *src[CS_PIX];
+                    float *d[CS_PIX];
+                    for (int i = 0; i < CS_PIX; i++) {
+                        src[i] = CS_(window_at)(x, ly, oy, ox + (size_t)i);
+                        d[i] = row + (ox + (size_t)i) * N;
+                    }
+                    CS_(pixels)(CS_PIX, src, cs->off, K, w, N, b, relu, d, &bad);
+                    ox += CS_PIX;
+                    continue;
+                }
+                const float *src = tmp;
+                if (inside) src = CS_(window_at)(x, ly, oy, ox);
+                else CS_(window_of)(tmp, x, ly, oy, ox);
+                float *d = row + ox * N;
+                CS_(pixels)(1, &src, inside ? cs->off : flat, K, w, N, b, relu, &d, &bad);
+                ox++;
+            }
+        }
+    }
+    if (bad && nonfinite) *nonfinite = 1;
+}
+
+/* acc[kk][v] += window[k0 + kk] * g[v] for kk < kb (kb <= CS_KB). */
+CS_TGT CS_INLINE void CS_(wgrad_step)(CS_V acc[CS_KB][2], const float *src, const ptrdiff_t *off, size_t k0,
+                                      size_t kb, CS_V g0, CS_V g1) {
+#pragma GCC unroll 32
+    for (size_t kk = 0; kk < CS_KB; kk++) {
+        if (kk >= kb) break;
+        CS_V a = CS_SET1(src[off[k0 + kk]]);
+        acc[kk][0] = CS_FMA(a, g0, acc[kk][0]);
+        acc[kk][1] = CS_FMA(a, g1, acc[kk][1]);
+    }
+}
+
+CS_TGT static void CS_(weight_grad)(const mc_conv_small *cs, const float *x, const float *g, const float *relu_out,
+                                    size_t n, float *dw, float *db) {
+    const mc_layer *ly = cs->ly;
+    size_t N = ly->out.c, lo, hi, K = cs->K, pix = ly->out.h * ly->out.w;
+    CS_(inside_cols)(ly, &lo, &hi);
+    ptrdiff_t flat[MC_CONV_SMALL_MAX_K];
+    for (size_t k = 0; k < K; k++) flat[k] = (ptrdiff_t)k;
+    float tmp[MC_CONV_SMALL_MAX_K];
+    for (size_t j = 0; j < N; j += 2 * CS_LANES) {
+        CS_MASK m0 = CS_LANE_MASK(N - j), m1 = N - j > CS_LANES ? CS_LANE_MASK(N - j - CS_LANES) : CS_LANE_MASK(0);
+        for (size_t k0 = 0; k0 < K; k0 += CS_KB) {
+            size_t kb = K - k0 < CS_KB ? K - k0 : CS_KB;
+            CS_V acc[CS_KB][2], bias0 = CS_ZERO(), bias1 = CS_ZERO();
+#pragma GCC unroll 32
+            for (size_t kk = 0; kk < CS_KB; kk++) acc[kk][0] = acc[kk][1] = CS_ZERO();
+            for (size_t s = 0; s < n; s++) {
+                size_t e = s * pix * N + j;  /* the sample's first element of g at column j */
+                const float *xs = x + s * ly->n_in;
+                for (size_t oy = 0; oy < ly->out.h; oy++) {
+                    ptrdiff_t iy0 = (ptrdiff_t)(oy * ly->stride_h) - (ptrdiff_t)ly->pad_top;
+                    int rows_inside = iy0 >= 0 && (size_t)iy0 + ly->kernel_h <= ly->in.h;
+                    for (size_t ox = 0; ox < ly->out.w; ox++, e += N) {
+                        CS_V g0 = CS_MLOAD(m0, g + e), g1 = CS_MLOAD(m1, g + e + CS_LANES);
+                        if (relu_out) {
+                            g0 = CS_KEEP_POSITIVE(CS_MLOAD(m0, relu_out + e), g0);
+                            g1 = CS_KEEP_POSITIVE(CS_MLOAD(m1, relu_out + e + CS_LANES), g1);
+                        }
+                        if (db && k0 == 0) bias0 = CS_ADD(bias0, g0), bias1 = CS_ADD(bias1, g1);
+                        if (rows_inside && ox >= lo && ox < hi) {
+                            CS_(wgrad_step)(acc, CS_(window_at)(xs, ly, oy, ox), cs->off, k0, kb, g0, g1);
+                        } else {
+                            CS_(window_of)(tmp, xs, ly, oy, ox);
+                            CS_(wgrad_step)(acc, tmp, flat, k0, kb, g0, g1);
+                        }
+                    }
+                }
+            }
+            for (size_t kk = 0; kk < kb; kk++) {
+                CS_MSTORE(dw + (k0 + kk) * N + j, m0, acc[kk][0]);
+                CS_MSTORE(dw + (k0 + kk) * N + j + CS_LANES, m1, acc[kk][1]);
+            }
+            if (db && k0 == 0) {
+                CS_MSTORE(db + j, m0, bias0);
+                CS_MSTORE(db + j + CS_LANES, m1, bias1);
+            }
+        }
+    }
+}
+
+const mc_conv_small_kernels CS_(mc_conv_small) = {CS_(forward), CS_(weight_grad)};
+
+#undef CS_INLINE
