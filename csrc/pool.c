@@ -56,21 +56,32 @@ static size_t no_scratch(const mc_layer *ly) {
 
 /* --- MaxPooling2D --- */
 
+/* Its range functions are compiled also for AVX2 and AVX-512 and picked at load time, as scan.c's
+ * loop is (their helpers are inlined, so compiled with them): compares, selects and 0.0f + g only,
+ * so every width gives the same bits. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__GLIBC__)
+#define ALL_WIDTHS __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ALL_WIDTHS
+#endif
+
 /* Forward keeps only the maxima; backward finds again where each came from, comparing its window
  * with it in the same order. Nothing is kept between the two, and forward is a plain max that
  * vectorizes. The first maximum wins; a NaN wins over numbers and stays (the first NaN): backward
  * picks the first element equal to the output, or the first NaN when the output is one, which is
  * the element forward took. */
 
-/* the larger of best and v, the first of equals, NaN winning over numbers */
+/* the larger of best and v, the first of equals, NaN winning over numbers: v when it is larger or
+ * a NaN (not v <= best), unless best is already a NaN */
 static inline float max_keep_nan(float best, float v) {
-    return ((v > best) | ((v != v) & (best == best))) ? v : best;
+    return (!(v <= best) & (best == best)) ? v : best;
 }
 
 /* One output pixel's C channels from the window rows ys and columns xs. Starting from -inf takes
  * the first element as it is (a NaN, a -0, or -inf itself) without a copy, which would be a
  * library call per pixel. */
-static void max_window(float *restrict out, const float *restrict x, size_t W, size_t C, span ys, span xs) {
+static inline __attribute__((always_inline)) void max_window(float *restrict out, const float *restrict x, size_t W,
+                                                             size_t C, span ys, span xs) {
     for (size_t c = 0; c < C; c++) out[c] = -INFINITY;
     for (size_t iy = ys.lo; iy < ys.hi; iy++)
         for (size_t ix = xs.lo; ix < xs.hi; ix++) {
@@ -79,7 +90,7 @@ static void max_window(float *restrict out, const float *restrict x, size_t W, s
         }
 }
 
-static void max_forward_range(void *ctx, size_t s0, size_t s1) {
+ALL_WIDTHS static void max_forward_range(void *ctx, size_t s0, size_t s1) {
     const pool_job *j = ctx;
     const mc_layer *ly = j->ly;
     size_t C = ly->in.c, W = ly->in.w;
@@ -95,15 +106,26 @@ static void max_forward_range(void *ctx, size_t s0, size_t s1) {
     }
 }
 
+/* Whether the windows tile the top-left part of the input: stride == kernel, no padding, every
+ * window inside the input. Each element then lies in at most one window (the last rows or columns
+ * of an input the kernel does not divide lie in none). */
+static int windows_tile(const mc_layer *ly) {
+    return ly->stride_h == ly->kernel_h && ly->stride_w == ly->kernel_w && ly->pad_top == 0 && ly->pad_left == 0 &&
+           ly->out.h * ly->kernel_h <= ly->in.h && ly->out.w * ly->kernel_w <= ly->in.w;
+}
+
 /* Channels whose window search one pass carries in locals. */
 #define MAX_CHANNELS 16
 
 /* dx[the element forward took for out[c]] += g[c], channels [c0, c0 + cn) of one output pixel (out
- * and g point at channel c0); inlined with cn constant for whole groups, so the steps vectorize. */
+ * and g point at channel c0); inlined with cn constant for whole groups, so the steps vectorize.
+ * tiles: the window's elements are in no other window, and dx is written instead of added into,
+ * with the bits of the sum into a cleared dx (0.0f + g: a -0 gradient gives +0). */
 static inline __attribute__((always_inline)) void max_window_backward(float *restrict dx, const float *restrict x,
                                                                       const float *restrict out,
                                                                       const float *restrict g, size_t W, size_t C,
-                                                                      span ys, span xs, size_t c0, const size_t cn) {
+                                                                      span ys, span xs, size_t c0, const size_t cn,
+                                                                      const int tiles) {
     float rest[MAX_CHANNELS];   /* g until the channel's element is found, then 0 */
     memcpy(rest, g, cn * sizeof *rest);
     for (size_t iy = ys.lo; iy < ys.hi; iy++)
@@ -112,32 +134,60 @@ static inline __attribute__((always_inline)) void max_window_backward(float *res
             for (size_t c = 0; c < cn; c++) {
                 float v = x[base + c], m = out[c], r = rest[c];
                 int hit = (v == m) | ((v != v) & (m != m));
-                dx[base + c] += hit ? r : 0.0f;
+                if (tiles)
+                    dx[base + c] = 0.0f + (hit ? r : 0.0f);
+                else
+                    dx[base + c] += hit ? r : 0.0f;
                 rest[c] = hit ? 0.0f : r;
             }
         }
 }
 
+/* One sample's dx. tiles (windows_tile): one pass writes each element of dx once, the elements in
+ * no window 0, instead of clearing dx and adding into it. */
+static inline __attribute__((always_inline)) void max_backward_sample(float *restrict dx, const float *restrict x,
+                                                                      const float *restrict out,
+                                                                      const float *restrict g, const mc_layer *ly,
+                                                                      const int tiles) {
+    size_t C = ly->in.c, W = ly->in.w;
+    if (!tiles) memset(dx, 0, ly->n_in * sizeof *dx);
+    for (size_t oy = 0; oy < ly->out.h; oy++) {
+        span ys = span_of(oy, ly->kernel_h, ly->stride_h, ly->pad_top, ly->in.h);
+        for (size_t ox = 0; ox < ly->out.w; ox++) {
+            span xs = span_of(ox, ly->kernel_w, ly->stride_w, ly->pad_left, W);
+            size_t o = (oy * ly->out.w + ox) * C;
+            size_t c0 = 0;
+            for (; c0 + MAX_CHANNELS <= C; c0 += MAX_CHANNELS)
+                max_window_backward(dx, x, out + o + c0, g + o + c0, W, C, ys, xs, c0, MAX_CHANNELS, tiles);
+            if (c0 < C) max_window_backward(dx, x, out + o + c0, g + o + c0, W, C, ys, xs, c0, C - c0, tiles);
+        }
+        size_t covered_w = ly->out.w * ly->kernel_w;
+        if (tiles && covered_w < W)   /* the columns right of the last window */
+            for (size_t iy = ys.lo; iy < ys.hi; iy++)
+                memset(dx + (iy * W + covered_w) * C, 0, (W - covered_w) * C * sizeof *dx);
+    }
+    size_t covered_h = ly->out.h * ly->kernel_h;
+    if (tiles)   /* the rows below the last window */
+        memset(dx + covered_h * W * C, 0, (ly->in.h - covered_h) * W * C * sizeof *dx);
+}
+
+/* The general path is compiled for the base width only: where windows overlap, dx sums gradients,
+ * and of two NaN the sum keeps the one the add's operand order picks, which the compiler chooses
+ * per width. */
 static void max_backward_range(void *ctx, size_t s0, size_t s1) {
     const pool_job *j = ctx;
     const mc_layer *ly = j->ly;
-    size_t C = ly->in.c, W = ly->in.w;
-    for (size_t s = s0; s < s1; s++) {
-        float *dx = j->dinp + s * ly->n_in;
-        const float *x = j->x + s * ly->n_in, *out = j->out + s * ly->n_out, *g = j->dout + s * ly->n_out;
-        memset(dx, 0, ly->n_in * sizeof *dx);
-        for (size_t oy = 0; oy < ly->out.h; oy++) {
-            span ys = span_of(oy, ly->kernel_h, ly->stride_h, ly->pad_top, ly->in.h);
-            for (size_t ox = 0; ox < ly->out.w; ox++) {
-                span xs = span_of(ox, ly->kernel_w, ly->stride_w, ly->pad_left, W);
-                size_t o = (oy * ly->out.w + ox) * C;
-                size_t c0 = 0;
-                for (; c0 + MAX_CHANNELS <= C; c0 += MAX_CHANNELS)
-                    max_window_backward(dx, x, out + o + c0, g + o + c0, W, C, ys, xs, c0, MAX_CHANNELS);
-                if (c0 < C) max_window_backward(dx, x, out + o + c0, g + o + c0, W, C, ys, xs, c0, C - c0);
-            }
-        }
-    }
+    for (size_t s = s0; s < s1; s++)
+        max_backward_sample(j->dinp + s * ly->n_in, j->x + s * ly->n_in, j->out + s * ly->n_out,
+                            j->dout + s * ly->n_out, ly, 0);
+}
+
+ALL_WIDTHS static void max_backward_tiled_range(void *ctx, size_t s0, size_t s1) {
+    const pool_job *j = ctx;
+    const mc_layer *ly = j->ly;
+    for (size_t s = s0; s < s1; s++)
+        max_backward_sample(j->dinp + s * ly->n_in, j->x + s * ly->n_in, j->out + s * ly->n_out,
+                            j->dout + s * ly->n_out, ly, 1);
 }
 
 static mc_status max_init(mc_layer *ly, size_t l, mc_error *err) { return check_pool(ly, l, "MaxPooling2D", 1, err); }
@@ -150,7 +200,8 @@ static void max_forward(const mc_layer *ly, const mc_fwd *f) {
 static void max_backward(const mc_layer *ly, const mc_bwd *b) {
     if (!b->dinp) return;
     pool_job j = {ly, (float *)b->out, b->inp, b->dinp, b->dout};
-    mc_for_samples(b->rows, 2 * ly->n_in + ly->n_out, 1, max_backward_range, &j);
+    void (*range)(void *, size_t, size_t) = windows_tile(ly) ? max_backward_tiled_range : max_backward_range;
+    mc_for_samples(b->rows, 2 * ly->n_in + ly->n_out, 1, range, &j);
 }
 
 static int pool_threads(const mc_layer *ly, size_t B) { return mc_samples_threads(B, ly->n_in + ly->n_out); }

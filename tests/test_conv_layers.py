@@ -372,6 +372,115 @@ def test_max_pooling_gradient_goes_to_the_first_maximum_or_the_first_nan():
     assert (dx[0][taken][:17] != 0).all() and np.isnan(dx[0, 1, 0, 17])
 
 
+# Windows that tile the input (stride == pool size, no padding) take a backward of their own: each
+# element of dx is written once, in one pass, and the elements in no window get 0.
+TILING_CASES = [
+    # in_shape, pool_size, batch
+    ((5, 5, 1), 2, 3),        # the last row and column lie in no window
+    ((5, 5, 3), 2, 3),
+    ((5, 5, 17), 2, 2),       # a group of 16 channels and a part group
+    ((5, 5, 32), 2, 2),
+    ((5, 5, 64), 2, 2),
+    ((7, 8, 17), 3, 2),       # 3x3 windows, stride 3: a row and two columns in none
+    ((6, 9, 3), (2, 3), 2),
+    ((4, 4, 5), 1, 2),
+]
+
+
+@pytest.mark.parametrize("in_shape,pool,B", TILING_CASES)
+def test_max_pooling_tiling_windows_match_reference_and_central_differences(in_shape, pool, B):
+    check_layer(L.MaxPooling2D(pool), in_shape, B, seed=TILING_CASES.index((in_shape, pool, B)), fd_eps=1e-4)
+
+
+def bits(a):
+    return np.ascontiguousarray(a, np.float32).view(np.uint32)
+
+
+@pytest.mark.parametrize("C", [1, 3, 17, 32, 64])
+@pytest.mark.parametrize("pool", [2, 3])
+def test_max_pooling_tiling_gradient_goes_to_the_element_forward_took(pool, C):
+    """Windows that tile a (2 pool + 1)-square input, its last row and column in no window. Each window
+    and channel holds one of: a tie (the first of two maxima is taken), a number then two NaN of
+    different bits (the first NaN: forward keeps its bits, backward gives it the gradient), all -0.0
+    with target 0 (output -0.0, output gradient -0.0, and dx +0.0, what a sum into a cleared dx gives),
+    or distinct values. Every element not taken gets +0.0 exactly."""
+    n, B = 2 * pool + 1, 2
+    rng = np.random.default_rng(10 * C + pool)
+    x = -rng.uniform(1.0, 2.0, (B, n, n, C)).astype(np.float32)   # distinct, below the planted values
+    x[:, -1, :, :] = 50.0                                         # in no window: never taken
+    x[:, :, -1, :] = np.nan
+    other_nan = np.array([0xFFC00001], np.uint32).view(np.float32)[0]
+    want_out = np.empty((B, 2, 2, C), np.float32)
+    zero_window = np.zeros(want_out.shape, bool)
+    picks = []   # (index in x, index in out) of each element forward takes
+    for b in range(B):
+        for oy in range(2):
+            for ox in range(2):
+                cells = [(oy * pool + i, ox * pool + j) for i in range(pool) for j in range(pool)]  # in order
+                for c in range(C):
+                    kind = (b + 2 * oy + ox + c) % 4
+                    first, second, third = sorted(rng.choice(len(cells), 3, replace=False))
+                    if kind == 0:                       # a tie
+                        x[(b, *cells[first], c)] = x[(b, *cells[second], c)] = 5.0
+                        pick = cells[first]
+                    elif kind == 1:                     # a number, then two NaN
+                        x[(b, *cells[first], c)] = 9.0
+                        x[(b, *cells[second], c)] = np.nan
+                        x[(b, *cells[third], c)] = other_nan
+                        pick = cells[second]
+                    elif kind == 2:                     # all -0.0
+                        for cell in cells:
+                            x[(b, *cell, c)] = -0.0
+                        pick = cells[0]
+                        zero_window[b, oy, ox, c] = True
+                    else:                               # distinct values
+                        pick = cells[int(np.argmax([x[(b, *cell, c)] for cell in cells]))]
+                    picks.append(((b, *pick, c), (b, oy, ox, c)))
+                    want_out[b, oy, ox, c] = x[(b, *pick, c)]
+
+    model = mnistc.Sequential([mnistc.Input((n, n, C)), L.MaxPooling2D(pool)])
+    plan = model._get_plan()
+    out = np.empty((B, 4 * C), np.float32)
+    _C.predict(plan.layers, plan.lfloats, plan.params, x.reshape(B, -1), out, B)
+    assert np.array_equal(bits(out), bits(want_out.reshape(B, -1)))
+
+    y = np.where(zero_window, 0.0, rng.uniform(-1.0, 1.0, want_out.shape)).astype(np.float32)
+    _, dx, _, _ = c_loss_and_grad(model, x, y, training=False)
+    _, dout = R.mse(out, y.reshape(B, -1))
+    dout = dout.reshape(want_out.shape)
+    assert np.signbit(dout[zero_window]).all()                 # the all -0.0 windows: gradient -0.0
+    taken = np.zeros(x.shape, bool)
+    want_dx = np.zeros(x.shape)
+    for xi, oi in picks:
+        taken[xi] = True
+        want_dx[xi] = dout[oi]
+    assert np.array_equal(bits(dx[~taken]), np.zeros((~taken).sum(), np.uint32))   # +0.0, never -0.0
+    np.testing.assert_allclose(dx[taken], want_dx[taken], rtol=1e-6)                # NaN where dout is
+    got_zero = [dx[xi] for xi, oi in picks if zero_window[oi]]
+    assert len(got_zero) > 0 and np.array_equal(bits(got_zero), np.zeros(len(got_zero), np.uint32))
+
+
+@pytest.mark.parametrize("in_shape,pool", [((5, 5, 3), 2), ((7, 8, 17), 3)])
+def test_max_pooling_tiling_gives_zero_to_the_elements_in_no_window(in_shape, pool):
+    """The pooling's input gradient is written over the buffer that held the loss gradient of the last
+    layer (wider than the pooling's input here), so an element backward left unwritten would keep a
+    value of it: the first layer's dx of the rows and columns in no window must be exactly 0."""
+    n_in = int(np.prod(in_shape))
+    model = mnistc.Sequential([mnistc.Input(in_shape), L.Dense(in_shape[-1]), L.MaxPooling2D(pool), L.Dense(n_in)])
+    rng = np.random.default_rng(pool)
+    x = batch(rng, 3, in_shape)
+    y = rng.standard_normal((3, *model.output_shape[1:])).astype(np.float32)
+    plan = model._get_plan()
+    table, _ = plan.tables([True] * len(model.layers))
+    _, dx = _C.loss_and_grad(table, plan.lfloats, plan.params.copy(), np.zeros_like(plan.params), x.reshape(3, -1),
+                             y.reshape(3, -1), SPEC_MSE, 0, False)
+    dx = np.asarray(dx).reshape(x.shape)
+    covered_h, covered_w = in_shape[0] // pool * pool, in_shape[1] // pool * pool
+    assert covered_h < in_shape[0] and covered_w < in_shape[1]
+    assert (dx[:, covered_h:] == 0).all() and (dx[:, :, covered_w:] == 0).all()
+    assert (dx[:, :covered_h, :covered_w] != 0).any()
+
+
 @pytest.mark.parametrize("in_shape,B,keepdims", [((5, 7, 3), 5, False), ((1, 1, 8), 1, False),
                                                  ((4, 3, 1), 5, True), ((6, 2, 8), 1, True)])
 def test_global_average_pooling_matches_reference_and_central_differences(in_shape, B, keepdims):
