@@ -28,8 +28,8 @@ int mc_conv_small_plan(const mc_layer *ly, mc_conv_small *cs) {
 void mc_conv_small_forward(const mc_conv_small *cs, const float *x, size_t n, const float *w, const float *b,
                            int relu, float *dst, atomic_int *nonfinite) {
     int bad = 0;
-    kernels()->forward(cs, x, n, w, b, relu, dst, &bad);
-    if (bad && nonfinite) atomic_store_explicit(nonfinite, 1, memory_order_relaxed);
+    kernels()->forward(cs, x, n, w, b, relu, dst, nonfinite ? &bad : NULL);
+    if (bad) atomic_store_explicit(nonfinite, 1, memory_order_relaxed);
 }
 
 void mc_conv_small_weight_grad(const mc_conv_small *cs, const float *x, const float *g, const float *relu_out,

@@ -75,7 +75,7 @@ CS_TGT CS_INLINE void CS_(pixels)(const int P, const float *const *src, const pt
 #pragma GCC unroll 16
         for (int i = 0; i < P; i++) {
             CS_V z0 = acc[i][0], z1 = acc[i][1];
-            *bad |= CS_ANY_NONFINITE(z0, m0) | CS_ANY_NONFINITE(z1, m1);
+            if (bad) *bad |= CS_ANY_NONFINITE(z0, m0) | CS_ANY_NONFINITE(z1, m1);
             if (b) z0 = CS_ADD(z0, b0), z1 = CS_ADD(z1, b1);
             if (relu) z0 = CS_RELU(z0), z1 = CS_RELU(z1);
             CS_MSTORE(dst[i] + j, m0, z0);
@@ -92,7 +92,7 @@ CS_TGT static void CS_(forward)(const mc_conv_small *cs, const float *x, size_t 
     ptrdiff_t flat[MC_CONV_SMALL_MAX_K];
     for (size_t k = 0; k < K; k++) flat[k] = (ptrdiff_t)k;
     float tmp[MC_CONV_SMALL_MAX_K];
-    int bad = 0;
+    int found = 0, *bad = nonfinite ? &found : NULL;  /* the check only where it is asked for */
     for (size_t s = 0; s < n; s++, x += ly->n_in) {
         for (size_t oy = 0; oy < ly->out.h; oy++) {
             ptrdiff_t iy0 = (ptrdiff_t)(oy * ly->stride_h) - (ptrdiff_t)ly->pad_top;
@@ -108,7 +108,7 @@ CS_TGT static void CS_(forward)(const mc_conv_small *cs, const float *x, size_t 
                         src[i] = CS_(window_at)(x, ly, oy, ox + (size_t)i);
                         d[i] = row + (ox + (size_t)i) * N;
                     }
-                    CS_(pixels)(CS_PIX, src, cs->off, K, w, N, b, relu, d, &bad);
+                    CS_(pixels)(CS_PIX, src, cs->off, K, w, N, b, relu, d, bad);
                     ox += CS_PIX;
                     continue;
                 }
@@ -116,12 +116,12 @@ CS_TGT static void CS_(forward)(const mc_conv_small *cs, const float *x, size_t 
                 if (inside) src = CS_(window_at)(x, ly, oy, ox);
                 else CS_(window_of)(tmp, x, ly, oy, ox);
                 float *d = row + ox * N;
-                CS_(pixels)(1, &src, inside ? cs->off : flat, K, w, N, b, relu, &d, &bad);
+                CS_(pixels)(1, &src, inside ? cs->off : flat, K, w, N, b, relu, &d, bad);
                 ox++;
             }
         }
     }
-    if (bad && nonfinite) *nonfinite = 1;
+    if (found) *nonfinite = 1;
 }
 
 /* acc[kk][v] += window[k0 + kk] * g[v] for kk < kb (kb <= CS_KB). */
