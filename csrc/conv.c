@@ -160,13 +160,12 @@ static mc_status conv_init(mc_layer *ly, size_t l, mc_error *err) {
     return MC_OK;
 }
 
-/* Scratch of a batch of B samples: [pre (B, n_out)][col (B, pix, K)][extra (B, extra)], a block of
- * rows using its rows of each; f->scratch is the batch's scratch plus r0 * (pre + col + extra)
- * floats. pre comes first so that it is the (B, n_out) logits wherever the batch's scratch
- * starts. col is only ever used a block at a time: a range of samples im2cols its blocks one after
- * the other into the col of its first samples, and backward makes col again from the input rather
- * than reading it back from memory. extra holds the weight-gradient sums of the groups but the
- * first (GROUP_MIN_SAMPLES samples' extra hold one). Untouched parts of the arena cost no memory. */
+/* Scratch of B samples (a batch, or an inference block): [pre (B, n_out)][col (B, pix, K)][extra
+ * (B, extra)]. pre comes first so that it is the (B, n_out) logits. col is only ever used a block
+ * at a time: a range of samples im2cols its blocks one after the other into the col of its first
+ * samples, and backward makes col again from the input rather than reading it back from memory.
+ * extra holds the weight-gradient sums of the groups but the first (GROUP_MIN_SAMPLES samples'
+ * extra hold one). Untouched parts of the arena cost no memory. */
 static size_t conv_scratch(const mc_layer *ly) {
     conv_dims d = dims_of(ly);
     return d.pre + d.col + d.extra;
@@ -210,16 +209,15 @@ static void forward_range(void *ctx, size_t s0, size_t s1) {
  * same bits whichever block and thread computes it, here or in inference's blocks. */
 static void conv_forward(const mc_layer *ly, const mc_fwd *f) {
     conv_dims d = dims_of(ly);
-    size_t B = f->plan ? f->batch_rows : f->rows, r0 = f->plan ? f->r0 : 0, per = d.pre + d.col + d.extra;
-    float *base = f->scratch - r0 * per;
+    size_t B = f->rows, batch = f->plan ? f->plan->batch_rows : B;
     int sparse = 0;  /* col's zeros: with K as short as a first layer's, skipping them costs more than it saves */
     if (d.direct)
         sparse = !f->plan ? mc_gemm_skips_zeros(B * d.pix, d.N, d.K, f->inp, d.K) : f->reads_x ? f->plan->x_sparse : -1;
     fwd_job j = {
-        .ly = ly, .d = d, .x = f->inp, .out = f->out, .pre = d.pre ? base + r0 * d.pre : NULL,
-        .col = base + B * d.pre + r0 * d.col,
+        .ly = ly, .d = d, .x = f->inp, .out = f->out, .pre = d.pre ? f->scratch : NULL,
+        .col = f->scratch + B * d.pre,
         .w = f->params + ly->w[0].off, .b = ly->w[1].off >= 0 ? f->params + ly->w[1].off : NULL,
-        .rp = {B * d.pix, f->plan ? f->plan->params_finite : 0, sparse},
+        .rp = {batch * d.pix, f->plan ? f->plan->params_finite : 0, sparse},
         .nonfinite = f->nonfinite,
     };
     j.small = !d.direct && mc_conv_small_plan(ly, &j.cs);

@@ -120,7 +120,7 @@ static void dense_layer_forward(const mc_layer *ly, const mc_fwd *f) {
     size_t M = product_rows(ly, f->rows);
     float *pre = keeps_pre(ly) ? f->scratch : f->out;
     if (f->plan) {
-        mc_gemm_rows_plan rp = {product_rows(ly, f->batch_rows), f->plan->params_finite,
+        mc_gemm_rows_plan rp = {product_rows(ly, f->plan->batch_rows), f->plan->params_finite,
                                 f->reads_x ? f->plan->x_sparse : -1};
         mc_dense_forward_act(ly->activation, f->out, pre, f->inp, f->params + ly->w[0].off, bias_of(ly, f->params), M,
                              ly->in.c, ly->out.c, f->nonfinite, &rp);

@@ -149,7 +149,7 @@ static void dropout_forward(const mc_layer *ly, const mc_fwd *f) {
     /* keep with probability 1 - rate; kept units scaled by 1/(1-rate) */
     double rate = ly->f[MC_FCOL_RATE];
     float scale = rate < 1.0 ? (float)(1.0 / (1.0 - rate)) : 0.0f;
-    dropout_mask(f->scratch, f->out, f->inp, T, f->key, f->r0 * ly->n_in, rate, scale);
+    dropout_mask(f->scratch, f->out, f->inp, T, f->key, 0, rate, scale);  /* training: the whole batch */
 }
 
 static void dropout_backward(const mc_layer *ly, const mc_bwd *b) {

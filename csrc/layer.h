@@ -100,19 +100,16 @@ typedef struct {
     int params_finite; /* 1: the parameter block holds no NaN or infinity; 0: not known */
     int x_sparse;      /* whether the first layer's product skips the zeros of x, or -1: each block
                         * decides from a sample of its own rows */
+    size_t batch_rows; /* rows of the whole batch: the products' blocking, hence their bits, follow it */
 } mc_infer_plan;
 
 /* One forward call of a layer on `rows` samples. */
 typedef struct {
     float *out;               /* (rows, n_out) */
     const float *inp;         /* (rows, n_in) */
-    float *scratch;           /* what the layer keeps for its backward: the batch's scratch (batch_rows *
-                               * ops->scratch(ly) floats) + r0 * ops->scratch(ly); logits and backward
-                               * get the batch's (r0 = 0) */
+    float *scratch;           /* what the layer keeps for its backward: rows * ops->scratch(ly) floats */
     float *params;            /* the whole parameter block (written only by layers that keep state) */
     size_t rows;
-    size_t batch_rows;        /* samples in the whole batch these rows belong to */
-    size_t r0;                /* index of the first of these rows in the batch */
     int training;
     uint64_t key;             /* random stream of (seed, step, layer) (rng.h); elements by batch index */
     const mc_infer_plan *plan;/* NULL: the whole batch, work split over the pool; else a block of a

@@ -286,24 +286,21 @@ void mc_model_forward_from(const mc_model *m, mc_arena *a, const float *x, size_
     mc_model_forward_layers(m, a, x, first, first, m->L, B, training, seed, step);
 }
 
-/* Layers [lo, hi) on rows [r0, r0 + rows) of a batch of B rows (x and the arena's buffers at the
- * batch's row 0). plan: NULL for the whole batch (r0 = 0, rows = B), the layers splitting their
- * work over the pool; else a block on this thread with the whole batch's bits. */
+/* Layers [lo, hi) on `rows` rows of x (x and the arena's buffers at their row 0). plan: NULL for a
+ * whole batch, the layers splitting their work over the pool; else a block of a batch of
+ * plan->batch_rows rows, on this thread, with the whole batch's bits. */
 static void forward_rows(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t lo, size_t hi,
-                         size_t B, size_t r0, size_t rows, const mc_infer_plan *plan, int training,
-                         uint64_t seed, uint64_t step) {
+                         size_t rows, const mc_infer_plan *plan, int training, uint64_t seed, uint64_t step) {
     if (lo >= hi) return;
-    const float *inp = lo > first ? a->out[lo - 1] + r0 * m->layers[lo].n_in : x + r0 * m->layers[lo].n_in;
+    const float *inp = lo > first ? a->out[lo - 1] : x;
     for (size_t l = lo; l < hi; l++) {
         const mc_layer *ly = &m->layers[l];
         mc_fwd f = {
-            .out = a->out[l] + r0 * ly->n_out,
+            .out = a->out[l],
             .inp = inp,
-            .scratch = a->scratch[l] ? a->scratch[l] + r0 * ly->ops->scratch(ly) : NULL,
+            .scratch = a->scratch[l],
             .params = m->params,
             .rows = rows,
-            .batch_rows = B,
-            .r0 = r0,
             .training = training,
             .key = mc_rng_key(seed, step, l),
             .plan = plan,
@@ -317,13 +314,13 @@ static void forward_rows(const mc_model *m, mc_arena *a, const float *x, size_t 
 
 void mc_model_forward_layers(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t lo, size_t hi,
                              size_t B, int training, uint64_t seed, uint64_t step) {
-    forward_rows(m, a, x, first, lo, hi, B, 0, B, NULL, training, seed, step);
+    forward_rows(m, a, x, first, lo, hi, B, NULL, training, seed, step);
 }
 
-void mc_model_infer_rows(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B, size_t r0,
-                         size_t rows, const mc_infer_plan *plan) {
-    static const mc_infer_plan unknown = {0, -1};
-    forward_rows(m, a, x, first, first, m->L, B, r0, rows, plan ? plan : &unknown, 0, 0, 0);
+void mc_model_infer_rows(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t rows,
+                         const mc_infer_plan *plan) {
+    mc_infer_plan unknown = {0, -1, rows};
+    forward_rows(m, a, x, first, first, m->L, rows, plan ? plan : &unknown, 0, 0, 0);
 }
 
 void mc_model_forward(const mc_model *m, mc_arena *a, const float *x, size_t B, int training,

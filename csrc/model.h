@@ -78,12 +78,13 @@ void mc_model_forward_from(const mc_model *m, mc_arena *a, const float *x, size_
 void mc_model_forward_layers(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t lo, size_t hi,
                              size_t B, int training, uint64_t seed, uint64_t step);
 
-/* Inference (dropout off) on rows [r0, r0 + rows) of a batch of B rows: what
- * mc_model_forward_from(m, a, x, first, B, 0, ...) writes for those rows, bit for bit, computed on
- * the calling thread alone, so that a batch's rows can be split over the pool with one task per
- * block through every layer. x and a as for the whole batch (row 0); plan may be NULL. */
-void mc_model_infer_rows(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t B, size_t r0,
-                         size_t rows, const mc_infer_plan *plan);
+/* Inference (dropout off) on a block of `rows` rows x of a batch of plan->batch_rows rows: what
+ * mc_model_forward_from(m, ..., first, batch_rows, 0, ...) writes for those rows, bit for bit, in
+ * the block's own arena a (at least `rows` rows), computed on the calling thread alone, so that a
+ * batch's blocks can be split over the pool, one task per block through every layer, each in a
+ * cache-sized arena of its own. plan NULL: the block is the whole batch. */
+void mc_model_infer_rows(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t rows,
+                         const mc_infer_plan *plan);
 
 /* The logits the fused loss reads after a forward pass: the input of the last layer's activation. */
 const float *mc_model_logits(const mc_model *m, const mc_arena *a, const float *x);

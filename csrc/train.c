@@ -247,49 +247,130 @@ static mc_status check_rows(const mc_data *dt, size_t start, size_t b, mc_error 
     return MC_OK;
 }
 
-/* Inference splits a batch over the pool by rows, each task running every layer on its block:
- * one parallel job per batch instead of one per product with serial parts between them (the small
- * last layers, softmax). Blocks are whole 12-row tiles, about INFER_TASKS_PER_THREAD per thread
+/* Inference runs a batch as blocks of rows, each block through every layer on one thread, in an
+ * arena of that thread's own (mc_model_infer_rows): one parallel job per batch instead of one per
+ * product with serial parts between them, a block's activations stay in cache, and the memory
+ * does not grow with the batch size. Blocks are whole 12-row tiles, about INFER_TASKS_PER_THREAD
+ * per thread, and no more rows than keep a block's layer outputs within INFER_BLOCK_BYTES
  * (bench/RESULTS.md, "Design measurements"). */
 #define INFER_TILE 12
 #define INFER_TASKS_PER_THREAD 4
-typedef struct {
-    const mc_model *m;
-    mc_arena *a;
-    const float *x;
-    size_t first, b, rows_per;
-    mc_infer_plan plan;
-} infer_job;
+#define INFER_BLOCK_BYTES ((size_t)1 << 20)
 
-static void infer_task(void *ctx, size_t t) {
-    const infer_job *j = ctx;
-    size_t r0 = t * j->rows_per, rows = j->b - r0 < j->rows_per ? j->b - r0 : j->rows_per;
-    mc_model_infer_rows(j->m, j->a, j->x, j->first, j->b, r0, rows, &j->plan);
+/* The arenas of inference's blocks and, for evaluate, the batch's outputs the loss and metrics
+ * read. */
+typedef struct {
+    mc_arena *arenas;   /* one per thread that may run blocks */
+    size_t n_arenas;
+    size_t rows;        /* rows each arena holds: the most a block of a batch of B rows has */
+    float *out, *logits;/* (B, n_out) each, or NULL: predict writes its rows in place; no fused loss */
+    void *block;
+} infer_bufs;
+
+/* Rows per block of a batch of b rows: whole tiles, about INFER_TASKS_PER_THREAD blocks per thread,
+ * fewer rows (down to one tile) where a block's layer outputs would pass INFER_BLOCK_BYTES; then,
+ * when that makes more than one block, the batch cut evenly into that many blocks rounded up to a
+ * multiple of the threads, so that no thread waits on the last one. */
+static size_t block_rows(const mc_model *m, size_t first, size_t b, int threads) {
+    size_t tiles = (b + INFER_TILE - 1) / INFER_TILE, want = (size_t)threads * INFER_TASKS_PER_THREAD;
+    size_t tiles_per = (tiles + want - 1) / want, per_row = 0, max_tiles = 1;
+    for (size_t l = first; l < m->L; l++) per_row += m->layers[l].n_out;
+    if (per_row <= INFER_BLOCK_BYTES / (INFER_TILE * sizeof(float)))
+        max_tiles = INFER_BLOCK_BYTES / (INFER_TILE * sizeof(float) * per_row);
+    if (tiles_per > max_tiles) tiles_per = max_tiles;
+    size_t rows = tiles_per * INFER_TILE, blocks = (b + rows - 1) / rows, T = (size_t)threads;
+    if (blocks > 1) blocks = (blocks + T - 1) / T * T;
+    if (blocks > b) blocks = b;
+    return (b + blocks - 1) / blocks;
 }
 
-/* The forward pass of inference on a batch of b rows (layers first.. of x), split by rows when
- * the pool has more than one thread and the batch more than one tile. */
-static void infer(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t b, int *params_finite) {
+static void infer_release(infer_bufs *ib) {
+    for (size_t t = 0; ib->arenas && t < ib->n_arenas; t++) mc_arena_release(&ib->arenas[t]);
+    mc_free(ib->arenas);
+    mc_free(ib->block);
+    memset(ib, 0, sizeof *ib);
+}
+
+static mc_status infer_init(infer_bufs *ib, const mc_model *m, size_t first, size_t B, int evaluate, int fused,
+                            atomic_int *product_nonfinite, mc_error *err) {
+    memset(ib, 0, sizeof *ib);
     int threads = mc_get_num_threads();
-    if (threads < 2 || b < 2 * INFER_TILE) {
-        mc_model_forward_layers(m, a, x, first, first, m->L, b, 0, 0, 0);
-        return;
+    size_t rows = block_rows(m, first, B, threads), n_out = m->layers[m->L - 1].n_out, bytes;
+    if (rows > B) rows = B;
+    size_t blocks = (B + rows - 1) / rows, n = blocks < (size_t)threads ? blocks : (size_t)threads;
+    size_t floats = (size_t)evaluate * (1 + (size_t)fused);
+    if (floats && (!mc_mul_size(B, n_out, &bytes) || !mc_mul_size(bytes, floats * sizeof(float), &bytes)))
+        return mc_set_error(err, MC_ERR_NOMEM, "inference outputs: size overflows for batch_size %zu", B);
+    ib->arenas = mc_calloc(n, sizeof *ib->arenas);
+    ib->block = floats ? mc_malloc(bytes) : NULL;
+    if (!ib->arenas || (floats && !ib->block)) {
+        infer_release(ib);
+        return mc_set_error(err, MC_ERR_NOMEM, "inference: cannot allocate the outputs of batch_size %zu", B);
     }
-    size_t tiles = (b + INFER_TILE - 1) / INFER_TILE, want = (size_t)threads * INFER_TASKS_PER_THREAD;
-    size_t tiles_per = (tiles + want - 1) / want;
+    ib->rows = rows;
+    for (; ib->n_arenas < n; ib->n_arenas++) {
+        mc_status st = mc_arena_init(&ib->arenas[ib->n_arenas], m, rows, err);
+        if (st != MC_OK) {
+            infer_release(ib);
+            return st;
+        }
+        ib->arenas[ib->n_arenas].first_product_nonfinite = product_nonfinite;
+    }
+    if (floats) ib->out = ib->block;
+    if (floats == 2) ib->logits = ib->out + B * n_out;
+    return MC_OK;
+}
+
+typedef struct {
+    const mc_model *m;
+    const infer_bufs *ib;
+    const float *x;
+    size_t first, b, rows_per;
+    float *out, *logits;  /* the batch's (b, n_out) output and fused logits (NULL: not wanted) */
+    mc_infer_plan plan;
+    atomic_size_t next;   /* the next block to run */
+} infer_job;
+
+/* Task t runs blocks on arena t until none is left: the blocks' bits do not depend on who runs
+ * them. */
+static void infer_task(void *ctx, size_t t) {
+    infer_job *j = ctx;
+    const mc_model *m = j->m;
+    mc_arena *a = &j->ib->arenas[t];
+    size_t n_out = m->layers[m->L - 1].n_out, d = m->layers[j->first].n_in;
+    for (;;) {
+        size_t k = atomic_fetch_add(&j->next, 1);
+        if (k >= (j->b + j->rows_per - 1) / j->rows_per) return;
+        size_t r0 = k * j->rows_per, rows = j->b - r0 < j->rows_per ? j->b - r0 : j->rows_per;
+        const float *x = j->x + r0 * d;
+        mc_model_infer_rows(m, a, x, j->first, rows, &j->plan);
+        memcpy(j->out + r0 * n_out, a->out[m->L - 1], rows * n_out * sizeof(float));
+        if (j->logits)
+            memcpy(j->logits + r0 * n_out, mc_model_logits_from(m, a, x, j->first), rows * n_out * sizeof(float));
+    }
+}
+
+/* The forward pass of inference on a batch of b rows (layers first.. of x) into out and, when not
+ * NULL, the fused loss's logits. */
+static void infer(const mc_model *m, const infer_bufs *ib, const float *x, size_t first, size_t b, float *out,
+                  float *logits, int *params_finite) {
+    int threads = mc_get_num_threads();
+    size_t rows = block_rows(m, first, b, threads);
+    if (rows > ib->rows) rows = ib->rows;
     /* whether the first product skips x's zeros: one sample of the batch (the rows the whole
      * product would look at) rather than one per block, each a trip to memory */
     const mc_layer *ly = &m->layers[first];
     int x_sparse = ly->ops->sparse_input ? ly->ops->sparse_input(ly, x, b) : -1;
-    /* whether the weights are finite, once per call (the zero skipping must keep 0 * inf terms):
-     * not in every block's products */
-    if (*params_finite < 0) {
+    /* whether the weights are finite (the zero skipping must keep 0 * inf terms): once per call
+     * rather than in every block's products, unless the batch is one block */
+    size_t blocks = (b + rows - 1) / rows, n = blocks < ib->n_arenas ? blocks : ib->n_arenas;
+    if (blocks > 1 && *params_finite < 0) {
         mc_scan_result r = mc_scan(m->params, MC_SCAN_F32, m->P);
         *params_finite = r.n_nan == 0 && r.n_inf == 0;
     }
-    infer_job j = {m, a, x, first, b, tiles_per * INFER_TILE, {*params_finite, x_sparse}};
-    size_t n = (b + j.rows_per - 1) / j.rows_per;
-    mc_parallel_for_n(n, threads, infer_task, &j);
+    infer_job j = {m, ib, x, first, b, rows, out, logits, {*params_finite == 1, x_sparse, b}, 0};
+    if (n < 2) infer_task(&j, 0);
+    else mc_parallel_for_n(n, (int)n, infer_task, &j);
 }
 
 /* Shared loop of train / evaluate / predict (mode 0 / 1 / 2). */
@@ -306,19 +387,14 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
     size_t n_batches = N / batch_size + (N % batch_size != 0);
     int training = mode == 0;
     int fused = loss ? mc_model_fused(m, loss->kind, loss->from_logits) : 0;
+    /* training: the batch's arena; inference: the blocks' arenas and evaluate's outputs */
     mc_arena a;
+    infer_bufs ib;
     batch_bufs bb;
+    memset(&a, 0, sizeof a);
+    memset(&ib, 0, sizeof ib);
     memset(&bb, 0, sizeof bb);
-    if ((st = mc_arena_init(&a, m, B, err)) != MC_OK) return st;
-    /* Training on gathered rows: while a step's serial part runs (the small last layers, the loss,
-     * the first backward products) the pool's otherwise idle workers gather the next batch into
-     * the second buffer; what they have not done when the step's next parallel job starts is
-     * gathered with that batch. The same bytes either way. */
-    int ahead = training && needs_gather(dt, perm) && mc_get_num_threads() > 1;
-    if ((st = bufs_init(&bb, dt, n_out, B, needs_gather(dt, perm), mode != 2 && perm, ahead, err)) != MC_OK)
-        goto done;
     gather_plan gp = plan_gather(m, dt);
-    size_t serial_from = ahead ? serial_layers_from(m, gp.first, B) : gp.first;
     /* predict refuses float rows holding NaN or infinities. Such a value makes every product of its
      * row in a first layer with a product (dense) NaN or infinite, so that layer checks its products
      * (values still in cache) and x is scanned only when they hold one, for the error and its counts:
@@ -326,7 +402,17 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
     atomic_int product_nonfinite = 0;
     int check_x = mode == 2 && dt->check_finite && !dt->x_u8;
     int check_products = check_x && m->layers[gp.first].ops->checks_products;
-    if (check_products) a.first_product_nonfinite = &product_nonfinite;
+    st = training ? mc_arena_init(&a, m, B, err)
+                  : infer_init(&ib, m, gp.first, B, mode == 1, fused, check_products ? &product_nonfinite : NULL, err);
+    if (st != MC_OK) return st;
+    /* Training on gathered rows: while a step's serial part runs (the small last layers, the loss,
+     * the first backward products) the pool's otherwise idle workers gather the next batch into
+     * the second buffer; what they have not done when the step's next parallel job starts is
+     * gathered with that batch. The same bytes either way. */
+    int ahead = training && needs_gather(dt, perm) && mc_get_num_threads() > 1;
+    if ((st = bufs_init(&bb, dt, n_out, B, needs_gather(dt, perm), mode != 2 && perm, ahead, err)) != MC_OK)
+        goto done;
+    size_t serial_from = ahead ? serial_layers_from(m, gp.first, B) : gp.first;
     int params_finite = -1;  /* not scanned yet (infer) */
     /* the weight penalties added to each batch's loss: evaluate's weights stay as they are; training
      * has them from each step's backward pass, at the weights of that step (Keras's loss) */
@@ -348,28 +434,31 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
             xb = gather_x(dt, &gp, perm, start, b, x_cur, NULL);
         }
         uint64_t step = training ? (uint64_t)*iterations : 0;
-        mc_model_forward_layers(m, &a, xb, gp.first, gp.first, serial_from, b, training, seed, step);
-        if (ahead && k + 1 < n_batches) {
-            size_t nb = N - (start + batch_size) < batch_size ? N - (start + batch_size) : batch_size;
-            memset(bb.done, 0, gather_tasks(nb));
-            next = (gather_job){dt, &gp, perm, start + batch_size, nb, x_next, bb.done};
-            mc_parallel_begin(gather_tasks(nb), gather_task, &next);
-        }
-        if (training)
+        const float *outp, *logits = NULL;
+        if (training) {
+            mc_model_forward_layers(m, &a, xb, gp.first, gp.first, serial_from, b, training, seed, step);
+            if (ahead && k + 1 < n_batches) {
+                size_t nb = N - (start + batch_size) < batch_size ? N - (start + batch_size) : batch_size;
+                memset(bb.done, 0, gather_tasks(nb));
+                next = (gather_job){dt, &gp, perm, start + batch_size, nb, x_next, bb.done};
+                mc_parallel_begin(gather_tasks(nb), gather_task, &next);
+            }
             mc_model_forward_layers(m, &a, xb, gp.first, serial_from, m->L, b, training, seed, step);
-        else
-            infer(m, &a, xb, gp.first, b, &params_finite);
+            outp = a.out[m->L - 1];
+            if (fused) logits = mc_model_logits_from(m, &a, xb, gp.first);
+        } else {
+            float *o = mode == 2 ? pred + start * n_out : ib.out;
+            infer(m, &ib, xb, gp.first, b, o, fused ? ib.logits : NULL, &params_finite);
+            outp = o;
+            logits = fused ? ib.logits : NULL;
+        }
         if (check_products && atomic_exchange(&product_nonfinite, 0) &&
             (st = check_rows(dt, start, b, err)) != MC_OK)
             break;
-        const float *outp = a.out[m->L - 1];
-        if (mode == 2) {
-            memcpy(pred + start * n_out, outp, b * n_out * sizeof *pred);
-        } else {
+        if (mode != 2) {
             const float *yb;
             const int32_t *lb;
             gather_y(dt, perm, start, b, n_out, &bb, &yb, &lb);
-            const float *logits = fused ? mc_model_logits_from(m, &a, xb, gp.first) : NULL;
             float *dl = training ? a.g0 : NULL;
             const float *wb = gather_w(dt, perm, start, b, &bb);
             double lsum = mc_loss_eval(loss, fused, dl, outp, logits, yb, lb, wb, b, n_out);
@@ -395,6 +484,7 @@ done:
     mc_parallel_end();
     mc_free(bb.block);
     mc_arena_release(&a);
+    infer_release(&ib);
     return st;
 }
 

@@ -3,7 +3,10 @@
 gradient against the float64 reference, determinism for a seed and across thread counts, predict on
 blocks, saving, weights, summary counts, frozen layers and frozen BatchNormalization in fit, and the
 errors that name the fix leaving the model as it was."""
+import pathlib
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -179,6 +182,31 @@ def test_predict_in_batches_of_1_7_64_agrees_and_repeats_bit_for_bit(threads, re
         assert_same_bits(model.predict(x, batch_size=bs, verbose=0), got)
         np.testing.assert_allclose(got, whole, rtol=1e-6, atol=1e-7)
     assert_same_bits(model.predict_on_batch(x[:7]), model.predict(x[:7], batch_size=7, verbose=0))
+
+
+INFER_RSS_CHILD = """
+import resource, sys
+sys.path[:0] = sys.argv[1:2]
+from test_conv_model import convnet, images
+model = convnet(5)
+x, y = images(8000)
+model.predict(x[:64], batch_size=32, verbose=0)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+model.predict(x, batch_size=len(x), verbose=0)
+model.evaluate(x, y, batch_size=len(x), verbose=0)
+growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+print(growth)
+"""
+
+
+def test_inference_memory_does_not_grow_with_the_batch_size():
+    # 8000 images in one batch: the layers' outputs alone would take 8000 * 152 KB = 1.2 GB if a batch
+    # were held whole; inference runs it in cache-sized blocks, each thread in an arena of its own.
+    r = subprocess.run([sys.executable, "-c", INFER_RSS_CHILD, str(pathlib.Path(__file__).parent)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    growth_kib = int(r.stdout)
+    assert growth_kib < 48 * 1024, f"peak RSS grew by {growth_kib} KiB"
 
 
 # --- weights, saving, summary ---
