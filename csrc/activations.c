@@ -5,6 +5,7 @@
 
 #include <math.h>
 
+#include "common.h"
 #include "exp_nonpos.h"
 
 #define SELU_ALPHA 1.67326324f  /* Keras selu constants (Klambauer et al. 2017) */
@@ -29,9 +30,7 @@ float mc_row_max(const float *x, size_t n) {
 /* x[k] = e^x[k] (x[k] <= 0) over a flat array. Compiled also for AVX2 and AVX-512 and picked at
  * load time, as scan.c's loop is (4-wide, it was 3-4% of predicting the 10k test set); element-wise
  * without contraction, so every width gives the same bits (checked on all 2^32 inputs). */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__GLIBC__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
+MC_ALL_WIDTHS
 static void exp_nonpos_all(float *x, size_t n) {
     for (size_t k = 0; k < n; k++) x[k] = mc_exp_nonpos(x[k]);
 }

@@ -1,5 +1,5 @@
-/* Status codes, the error record every fallible function fills, and the allocation wrappers.
- * No Python here: pyutil.c maps mc_error to exceptions. No global mutable state except the
+/* Status codes, the error record every fallible function fills, the allocation wrappers, and
+ * MC_ALL_WIDTHS. No Python here: pyutil.c maps mc_error to exceptions. No global mutable state except the
  * allocation-failure injection counter used by the fault tests. */
 #ifndef MC_COMMON_H
 #define MC_COMMON_H
@@ -49,5 +49,14 @@ void mc_fail_alloc_after(long k);
 static inline int mc_mul_size(size_t a, size_t b, size_t *out) {
     return !__builtin_mul_overflow(a, b, out);
 }
+
+/* A function compiled also for AVX2 and AVX-512, the CPU picking one at load time (GCC's
+ * target_clones, which needs glibc's ifunc support: musl and macOS get the generic build). Only for
+ * loops whose every width gives the same bits; helpers inlined into it are compiled with it. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__GLIBC__)
+#define MC_ALL_WIDTHS __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MC_ALL_WIDTHS
+#endif
 
 #endif

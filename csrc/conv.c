@@ -110,8 +110,9 @@ static void im2col_sample(float *col, const float *x, const mc_layer *ly, size_t
     }
 }
 
-/* dx (in.h, in.w, in.c) of one sample = the sum of dcol's rows at their windows (pads dropped). */
-static void col2im_sample(float *dx, const float *dcol, const mc_layer *ly, size_t K) {
+/* dx (in.h, in.w, in.c) of one sample = the sum of dcol's rows at their windows (pads dropped), in
+ * the same order at every vector width. */
+MC_ALL_WIDTHS static void col2im_sample(float *restrict dx, const float *restrict dcol, const mc_layer *ly, size_t K) {
     size_t C = ly->in.c, row = ly->kernel_w * C;
     memset(dx, 0, ly->n_in * sizeof *dx);
     for (size_t oy = 0; oy < ly->out.h; oy++) {

@@ -59,11 +59,6 @@ static size_t no_scratch(const mc_layer *ly) {
 /* Its range functions are compiled also for AVX2 and AVX-512 and picked at load time, as scan.c's
  * loop is (their helpers are inlined, so compiled with them): compares, selects and 0.0f + g only,
  * so every width gives the same bits. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__GLIBC__)
-#define ALL_WIDTHS __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define ALL_WIDTHS
-#endif
 
 /* Forward keeps only the maxima; backward finds again where each came from, comparing its window
  * with it in the same order. Nothing is kept between the two, and forward is a plain max that
@@ -90,7 +85,7 @@ static inline __attribute__((always_inline)) void max_window(float *restrict out
         }
 }
 
-ALL_WIDTHS static void max_forward_range(void *ctx, size_t s0, size_t s1) {
+MC_ALL_WIDTHS static void max_forward_range(void *ctx, size_t s0, size_t s1) {
     const pool_job *j = ctx;
     const mc_layer *ly = j->ly;
     size_t C = ly->in.c, W = ly->in.w;
@@ -182,7 +177,7 @@ static void max_backward_range(void *ctx, size_t s0, size_t s1) {
                             j->dout + s * ly->n_out, ly, 0);
 }
 
-ALL_WIDTHS static void max_backward_tiled_range(void *ctx, size_t s0, size_t s1) {
+MC_ALL_WIDTHS static void max_backward_tiled_range(void *ctx, size_t s0, size_t s1) {
     const pool_job *j = ctx;
     const mc_layer *ly = j->ly;
     for (size_t s = s0; s < s1; s++)

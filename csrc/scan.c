@@ -23,11 +23,8 @@ typedef struct {
 
 /* NaN fails both comparisons, so it never reaches lo/hi; infinities do, as numbers. Compiled also
  * for AVX2 and AVX-512 (picked at load time by the CPU): the generic build's 4-wide SSE loop was
- * compute-bound, a quarter of predict's time on the 10k test set. The pick needs GCC's ifunc
- * support, which glibc has (musl and macOS do not). */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__GLIBC__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
+ * compute-bound, a quarter of predict's time on the 10k test set. */
+MC_ALL_WIDTHS
 static mc_scan_result scan_f32(const float *p, size_t n) {
     float lo[LANES], hi[LANES];
     uint32_t nan[LANES] = {0}, inf[LANES] = {0};
