@@ -4,11 +4,14 @@
  * (K, out.c) row-major. Channels last makes a window row (kernel_w * in.c floats) contiguous in the
  * input, so im2col and col2im copy whole window rows. A 1x1 stride-1 conv without padding is dense
  * on every pixel: the input is col. A small receptive field (a first layer's) takes the direct
- * kernels of conv_small.h for the forward product and the weight gradient instead. */
+ * kernels of conv_small.h for the forward product and the weight gradient instead, and a 3x3
+ * stride-1 conv with enough channels Winograd's forward of conv_winograd.h (backward stays
+ * im2col's: the gradients of the same convolution). */
 #include <string.h>
 
 #include "activations.h"
 #include "conv_small.h"
+#include "conv_winograd.h"
 #include "dense.h"
 #include "gemm.h"
 #include "layer.h"
@@ -34,7 +37,11 @@ typedef struct {
     size_t pre;    /* floats of pre-activation kept per sample (0: out is the pre-activation or relu's) */
     size_t extra;  /* floats per sample for the groups' weight-gradient sums: a group's samples hold one */
     size_t block;  /* samples per im2col block */
+    size_t work;   /* floats per sample of a range's work buffer: col, or Winograd's when larger */
+    size_t wblock; /* samples per Winograd block */
     int direct;    /* 1x1, stride 1, no padding: col is the input itself */
+    int wino;      /* the forward product is w's Winograd F(2x2, 3x3) */
+    mc_conv_wino w;
 } conv_dims;
 
 /* relu needs no pre-activation: its backward reads out > 0, which holds exactly where pre > 0. */
@@ -50,6 +57,13 @@ static conv_dims dims_of(const mc_layer *ly) {
     d.extra = (d.K * d.N + d.N + GROUP_MIN_SAMPLES - 1) / GROUP_MIN_SAMPLES;
     size_t pk = d.pix * d.K;
     d.block = pk && pk < COL_BLOCK_FLOATS ? COL_BLOCK_FLOATS / pk : 1;
+    /* the buffer of one sample, sizes far beyond memory left to im2col (and its errors) */
+    size_t wb = 0;
+    d.wino = !d.direct && mc_conv_wino_plan(ly, &d.w) && (wb = mc_conv_wino_buffer(&d.w, 1)) != 0 &&
+             wb < SIZE_MAX / 64;
+    d.work = d.wino && wb > d.col ? wb : d.col;
+    size_t per = d.wino ? 16 * d.w.tiles * (d.w.C + d.w.N) : 0;
+    d.wblock = per && per < COL_BLOCK_FLOATS ? COL_BLOCK_FLOATS / per : 1;
     return d;
 }
 
@@ -161,23 +175,32 @@ static mc_status conv_init(mc_layer *ly, size_t l, mc_error *err) {
     return MC_OK;
 }
 
-/* Scratch of B samples (a batch, or an inference block): [pre (B, n_out)][col (B, pix, K)][extra
- * (B, extra)]. pre comes first so that it is the (B, n_out) logits. col is only ever used a block
- * at a time: a range of samples im2cols its blocks one after the other into the col of its first
- * samples, and backward makes col again from the input rather than reading it back from memory.
+/* Scratch of B samples (a batch, or an inference block): [pre (B, n_out)][work (B, work)][extra
+ * (B, extra)]. pre comes first so that it is the (B, n_out) logits. work holds col, or Winograd's
+ * buffers, and is only ever used a block at a time: a range of samples im2cols (or transforms) its
+ * blocks one after the other into the work of its first samples, and backward makes col again
+ * from the input rather than reading it back from memory.
  * extra holds the weight-gradient sums of the groups but the first (GROUP_MIN_SAMPLES samples'
  * extra hold one). Untouched parts of the arena cost no memory. */
 static size_t conv_scratch(const mc_layer *ly) {
     conv_dims d = dims_of(ly);
-    return d.pre + d.col + d.extra;
+    return d.pre + d.work + d.extra;
+}
+
+/* 1 when p[0:n] holds NaN or an infinity: x - x is 0 for finite x only. */
+static int any_nonfinite(const float *p, size_t n) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) bad |= p[i] - p[i] != 0.0f;
+    return bad;
 }
 
 typedef struct {
     const mc_layer *ly;
     conv_dims d;
     const float *x;            /* the input at sample 0 of these rows */
-    float *out, *pre, *col;    /* at sample 0 of these rows */
+    float *out, *pre, *work;   /* at sample 0 of these rows */
     const float *w, *b;
+    size_t batch;              /* rows of the whole batch (the products' plan) */
     mc_gemm_rows_plan rp;
     atomic_int *nonfinite;
     int small;                 /* the direct kernels of cs run the product */
@@ -196,7 +219,16 @@ static void forward_range(void *ctx, size_t s0, size_t s1) {
         if (j->pre) mc_activation_forward(act, out, dst, (s1 - s0) * d->pix, d->N);
         return;
     }
-    float *buf = j->col + s0 * d->col;
+    float *buf = j->work + s0 * d->work;
+    if (d->wino) {
+        float *out = j->out + s0 * n_out, *dst = j->pre ? j->pre + s0 * n_out : out;
+        size_t n = s1 - s0, block = n < d->wblock ? n : d->wblock;
+        mc_conv_wino_forward(&d->w, j->x + s0 * j->ly->n_in, n, j->w, dst, j->batch, block, buf);
+        if (j->nonfinite && any_nonfinite(dst, n * n_out))
+            atomic_store_explicit(j->nonfinite, 1, memory_order_relaxed);
+        mc_bias_activation_forward(j->ly->activation, out, dst, j->b, n * d->pix, d->N);
+        return;
+    }
     for (size_t s = s0; s < s1; s += d->block) {
         size_t n = s1 - s < d->block ? s1 - s : d->block;
         const float *a = col_rows(j->ly, d, j->x, s, n, buf);
@@ -216,12 +248,12 @@ static void conv_forward(const mc_layer *ly, const mc_fwd *f) {
         sparse = !f->plan ? mc_gemm_skips_zeros(B * d.pix, d.N, d.K, f->inp, d.K) : f->reads_x ? f->plan->x_sparse : -1;
     fwd_job j = {
         .ly = ly, .d = d, .x = f->inp, .out = f->out, .pre = d.pre ? f->scratch : NULL,
-        .col = f->scratch + B * d.pre,
-        .w = f->params + ly->w[0].off, .b = ly->w[1].off >= 0 ? f->params + ly->w[1].off : NULL,
+        .work = f->scratch + B * d.pre,
+        .w = f->params + ly->w[0].off, .b = ly->w[1].off >= 0 ? f->params + ly->w[1].off : NULL, .batch = batch,
         .rp = {batch * d.pix, f->plan ? f->plan->params_finite : 0, sparse},
         .nonfinite = f->nonfinite,
     };
-    j.small = !d.direct && mc_conv_small_plan(ly, &j.cs);
+    j.small = !d.direct && !d.wino && mc_conv_small_plan(ly, &j.cs);
     mc_for_samples(f->rows, d.col + ly->n_in + ly->n_out, f->plan == NULL, forward_range, &j);
 }
 
@@ -232,7 +264,7 @@ typedef struct {
     int act;
     size_t groups;
     const float *pre, *w;
-    float *col, *extra;        /* the batch's scratch areas */
+    float *work, *extra;       /* the batch's scratch areas */
     float *dw, *db;            /* NULL: not wanted */
     int small;                 /* the direct kernels of cs sum the weight gradient */
     mc_conv_small cs;
@@ -265,7 +297,7 @@ static void backward_group(void *ctx, size_t g) {
         pw = NULL;
     }
     mc_gemm_rows_plan rw = {d->K, 0, 0}, rx = {b->rows * d->pix, 0, 0};
-    float *buf = j->col + s0 * d->col;
+    float *buf = j->work + s0 * d->work;
     for (size_t s = s0; s < s1 && (pw || b->dinp); s += d->block) {
         size_t n = s1 - s < d->block ? s1 - s : d->block, M = n * d->pix;
         const float *dp = b->dout + s * d->pix * N;
@@ -293,7 +325,7 @@ static void conv_backward(const mc_layer *ly, const mc_bwd *b) {
     bwd_job j = {
         .ly = ly, .d = d, .b = b, .act = b->skip_act ? MC_ACT_LINEAR : ly->activation, .groups = groups,
         .pre = d.pre ? b->scratch : NULL, .w = b->params + ly->w[0].off,
-        .col = b->scratch + B * d.pre, .extra = b->scratch + B * (d.pre + d.col),
+        .work = b->scratch + B * d.pre, .extra = b->scratch + B * (d.pre + d.work),
         .dw = b->grads ? b->grads + ly->w[0].off : NULL,
         .db = b->grads && ly->w[1].off >= 0 ? b->grads + ly->w[1].off : NULL,
     };

@@ -214,6 +214,11 @@ CONV_CASES = [
     ((13, 12, 1), 40, 3, 1, "same", True, "relu", 3),
     ((10, 9, 2), 17, 4, 2, "valid", True, "linear", 2),
     ((9, 10, 3), 33, 3, (2, 1), "same", False, "tanh", 2),
+    # 3x3 stride-1 kernels with at least 16 channels in and out take Winograd's F(2x2, 3x3): odd and
+    # even outputs (edge tiles cut), 'same' borders, channel counts that are not a vector's multiple
+    ((7, 7, 16), 16, 3, 1, "valid", True, "relu", 2),
+    ((6, 5, 20), 17, 3, 1, "same", False, "tanh", 2),
+    ((4, 4, 16), 24, 3, 1, "same", True, "linear", 1),
 ]
 
 

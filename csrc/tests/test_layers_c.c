@@ -340,6 +340,8 @@ static void test_conv(void) {
     test_conv_case(17, 5, 4, 2, 3, 3, 3, 1, 1, 1, MC_ACT_RELU, 1);
     test_conv_case(16, 3, 3, 2, 3, 1, 1, 1, 1, 0, MC_ACT_TANH, 1);    /* direct */
     test_conv_case(33, 4, 4, 1, 2, 3, 3, 1, 1, 0, MC_ACT_SOFTMAX, 0);
+    /* 3x3 stride 1, 16 channels and more in and out: Winograd's forward */
+    test_conv_case(2, 5, 4, 16, 17, 3, 3, 1, 1, 1, MC_ACT_TANH, 1);
 }
 
 /* skip_act: dout is already dL/d(pre); the gradients are those of the linear conv */

@@ -1,0 +1,192 @@
+/* Winograd's F(2x2, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks"):
+ * for a 4x4 input patch d and a 3x3 kernel g, the 2x2 outputs are A^T [(G g G^T) . (B^T d B)] A
+ * with
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+ *   A^T = [1 1 1 0; 0 1 -1 -1].
+ * The 16 elements xi of the transformed patch each take one product over the channels: V[xi]
+ * (tiles, C) @ U[xi] (C, N). Channels last makes every transform a loop over contiguous channels,
+ * so the loops vectorize. */
+#include "conv_winograd.h"
+
+#include "gemm.h"
+
+int mc_conv_wino_plan(const mc_layer *ly, mc_conv_wino *w) {
+    if (ly->kernel_h != 3 || ly->kernel_w != 3 || ly->stride_h != 1 || ly->stride_w != 1 ||
+        ly->in.c < MC_CONV_WINO_MIN_C || ly->out.c < MC_CONV_WINO_MIN_C)
+        return 0;
+    w->ly = ly;
+    w->C = ly->in.c;
+    w->N = ly->out.c;
+    w->th = (ly->out.h + 1) / 2;
+    w->tw = (ly->out.w + 1) / 2;
+    w->tiles = w->th * w->tw;
+    return 1;
+}
+
+/* [U (16, C, N)][C zeros][V (16, n * tiles, C)][M (16, n * tiles, N)] */
+size_t mc_conv_wino_buffer(const mc_conv_wino *w, size_t n) {
+    size_t u, t, cn, vm, total;
+    if (!mc_mul_size(w->C, w->N, &u) || !mc_mul_size(u, 16, &u) || !mc_mul_size(n, w->tiles, &t) ||
+        w->C > SIZE_MAX - w->N || !mc_mul_size(t, w->C + w->N, &cn) || !mc_mul_size(cn, 16, &vm) ||
+        u > SIZE_MAX - w->C || u + w->C > SIZE_MAX - vm)
+        return 0;
+    total = u + w->C + vm;
+    return total;
+}
+
+/* U[xi][c][n] = (G g G^T)[xi] for every input channel c and output channel n; g[a][b] is
+ * kernel[((a * 3 + b) * C + c) * N + n]. */
+MC_ALL_WIDTHS static void transform_kernel(float *restrict u, const float *restrict kernel, size_t C, size_t N) {
+    size_t plane = C * N;
+    for (size_t c = 0; c < C; c++) {
+        const float *k = kernel + c * N;
+        float *o = u + c * N;
+#pragma GCC ivdep
+        for (size_t n = 0; n < N; n++) {
+            float g00 = k[n], g01 = k[plane + n], g02 = k[2 * plane + n];
+            float g10 = k[3 * plane + n], g11 = k[4 * plane + n], g12 = k[5 * plane + n];
+            float g20 = k[6 * plane + n], g21 = k[7 * plane + n], g22 = k[8 * plane + n];
+            /* G g: rows t0..t3, columns 0..2 */
+            float t00 = g00, t01 = g01, t02 = g02;
+            float t10 = 0.5f * (g00 + g10 + g20), t11 = 0.5f * (g01 + g11 + g21), t12 = 0.5f * (g02 + g12 + g22);
+            float t20 = 0.5f * (g00 - g10 + g20), t21 = 0.5f * (g01 - g11 + g21), t22 = 0.5f * (g02 - g12 + g22);
+            float t30 = g20, t31 = g21, t32 = g22;
+            /* (G g) G^T, row by row */
+            o[n] = t00;
+            o[plane + n] = 0.5f * (t00 + t01 + t02);
+            o[2 * plane + n] = 0.5f * (t00 - t01 + t02);
+            o[3 * plane + n] = t02;
+            o[4 * plane + n] = t10;
+            o[5 * plane + n] = 0.5f * (t10 + t11 + t12);
+            o[6 * plane + n] = 0.5f * (t10 - t11 + t12);
+            o[7 * plane + n] = t12;
+            o[8 * plane + n] = t20;
+            o[9 * plane + n] = 0.5f * (t20 + t21 + t22);
+            o[10 * plane + n] = 0.5f * (t20 - t21 + t22);
+            o[11 * plane + n] = t22;
+            o[12 * plane + n] = t30;
+            o[13 * plane + n] = 0.5f * (t30 + t31 + t32);
+            o[14 * plane + n] = 0.5f * (t30 - t31 + t32);
+            o[15 * plane + n] = t32;
+        }
+    }
+}
+
+/* (B^T d B) of one tile's 4x4 patch, rows d0..d3 of 4 pointers each, into o[xi * plane + c]. */
+static inline __attribute__((always_inline)) void input_tile(float *restrict o, size_t plane, const float *const d[16],
+                                                             size_t C) {
+    const float *d00 = d[0], *d01 = d[1], *d02 = d[2], *d03 = d[3], *d10 = d[4], *d11 = d[5], *d12 = d[6],
+                *d13 = d[7], *d20 = d[8], *d21 = d[9], *d22 = d[10], *d23 = d[11], *d30 = d[12], *d31 = d[13],
+                *d32 = d[14], *d33 = d[15];
+#pragma GCC ivdep
+    for (size_t c = 0; c < C; c++) {
+        /* B^T d: rows t0..t3 */
+        float t00 = d00[c] - d20[c], t01 = d01[c] - d21[c], t02 = d02[c] - d22[c], t03 = d03[c] - d23[c];
+        float t10 = d10[c] + d20[c], t11 = d11[c] + d21[c], t12 = d12[c] + d22[c], t13 = d13[c] + d23[c];
+        float t20 = d20[c] - d10[c], t21 = d21[c] - d11[c], t22 = d22[c] - d12[c], t23 = d23[c] - d13[c];
+        float t30 = d10[c] - d30[c], t31 = d11[c] - d31[c], t32 = d12[c] - d32[c], t33 = d13[c] - d33[c];
+        /* (B^T d) B, row by row */
+        o[c] = t00 - t02;
+        o[plane + c] = t01 + t02;
+        o[2 * plane + c] = t02 - t01;
+        o[3 * plane + c] = t01 - t03;
+        o[4 * plane + c] = t10 - t12;
+        o[5 * plane + c] = t11 + t12;
+        o[6 * plane + c] = t12 - t11;
+        o[7 * plane + c] = t11 - t13;
+        o[8 * plane + c] = t20 - t22;
+        o[9 * plane + c] = t21 + t22;
+        o[10 * plane + c] = t22 - t21;
+        o[11 * plane + c] = t21 - t23;
+        o[12 * plane + c] = t30 - t32;
+        o[13 * plane + c] = t31 + t32;
+        o[14 * plane + c] = t32 - t31;
+        o[15 * plane + c] = t31 - t33;
+    }
+}
+
+/* V[xi][t][:] = (B^T d B)[xi] for the tiles of n samples x (tile t of sample s at index s * tiles
+ * + t): d's rows and columns off the input (padding) read zeros. */
+MC_ALL_WIDTHS static void transform_input(float *restrict v, const float *x, size_t n, const mc_conv_wino *w,
+                                          const float *zeros) {
+    const mc_layer *ly = w->ly;
+    size_t C = w->C, H = ly->in.h, W = ly->in.w, plane = n * w->tiles * C;
+    for (size_t s = 0; s < n; s++)
+        for (size_t ty = 0; ty < w->th; ty++)
+            for (size_t tx = 0; tx < w->tw; tx++) {
+                const float *d[16];
+                ptrdiff_t iy0 = (ptrdiff_t)(2 * ty) - (ptrdiff_t)ly->pad_top;
+                ptrdiff_t ix0 = (ptrdiff_t)(2 * tx) - (ptrdiff_t)ly->pad_left;
+                for (int a = 0; a < 4; a++)
+                    for (int b = 0; b < 4; b++) {
+                        ptrdiff_t iy = iy0 + a, ix = ix0 + b;
+                        int inside = iy >= 0 && iy < (ptrdiff_t)H && ix >= 0 && ix < (ptrdiff_t)W;
+                        d[a * 4 + b] = inside ? x + (s * H * W + (size_t)iy * W + (size_t)ix) * C : zeros;
+                    }
+                input_tile(v + ((s * w->th + ty) * w->tw + tx) * C, plane, d, C);
+            }
+}
+
+/* dst's outputs of n samples = A^T M A per tile; a tile's outputs past the last row or column
+ * (an odd out.h or out.w) are dropped. */
+MC_ALL_WIDTHS static void transform_output(float *restrict dst, const float *restrict m, size_t n,
+                                           const mc_conv_wino *w) {
+    const mc_layer *ly = w->ly;
+    size_t N = w->N, OH = ly->out.h, OW = ly->out.w, plane = n * w->tiles * N;
+    for (size_t s = 0; s < n; s++)
+        for (size_t ty = 0; ty < w->th; ty++)
+            for (size_t tx = 0; tx < w->tw; tx++) {
+                const float *p = m + ((s * w->th + ty) * w->tw + tx) * N;
+                size_t oy = 2 * ty, ox = 2 * tx;
+                float *y0 = dst + ((s * OH + oy) * OW + ox) * N;
+                /* the missing column or row of an edge tile goes to a bin: the loop stays one */
+                float bin[2 * 256];
+                int right = ox + 1 < OW, below = oy + 1 < OH;
+                size_t j0 = 0;
+                for (; j0 < N; j0 += 256) {
+                    size_t jn = N - j0 < 256 ? N - j0 : 256;
+                    float *r00 = y0 + j0, *r01 = right ? y0 + N + j0 : bin;
+                    float *r10 = below ? y0 + OW * N + j0 : bin, *r11 = right && below ? y0 + (OW + 1) * N + j0 : bin + 256;
+                    const float *q = p + j0;
+#pragma GCC ivdep
+                    for (size_t j = 0; j < jn; j++) {
+                        float m00 = q[j], m01 = q[plane + j], m02 = q[2 * plane + j], m03 = q[3 * plane + j];
+                        float m10 = q[4 * plane + j], m11 = q[5 * plane + j], m12 = q[6 * plane + j],
+                              m13 = q[7 * plane + j];
+                        float m20 = q[8 * plane + j], m21 = q[9 * plane + j], m22 = q[10 * plane + j],
+                              m23 = q[11 * plane + j];
+                        float m30 = q[12 * plane + j], m31 = q[13 * plane + j], m32 = q[14 * plane + j],
+                              m33 = q[15 * plane + j];
+                        /* A^T M: rows t0, t1 */
+                        float t00 = m00 + m10 + m20, t01 = m01 + m11 + m21, t02 = m02 + m12 + m22,
+                              t03 = m03 + m13 + m23;
+                        float t10 = m10 - m20 - m30, t11 = m11 - m21 - m31, t12 = m12 - m22 - m32,
+                              t13 = m13 - m23 - m33;
+                        /* (A^T M) A */
+                        r00[j] = t00 + t01 + t02;
+                        r01[j] = t01 - t02 - t03;
+                        r10[j] = t10 + t11 + t12;
+                        r11[j] = t11 - t12 - t13;
+                    }
+                }
+            }
+}
+
+void mc_conv_wino_forward(const mc_conv_wino *w, const float *x, size_t n, const float *kernel, float *dst,
+                          size_t batch_rows, size_t block, float *buf) {
+    size_t C = w->C, N = w->N;
+    float *u = buf, *zeros = u + 16 * C * N, *v = zeros + C;
+    transform_kernel(u, kernel, C, N);
+    for (size_t c = 0; c < C; c++) zeros[c] = 0.0f;
+    mc_gemm_rows_plan rp = {batch_rows * w->tiles, 0, 0};
+    size_t in = w->ly->n_in, out = w->ly->n_out;
+    for (size_t s = 0; s < n; s += block) {
+        size_t b = n - s < block ? n - s : block, T = b * w->tiles;
+        float *m = v + 16 * T * C;
+        transform_input(v, x + s * in, b, w, zeros);
+        for (size_t xi = 0; xi < 16; xi++)
+            mc_gemm_rows(&rp, 0, 0, T, N, C, 1.0f, v + xi * T * C, C, u + xi * C * N, N, 0.0f, m + xi * T * N, N,
+                         NULL);
+        transform_output(dst + s * out, m, b, w);
+    }
+}
