@@ -223,10 +223,16 @@ static void forward_range(void *ctx, size_t s0, size_t s1) {
     if (d->wino) {
         float *out = j->out + s0 * n_out, *dst = j->pre ? j->pre + s0 * n_out : out;
         size_t n = s1 - s0, block = n < d->wblock ? n : d->wblock;
-        mc_conv_wino_forward(&d->w, j->x + s0 * j->ly->n_in, n, j->w, dst, j->batch, block, buf);
-        if (j->nonfinite && any_nonfinite(dst, n * n_out))
-            atomic_store_explicit(j->nonfinite, 1, memory_order_relaxed);
-        mc_bias_activation_forward(j->ly->activation, out, dst, j->b, n * d->pix, d->N);
+        const float *x = j->x + s0 * j->ly->n_in;
+        int act = j->ly->activation;
+        if (j->nonfinite) {  /* the products themselves are checked, before the bias */
+            mc_conv_wino_forward(&d->w, x, n, j->w, NULL, 0, dst, j->batch, block, buf);
+            if (any_nonfinite(dst, n * n_out)) atomic_store_explicit(j->nonfinite, 1, memory_order_relaxed);
+            mc_bias_activation_forward(act, out, dst, j->b, n * d->pix, d->N);
+            return;
+        }
+        mc_conv_wino_forward(&d->w, x, n, j->w, j->b, act == MC_ACT_RELU, dst, j->batch, block, buf);
+        if (j->pre) mc_activation_forward(act, out, dst, n * d->pix, d->N);
         return;
     }
     for (size_t s = s0; s < s1; s += d->block) {

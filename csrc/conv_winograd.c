@@ -127,53 +127,68 @@ MC_ALL_WIDTHS static void transform_input(float *restrict v, const float *x, siz
             }
 }
 
-/* dst's outputs of n samples = A^T M A per tile; a tile's outputs past the last row or column
- * (an odd out.h or out.w) are dropped. */
+/* Rows r00, r01 (the tile's top outputs) and r10, r11 of jn channels = A^T M A from the 16 planes
+ * at q, then + bias and relu as activations.c has them (z > 0 or NaN stays, else 0). Inlined with
+ * the flags constant. */
+static inline __attribute__((always_inline)) void output_tile(float *r00, float *r01, float *r10, float *r11,
+                                                              const float *restrict q, size_t plane, size_t jn,
+                                                              const float *restrict bias, const int has_bias,
+                                                              const int relu) {
+#pragma GCC ivdep
+    for (size_t j = 0; j < jn; j++) {
+        float m00 = q[j], m01 = q[plane + j], m02 = q[2 * plane + j], m03 = q[3 * plane + j];
+        float m10 = q[4 * plane + j], m11 = q[5 * plane + j], m12 = q[6 * plane + j], m13 = q[7 * plane + j];
+        float m20 = q[8 * plane + j], m21 = q[9 * plane + j], m22 = q[10 * plane + j], m23 = q[11 * plane + j];
+        float m30 = q[12 * plane + j], m31 = q[13 * plane + j], m32 = q[14 * plane + j], m33 = q[15 * plane + j];
+        /* A^T M: rows t0, t1 */
+        float t00 = m00 + m10 + m20, t01 = m01 + m11 + m21, t02 = m02 + m12 + m22, t03 = m03 + m13 + m23;
+        float t10 = m10 - m20 - m30, t11 = m11 - m21 - m31, t12 = m12 - m22 - m32, t13 = m13 - m23 - m33;
+        /* (A^T M) A */
+        float z00 = t00 + t01 + t02, z01 = t01 - t02 - t03, z10 = t10 + t11 + t12, z11 = t11 - t12 - t13;
+        if (has_bias) {
+            float b = bias[j];
+            z00 = z00 + b, z01 = z01 + b, z10 = z10 + b, z11 = z11 + b;
+        }
+        if (relu) {
+            z00 = z00 > 0.0f || z00 != z00 ? z00 : 0.0f;
+            z01 = z01 > 0.0f || z01 != z01 ? z01 : 0.0f;
+            z10 = z10 > 0.0f || z10 != z10 ? z10 : 0.0f;
+            z11 = z11 > 0.0f || z11 != z11 ? z11 : 0.0f;
+        }
+        r00[j] = z00, r01[j] = z01, r10[j] = z10, r11[j] = z11;
+    }
+}
+
+/* dst's outputs of n samples = A^T M A per tile (+ bias, relu); a tile's outputs past the last row
+ * or column (an odd out.h or out.w) are dropped. */
 MC_ALL_WIDTHS static void transform_output(float *restrict dst, const float *restrict m, size_t n,
-                                           const mc_conv_wino *w) {
+                                           const mc_conv_wino *w, const float *bias, int relu) {
     const mc_layer *ly = w->ly;
     size_t N = w->N, OH = ly->out.h, OW = ly->out.w, plane = n * w->tiles * N;
+    float bin[2 * 256];  /* where an edge tile's missing column or row goes: the loop stays one */
     for (size_t s = 0; s < n; s++)
         for (size_t ty = 0; ty < w->th; ty++)
             for (size_t tx = 0; tx < w->tw; tx++) {
                 const float *p = m + ((s * w->th + ty) * w->tw + tx) * N;
                 size_t oy = 2 * ty, ox = 2 * tx;
                 float *y0 = dst + ((s * OH + oy) * OW + ox) * N;
-                /* the missing column or row of an edge tile goes to a bin: the loop stays one */
-                float bin[2 * 256];
                 int right = ox + 1 < OW, below = oy + 1 < OH;
-                size_t j0 = 0;
-                for (; j0 < N; j0 += 256) {
+                for (size_t j0 = 0; j0 < N; j0 += 256) {
                     size_t jn = N - j0 < 256 ? N - j0 : 256;
                     float *r00 = y0 + j0, *r01 = right ? y0 + N + j0 : bin;
-                    float *r10 = below ? y0 + OW * N + j0 : bin, *r11 = right && below ? y0 + (OW + 1) * N + j0 : bin + 256;
-                    const float *q = p + j0;
-#pragma GCC ivdep
-                    for (size_t j = 0; j < jn; j++) {
-                        float m00 = q[j], m01 = q[plane + j], m02 = q[2 * plane + j], m03 = q[3 * plane + j];
-                        float m10 = q[4 * plane + j], m11 = q[5 * plane + j], m12 = q[6 * plane + j],
-                              m13 = q[7 * plane + j];
-                        float m20 = q[8 * plane + j], m21 = q[9 * plane + j], m22 = q[10 * plane + j],
-                              m23 = q[11 * plane + j];
-                        float m30 = q[12 * plane + j], m31 = q[13 * plane + j], m32 = q[14 * plane + j],
-                              m33 = q[15 * plane + j];
-                        /* A^T M: rows t0, t1 */
-                        float t00 = m00 + m10 + m20, t01 = m01 + m11 + m21, t02 = m02 + m12 + m22,
-                              t03 = m03 + m13 + m23;
-                        float t10 = m10 - m20 - m30, t11 = m11 - m21 - m31, t12 = m12 - m22 - m32,
-                              t13 = m13 - m23 - m33;
-                        /* (A^T M) A */
-                        r00[j] = t00 + t01 + t02;
-                        r01[j] = t01 - t02 - t03;
-                        r10[j] = t10 + t11 + t12;
-                        r11[j] = t11 - t12 - t13;
-                    }
+                    float *r10 = below ? y0 + OW * N + j0 : bin;
+                    float *r11 = right && below ? y0 + (OW + 1) * N + j0 : bin + 256;
+                    const float *b = bias ? bias + j0 : NULL;
+                    if (b && relu) output_tile(r00, r01, r10, r11, p + j0, plane, jn, b, 1, 1);
+                    else if (b) output_tile(r00, r01, r10, r11, p + j0, plane, jn, b, 1, 0);
+                    else if (relu) output_tile(r00, r01, r10, r11, p + j0, plane, jn, NULL, 0, 1);
+                    else output_tile(r00, r01, r10, r11, p + j0, plane, jn, NULL, 0, 0);
                 }
             }
 }
 
-void mc_conv_wino_forward(const mc_conv_wino *w, const float *x, size_t n, const float *kernel, float *dst,
-                          size_t batch_rows, size_t block, float *buf) {
+void mc_conv_wino_forward(const mc_conv_wino *w, const float *x, size_t n, const float *kernel, const float *bias,
+                          int relu, float *dst, size_t batch_rows, size_t block, float *buf) {
     size_t C = w->C, N = w->N;
     float *u = buf, *zeros = u + 16 * C * N, *v = zeros + C;
     transform_kernel(u, kernel, C, N);
@@ -187,6 +202,6 @@ void mc_conv_wino_forward(const mc_conv_wino *w, const float *x, size_t n, const
         for (size_t xi = 0; xi < 16; xi++)
             mc_gemm_rows(&rp, 0, 0, T, N, C, 1.0f, v + xi * T * C, C, u + xi * C * N, N, 0.0f, m + xi * T * N, N,
                          NULL);
-        transform_output(dst + s * out, m, b, w);
+        transform_output(dst + s * out, m, b, w, bias, relu);
     }
 }

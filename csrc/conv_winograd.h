@@ -30,10 +30,11 @@ int mc_conv_wino_plan(const mc_layer *ly, mc_conv_wino *w);
 size_t mc_conv_wino_buffer(const mc_conv_wino *w, size_t n);
 
 /* dst (n, out.h, out.w, out.c) = the conv of n samples of x (n, in.h, in.w, in.c) with kernel
- * (3, 3, in.c, out.c), before bias and activation; the products planned as blocks of a batch of
+ * (3, 3, in.c, out.c), + bias (when not NULL), then relu (when `relu`), with the bits of adding the
+ * bias and applying relu as activations.c does; the products planned as blocks of a batch of
  * batch_rows samples. buf: mc_conv_wino_buffer(w, block) floats, block <= n samples being
  * transformed at a time. */
-void mc_conv_wino_forward(const mc_conv_wino *w, const float *x, size_t n, const float *kernel, float *dst,
-                          size_t batch_rows, size_t block, float *buf);
+void mc_conv_wino_forward(const mc_conv_wino *w, const float *x, size_t n, const float *kernel, const float *bias,
+                          int relu, float *dst, size_t batch_rows, size_t block, float *buf);
 
 #endif
