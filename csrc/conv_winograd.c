@@ -34,6 +34,15 @@ size_t mc_conv_wino_buffer(const mc_conv_wino *w, size_t n) {
     return total;
 }
 
+/* Row (a, b, c) of 3 through G's columns: (a, (a + b + c) / 2, (a - b + c) / 2, c) into o[0],
+ * o[plane], o[2 plane], o[3 plane]; halving is exact. */
+static inline __attribute__((always_inline)) void g_row(float *o, size_t plane, float a, float b, float c) {
+    o[0] = a;
+    o[plane] = 0.5f * (a + b + c);
+    o[2 * plane] = 0.5f * (a - b + c);
+    o[3 * plane] = c;
+}
+
 /* U[xi][c][n] = (G g G^T)[xi] for every input channel c and output channel n; g[a][b] is
  * kernel[((a * 3 + b) * C + c) * N + n]. */
 MC_ALL_WIDTHS static void transform_kernel(float *restrict u, const float *restrict kernel, size_t C, size_t N) {
@@ -46,33 +55,28 @@ MC_ALL_WIDTHS static void transform_kernel(float *restrict u, const float *restr
             float g00 = k[n], g01 = k[plane + n], g02 = k[2 * plane + n];
             float g10 = k[3 * plane + n], g11 = k[4 * plane + n], g12 = k[5 * plane + n];
             float g20 = k[6 * plane + n], g21 = k[7 * plane + n], g22 = k[8 * plane + n];
-            /* G g: rows t0..t3, columns 0..2 */
-            float t00 = g00, t01 = g01, t02 = g02;
-            float t10 = 0.5f * (g00 + g10 + g20), t11 = 0.5f * (g01 + g11 + g21), t12 = 0.5f * (g02 + g12 + g22);
-            float t20 = 0.5f * (g00 - g10 + g20), t21 = 0.5f * (g01 - g11 + g21), t22 = 0.5f * (g02 - g12 + g22);
-            float t30 = g20, t31 = g21, t32 = g22;
-            /* (G g) G^T, row by row */
-            o[n] = t00;
-            o[plane + n] = 0.5f * (t00 + t01 + t02);
-            o[2 * plane + n] = 0.5f * (t00 - t01 + t02);
-            o[3 * plane + n] = t02;
-            o[4 * plane + n] = t10;
-            o[5 * plane + n] = 0.5f * (t10 + t11 + t12);
-            o[6 * plane + n] = 0.5f * (t10 - t11 + t12);
-            o[7 * plane + n] = t12;
-            o[8 * plane + n] = t20;
-            o[9 * plane + n] = 0.5f * (t20 + t21 + t22);
-            o[10 * plane + n] = 0.5f * (t20 - t21 + t22);
-            o[11 * plane + n] = t22;
-            o[12 * plane + n] = t30;
-            o[13 * plane + n] = 0.5f * (t30 + t31 + t32);
-            o[14 * plane + n] = 0.5f * (t30 - t31 + t32);
-            o[15 * plane + n] = t32;
+            /* G g, then each of its 4 rows through G^T */
+            g_row(o + n, plane, g00, g01, g02);
+            g_row(o + 4 * plane + n, plane, 0.5f * (g00 + g10 + g20), 0.5f * (g01 + g11 + g21),
+                  0.5f * (g02 + g12 + g22));
+            g_row(o + 8 * plane + n, plane, 0.5f * (g00 - g10 + g20), 0.5f * (g01 - g11 + g21),
+                  0.5f * (g02 - g12 + g22));
+            g_row(o + 12 * plane + n, plane, g20, g21, g22);
         }
     }
 }
 
-/* (B^T d B) of one tile's 4x4 patch, rows d0..d3 of 4 pointers each, into o[xi * plane + c]. */
+/* Row (t0, t1, t2, t3) through B: (t0 - t2, t1 + t2, t2 - t1, t1 - t3) into o[0], o[plane], ... */
+static inline __attribute__((always_inline)) void b_row(float *o, size_t plane, float t0, float t1, float t2,
+                                                        float t3) {
+    o[0] = t0 - t2;
+    o[plane] = t1 + t2;
+    o[2 * plane] = t2 - t1;
+    o[3 * plane] = t1 - t3;
+}
+
+/* (B^T d B) of one tile's 4x4 patch (d[a * 4 + b] points at the channels of element (a, b)) into
+ * o[xi * plane + c]. */
 static inline __attribute__((always_inline)) void input_tile(float *restrict o, size_t plane, const float *const d[16],
                                                              size_t C) {
     const float *d00 = d[0], *d01 = d[1], *d02 = d[2], *d03 = d[3], *d10 = d[4], *d11 = d[5], *d12 = d[6],
@@ -80,28 +84,11 @@ static inline __attribute__((always_inline)) void input_tile(float *restrict o, 
                 *d32 = d[14], *d33 = d[15];
 #pragma GCC ivdep
     for (size_t c = 0; c < C; c++) {
-        /* B^T d: rows t0..t3 */
-        float t00 = d00[c] - d20[c], t01 = d01[c] - d21[c], t02 = d02[c] - d22[c], t03 = d03[c] - d23[c];
-        float t10 = d10[c] + d20[c], t11 = d11[c] + d21[c], t12 = d12[c] + d22[c], t13 = d13[c] + d23[c];
-        float t20 = d20[c] - d10[c], t21 = d21[c] - d11[c], t22 = d22[c] - d12[c], t23 = d23[c] - d13[c];
-        float t30 = d10[c] - d30[c], t31 = d11[c] - d31[c], t32 = d12[c] - d32[c], t33 = d13[c] - d33[c];
-        /* (B^T d) B, row by row */
-        o[c] = t00 - t02;
-        o[plane + c] = t01 + t02;
-        o[2 * plane + c] = t02 - t01;
-        o[3 * plane + c] = t01 - t03;
-        o[4 * plane + c] = t10 - t12;
-        o[5 * plane + c] = t11 + t12;
-        o[6 * plane + c] = t12 - t11;
-        o[7 * plane + c] = t11 - t13;
-        o[8 * plane + c] = t20 - t22;
-        o[9 * plane + c] = t21 + t22;
-        o[10 * plane + c] = t22 - t21;
-        o[11 * plane + c] = t21 - t23;
-        o[12 * plane + c] = t30 - t32;
-        o[13 * plane + c] = t31 + t32;
-        o[14 * plane + c] = t32 - t31;
-        o[15 * plane + c] = t31 - t33;
+        /* B^T d, then each of its 4 rows through B */
+        b_row(o + c, plane, d00[c] - d20[c], d01[c] - d21[c], d02[c] - d22[c], d03[c] - d23[c]);
+        b_row(o + 4 * plane + c, plane, d10[c] + d20[c], d11[c] + d21[c], d12[c] + d22[c], d13[c] + d23[c]);
+        b_row(o + 8 * plane + c, plane, d20[c] - d10[c], d21[c] - d11[c], d22[c] - d12[c], d23[c] - d13[c]);
+        b_row(o + 12 * plane + c, plane, d10[c] - d30[c], d11[c] - d31[c], d12[c] - d32[c], d13[c] - d33[c]);
     }
 }
 
