@@ -1,6 +1,6 @@
 /* Status codes, the error record every fallible function fills, the allocation wrappers, and
- * MC_ALL_WIDTHS. No Python here: pyutil.c maps mc_error to exceptions. No global mutable state except the
- * allocation-failure injection counter used by the fault tests. */
+ * MC_ALL_WIDTHS. No Python here: pyutil.c maps mc_error to exceptions. No global mutable state
+ * except the allocation-failure injection counter used by the fault tests. */
 #ifndef MC_COMMON_H
 #define MC_COMMON_H
 

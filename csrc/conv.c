@@ -57,7 +57,7 @@ static conv_dims dims_of(const mc_layer *ly) {
     d.extra = (d.K * d.N + d.N + GROUP_MIN_SAMPLES - 1) / GROUP_MIN_SAMPLES;
     size_t pk = d.pix * d.K;
     d.block = pk && pk < COL_BLOCK_FLOATS ? COL_BLOCK_FLOATS / pk : 1;
-    /* the buffer of one sample, sizes far beyond memory left to im2col (and its errors) */
+    /* Winograd's buffer for one sample; sizes far beyond memory are left to im2col (and its errors) */
     size_t wb = 0;
     d.wino = !d.direct && mc_conv_wino_plan(ly, &d.w) && (wb = mc_conv_wino_buffer(&d.w, 1)) != 0 &&
              wb < SIZE_MAX / 64;
@@ -179,9 +179,9 @@ static mc_status conv_init(mc_layer *ly, size_t l, mc_error *err) {
  * (B, extra)]. pre comes first so that it is the (B, n_out) logits. work holds col, or Winograd's
  * buffers, and is only ever used a block at a time: a range of samples im2cols (or transforms) its
  * blocks one after the other into the work of its first samples, and backward makes col again
- * from the input rather than reading it back from memory.
- * extra holds the weight-gradient sums of the groups but the first (GROUP_MIN_SAMPLES samples'
- * extra hold one). Untouched parts of the arena cost no memory. */
+ * from the input rather than reading it back from memory. extra holds the weight-gradient sums of
+ * the groups but the first (GROUP_MIN_SAMPLES samples' extra hold one). Untouched parts of the
+ * arena cost no memory. */
 static size_t conv_scratch(const mc_layer *ly) {
     conv_dims d = dims_of(ly);
     return d.pre + d.work + d.extra;

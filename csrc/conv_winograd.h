@@ -12,7 +12,8 @@
 
 #include "layer.h"
 
-/* Fewest input and output channels for which the products are long enough to gain. */
+/* Fewest input and output channels that take it: the products need some length to gain (not
+ * tuned; the convnet's 32 -> 64 gains, bench/RESULTS.md). */
 #define MC_CONV_WINO_MIN_C 16
 
 typedef struct {
