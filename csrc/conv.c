@@ -187,13 +187,6 @@ static size_t conv_scratch(const mc_layer *ly) {
     return d.pre + d.work + d.extra;
 }
 
-/* 1 when p[0:n] holds NaN or an infinity: x - x is 0 for finite x only. */
-static int any_nonfinite(const float *p, size_t n) {
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) bad |= p[i] - p[i] != 0.0f;
-    return bad;
-}
-
 typedef struct {
     const mc_layer *ly;
     conv_dims d;
@@ -223,15 +216,10 @@ static void forward_range(void *ctx, size_t s0, size_t s1) {
     if (d->wino) {
         float *out = j->out + s0 * n_out, *dst = j->pre ? j->pre + s0 * n_out : out;
         size_t n = s1 - s0, block = n < d->wblock ? n : d->wblock;
-        const float *x = j->x + s0 * j->ly->n_in;
+        /* no product check: Conv2D does not claim ops->checks_products, predict scans x first */
         int act = j->ly->activation;
-        if (j->nonfinite) {  /* the products themselves are checked, before the bias */
-            mc_conv_wino_forward(&d->w, x, n, j->w, NULL, 0, dst, j->batch, block, buf);
-            if (any_nonfinite(dst, n * n_out)) atomic_store_explicit(j->nonfinite, 1, memory_order_relaxed);
-            mc_bias_activation_forward(act, out, dst, j->b, n * d->pix, d->N);
-            return;
-        }
-        mc_conv_wino_forward(&d->w, x, n, j->w, j->b, act == MC_ACT_RELU, dst, j->batch, block, buf);
+        mc_conv_wino_forward(&d->w, j->x + s0 * j->ly->n_in, n, j->w, j->b, act == MC_ACT_RELU, dst, j->batch, block,
+                             buf);
         if (j->pre) mc_activation_forward(act, out, dst, n * d->pix, d->N);
         return;
     }

@@ -25,13 +25,12 @@ int mc_conv_wino_plan(const mc_layer *ly, mc_conv_wino *w) {
 
 /* [U (16, C, N)][C zeros][V (16, n * tiles, C)][M (16, n * tiles, N)] */
 size_t mc_conv_wino_buffer(const mc_conv_wino *w, size_t n) {
-    size_t u, t, cn, vm, total;
+    size_t u, t, cn, vm;
     if (!mc_mul_size(w->C, w->N, &u) || !mc_mul_size(u, 16, &u) || !mc_mul_size(n, w->tiles, &t) ||
         w->C > SIZE_MAX - w->N || !mc_mul_size(t, w->C + w->N, &cn) || !mc_mul_size(cn, 16, &vm) ||
         u > SIZE_MAX - w->C || u + w->C > SIZE_MAX - vm)
         return 0;
-    total = u + w->C + vm;
-    return total;
+    return u + w->C + vm;
 }
 
 /* Row (a, b, c) of 3 through G's columns: (a, (a + b + c) / 2, (a - b + c) / 2, c) into o[0],

@@ -263,7 +263,8 @@ typedef struct {
     mc_arena *arenas;   /* one per thread that may run blocks */
     size_t n_arenas;
     size_t rows;        /* rows each arena holds: the most a block of a batch of B rows has */
-    float *out, *logits;/* (B, n_out) each, or NULL: predict writes its rows in place; no fused loss */
+    float *out, *logits;/* (B, n_out) each, or NULL: predict writes its rows in place; no fused loss
+                         * (evaluate's logits exist only for one) */
     void *block;
 } infer_bufs;
 
@@ -448,9 +449,9 @@ static mc_status run(const mc_model *m, const mc_data *dt, const int64_t *perm, 
             if (fused) logits = mc_model_logits_from(m, &a, xb, gp.first);
         } else {
             float *o = mode == 2 ? pred + start * n_out : ib.out;
-            infer(m, &ib, xb, gp.first, b, o, fused ? ib.logits : NULL, &params_finite);
+            infer(m, &ib, xb, gp.first, b, o, ib.logits, &params_finite);
             outp = o;
-            logits = fused ? ib.logits : NULL;
+            logits = ib.logits;
         }
         if (check_products && atomic_exchange(&product_nonfinite, 0) &&
             (st = check_rows(dt, start, b, err)) != MC_OK)

@@ -381,6 +381,18 @@ def test_nan_in_x_is_named_and_nan_weights_are_not_blamed_on_x():
     keep.check()
 
 
+def test_an_infinity_in_x_is_named_when_the_first_layer_is_a_winograd_relu_conv():
+    # relu would turn the -inf products into 0: x is scanned before a conv first layer runs
+    mnistc.utils.set_random_seed(2)
+    model = mnistc.Sequential([mnistc.Input((6, 6, 16)), L.Conv2D(16, 3, activation="relu"), L.Flatten(),
+                               L.Dense(3)])
+    x = np.random.default_rng(2).random((5, 6, 6, 16), dtype=np.float32)
+    bad = x.copy()
+    bad[2, 1, 1, 3] = -np.inf
+    rejects(model, ValueError, r"x contains 0 NaN and 1 infinite", lambda: model.predict(bad, verbose=0), bad)
+    assert np.isfinite(model.predict(x, verbose=0)).all()
+
+
 def test_a_nan_weight_in_a_relu_conv_layer_shows_in_the_predictions():
     model = convnet(10)
     x, _ = images(8)
