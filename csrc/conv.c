@@ -262,6 +262,7 @@ typedef struct {
     float *dw, *db;            /* NULL: not wanted */
     int small;                 /* the direct kernels of cs sum the weight gradient */
     mc_conv_small cs;
+    const mc_conv_small_pool *pool; /* not NULL: the gradient comes through this max pooling above */
 } bwd_job;
 
 static size_t group_start(const bwd_job *j, size_t g) { return g * j->b->rows / j->groups; }
@@ -278,6 +279,14 @@ static void backward_group(void *ctx, size_t g) {
     float *pb = j->db ? (g == 0 ? j->db : j->extra + s0 * d->extra + KN) : NULL;
     size_t m0 = s0 * d->pix, N = d->N;
     const float *inp = b->inp + s0 * j->ly->n_in;
+    if (j->pool) {
+        size_t pn = j->pool->h * j->pool->w * N;
+        mc_conv_small_pool p = *j->pool;
+        p.out += s0 * pn;
+        p.g += s0 * pn;
+        mc_conv_small_weight_grad_pooled(&j->cs, inp, &p, b->out + m0 * N, j->act == MC_ACT_RELU, s1 - s0, pw, pb);
+        return;
+    }
     float *dpre = b->dout + m0 * N;
     if (pw && j->small && !b->dinp && (j->act == MC_ACT_RELU || j->act == MC_ACT_LINEAR)) {
         /* nothing else reads dpre: relu's derivative and the bias gradient in the same pass */
@@ -311,7 +320,8 @@ static void backward_group(void *ctx, size_t g) {
     }
 }
 
-static void conv_backward(const mc_layer *ly, const mc_bwd *b) {
+/* pool: NULL, or the max pooling above whose backward runs in the weight-gradient pass */
+static void backward_through(const mc_layer *ly, const mc_bwd *b, const mc_conv_small_pool *pool) {
     conv_dims d = dims_of(ly);
     size_t B = b->rows, KN = d.K * d.N, groups = B / GROUP_MIN_SAMPLES;
     if (groups > GROUPS_MAX) groups = GROUPS_MAX;
@@ -324,6 +334,7 @@ static void conv_backward(const mc_layer *ly, const mc_bwd *b) {
         .db = b->grads && ly->w[1].off >= 0 ? b->grads + ly->w[1].off : NULL,
     };
     j.small = !d.direct && mc_conv_small_plan(ly, &j.cs);
+    j.pool = pool;
     mc_parallel_for(groups, backward_group, &j);
     /* the groups' sums, in order */
     for (size_t g = 1; g < groups && j.dw; g++) {
@@ -334,6 +345,24 @@ static void conv_backward(const mc_layer *ly, const mc_bwd *b) {
         float *restrict db = j.db;
         for (size_t i = 0; i < d.N; i++) db[i] += p[KN + i];
     }
+}
+
+static void conv_backward(const mc_layer *ly, const mc_bwd *b) { backward_through(ly, b, NULL); }
+
+/* A first layer of direct kernels under a max pooling whose windows tile its output (a convnet's
+ * first block): the pooling's input gradient is made where the weight gradient reads it, instead
+ * of written out (as large as the conv's output) and read back. */
+static int conv_backward_with_above(const mc_layer *ly, const mc_bwd *b, const mc_layer *above, const mc_bwd *ab) {
+    conv_dims d = dims_of(ly);
+    mc_conv_small cs;
+    int act = ly->activation;
+    if (above->ops != &mc_maxpool2d_ops || !mc_pool_windows_tile(above) || ab->skip_act || !b->grads || d.direct ||
+        ly->out.w > MC_CONV_SMALL_POOLED_MAX_W || (act != MC_ACT_RELU && act != MC_ACT_LINEAR) ||
+        !mc_conv_small_plan(ly, &cs))
+        return 0;
+    mc_conv_small_pool pool = {above->kernel_h, above->kernel_w, above->out.h, above->out.w, ab->out, ab->dout};
+    backward_through(ly, b, &pool);
+    return 1;
 }
 
 static const float *conv_logits(const mc_layer *ly, const float *inp, const float *out, const float *scratch) {
@@ -358,6 +387,7 @@ const mc_layer_ops mc_conv2d_ops = {
     .scratch = conv_scratch,
     .forward = conv_forward,
     .backward = conv_backward,
+    .backward_with_above = conv_backward_with_above,
     .logits = conv_logits,
     .threads = conv_threads,
     .sparse_input = conv_sparse_input,

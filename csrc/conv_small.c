@@ -36,3 +36,8 @@ void mc_conv_small_weight_grad(const mc_conv_small *cs, const float *x, const fl
                                size_t n, float *dw, float *db) {
     kernels()->weight_grad(cs, x, g, relu_out, n, dw, db);
 }
+
+void mc_conv_small_weight_grad_pooled(const mc_conv_small *cs, const float *x, const mc_conv_small_pool *pool,
+                                      const float *y, int relu, size_t n, float *dw, float *db) {
+    kernels()->weight_grad_pooled(cs, x, pool, y, relu, n, dw, db);
+}

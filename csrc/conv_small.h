@@ -43,12 +43,33 @@ void mc_conv_small_forward(const mc_conv_small *cs, const float *x, size_t n, co
 void mc_conv_small_weight_grad(const mc_conv_small *cs, const float *x, const float *g, const float *relu_out,
                                size_t n, float *dw, float *db);
 
+/* A MaxPooling2D on the layer's output whose windows tile it (stride = pool size, no padding, every
+ * window inside; elements past the last window lie in none): its pool size, its output shape and,
+ * at the first sample of the n given, its output and the gradient of that output. The layer's
+ * out.w is at most MC_CONV_SMALL_POOLED_MAX_W (a row's routed gradient is kept on the stack). */
+#define MC_CONV_SMALL_POOLED_MAX_W 128
+typedef struct {
+    size_t kh, kw, h, w;
+    const float *out, *g;
+} mc_conv_small_pool;
+
+/* mc_conv_small_weight_grad with g the pooling's input gradient, made on the fly as its backward
+ * (pool.c) makes it and never stored: each window's output gradient goes to the first of its
+ * elements of y equal to its maximum (the first NaN when that is a NaN) as 0.0f + g, +0 goes to
+ * the others and to the elements in no window. y is the layer's output (n, out.h, out.w, out.c);
+ * with relu, relu's derivative is taken from it as above. The same bits as pool.c's backward
+ * followed by mc_conv_small_weight_grad. */
+void mc_conv_small_weight_grad_pooled(const mc_conv_small *cs, const float *x, const mc_conv_small_pool *pool,
+                                      const float *y, int relu, size_t n, float *dw, float *db);
+
 /* A variant's kernels (conv_small_impl.h); NULL members where the build or CPU has none. */
 typedef struct {
     void (*forward)(const mc_conv_small *cs, const float *x, size_t n, const float *w, const float *b, int relu,
                     float *dst, int *nonfinite);
     void (*weight_grad)(const mc_conv_small *cs, const float *x, const float *g, const float *relu_out, size_t n,
                         float *dw, float *db);
+    void (*weight_grad_pooled)(const mc_conv_small *cs, const float *x, const mc_conv_small_pool *pool,
+                               const float *y, int relu, size_t n, float *dw, float *db);
 } mc_conv_small_kernels;
 
 extern const mc_conv_small_kernels mc_conv_small_avx2, mc_conv_small_avx512;

@@ -22,6 +22,11 @@
 #define CS_RELU(z) _mm256_and_ps(_mm256_or_ps(_mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ), \
                                               _mm256_cmp_ps(z, z, _CMP_UNORD_Q)), z)
 #define CS_KEEP_POSITIVE(y, g) _mm256_and_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ), g)
+#define CS_HITS __m256
+#define CS_HIT(v, m) _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_EQ_OQ), \
+                                  _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), _mm256_cmp_ps(m, m, _CMP_UNORD_Q)))
+#define CS_KEEP(h, g) _mm256_and_ps(h, g)
+#define CS_DROP(h, g) _mm256_andnot_ps(h, g)
 #define CS_ANY_NONFINITE(v, m) \
     (_mm256_movemask_ps(_mm256_and_ps(_mm256_castsi256_ps(m), \
                                       _mm256_cmp_ps(_mm256_sub_ps(v, v), _mm256_setzero_ps(), _CMP_NEQ_UQ))) != 0)
@@ -31,5 +36,5 @@
 #include "conv_small_impl.h"
 
 #else
-const mc_conv_small_kernels mc_conv_small_avx2 = {NULL, NULL};
+const mc_conv_small_kernels mc_conv_small_avx2 = {NULL, NULL, NULL};
 #endif

@@ -20,6 +20,11 @@
 #define CS_RELU(z) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ) | \
                                        _mm512_cmp_ps_mask(z, z, _CMP_UNORD_Q), z)
 #define CS_KEEP_POSITIVE(y, g) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), g)
+#define CS_HITS __mmask16
+#define CS_HIT(v, m) (_mm512_cmp_ps_mask(v, m, _CMP_EQ_OQ) | \
+                      (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q)))
+#define CS_KEEP(h, g) _mm512_maskz_mov_ps(h, g)
+#define CS_DROP(h, g) _mm512_maskz_mov_ps((__mmask16)~(h), g)
 /* x - x is 0 for finite x, NaN otherwise */
 #define CS_ANY_NONFINITE(v, m) \
     (_mm512_mask_cmp_ps_mask(m, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_NEQ_UQ) != 0)
@@ -29,5 +34,5 @@
 #include "conv_small_impl.h"
 
 #else
-const mc_conv_small_kernels mc_conv_small_avx512 = {NULL, NULL};
+const mc_conv_small_kernels mc_conv_small_avx512 = {NULL, NULL, NULL};
 #endif

@@ -10,6 +10,9 @@
  *   CS_SET1(x), CS_ZERO(), CS_ADD(a, b)
  *   CS_RELU(z)           z where z > 0 or z is NaN, else +0
  *   CS_KEEP_POSITIVE(y, g)  g where y > 0, else +0 (relu's derivative applied to g)
+ *   CS_HITS              the lane mask type compares give
+ *   CS_HIT(v, m)         lanes where v == m or both are NaN (max pooling's pick)
+ *   CS_KEEP(h, g), CS_DROP(h, g)   g in the lanes of h / not of h, +0 in the others
  *   CS_ANY_NONFINITE(v, m)  nonzero when a lane of v in m is NaN or infinite
  *   CS_PIX               output pixels per forward step (independent chains per weight vector)
  *   CS_KB                window elements per weight-gradient pass (K x 2 vectors of sums)
@@ -136,14 +139,45 @@ CS_TGT CS_INLINE void CS_(wgrad_step)(CS_V acc[CS_KB][2], const float *src, cons
     }
 }
 
-CS_TGT static void CS_(weight_grad)(const mc_conv_small *cs, const float *x, const float *g, const float *relu_out,
-                                    size_t n, float *dw, float *db) {
+/* The gradient the pooling routes to row oy of one sample's y, channels j.. (ys, pout and pg at the
+ * sample and at column j; vectors of lanes m0, m1) into grow (out.w x 2 vectors): pool.c's
+ * backward, each window's elements in its order, `rest` carrying from one row of a window to the
+ * next each window's gradient until an element takes it. */
+CS_TGT CS_INLINE void CS_(route_row)(const mc_conv_small_pool *p, const float *ys, const float *pout,
+                                     const float *pg, size_t W, size_t N, size_t oy, CS_MASK m0, CS_MASK m1,
+                                     CS_V *rest, CS_V *grow) {
+    size_t py = oy / p->kh, ay = oy - py * p->kh, covered = py < p->h ? p->w * p->kw : 0;
+    const float *yrow = ys + oy * W * N;
+    for (size_t px = 0; px < p->w && covered; px++) {
+        size_t o = (py * p->w + px) * N;
+        CS_V max0 = CS_MLOAD(m0, pout + o), max1 = CS_MLOAD(m1, pout + o + CS_LANES);
+        CS_V r0 = ay ? rest[2 * px] : CS_MLOAD(m0, pg + o), r1 = ay ? rest[2 * px + 1] : CS_MLOAD(m1, pg + o + CS_LANES);
+        for (size_t ox = px * p->kw; ox < (px + 1) * p->kw; ox++) {
+            const float *v = yrow + ox * N;
+            CS_HITS hit0 = CS_HIT(CS_MLOAD(m0, v), max0), hit1 = CS_HIT(CS_MLOAD(m1, v + CS_LANES), max1);
+            grow[2 * ox] = CS_ADD(CS_ZERO(), CS_KEEP(hit0, r0));
+            grow[2 * ox + 1] = CS_ADD(CS_ZERO(), CS_KEEP(hit1, r1));
+            r0 = CS_DROP(hit0, r0);
+            r1 = CS_DROP(hit1, r1);
+        }
+        rest[2 * px] = r0;
+        rest[2 * px + 1] = r1;
+    }
+    for (size_t ox = covered; ox < W; ox++) grow[2 * ox] = grow[2 * ox + 1] = CS_ZERO();  /* in no window */
+}
+
+/* The weight gradient, g read from memory or (pooled) routed from the pooling above; relu's
+ * derivative from y when relu. */
+CS_TGT CS_INLINE void CS_(wgrad)(const mc_conv_small *cs, const float *x, const float *g, const float *y, int relu,
+                                 const mc_conv_small_pool *pool, size_t n, float *dw, float *db, const int pooled) {
     const mc_layer *ly = cs->ly;
     size_t N = ly->out.c, lo, hi, K = cs->K, pix = ly->out.h * ly->out.w;
     CS_(inside_cols)(ly, &lo, &hi);
     ptrdiff_t flat[MC_CONV_SMALL_MAX_K];
     for (size_t k = 0; k < K; k++) flat[k] = (ptrdiff_t)k;
     float tmp[MC_CONV_SMALL_MAX_K];
+    size_t pool_n = pooled ? pool->h * pool->w * N : 0;
+    CS_V rest[2 * MC_CONV_SMALL_POOLED_MAX_W], grow[2 * MC_CONV_SMALL_POOLED_MAX_W];
     for (size_t j = 0; j < N; j += 2 * CS_LANES) {
         CS_MASK m0 = CS_LANE_MASK(N - j), m1 = N - j > CS_LANES ? CS_LANE_MASK(N - j - CS_LANES) : CS_LANE_MASK(0);
         for (size_t k0 = 0; k0 < K; k0 += CS_KB) {
@@ -157,11 +191,18 @@ CS_TGT static void CS_(weight_grad)(const mc_conv_small *cs, const float *x, con
                 for (size_t oy = 0; oy < ly->out.h; oy++) {
                     ptrdiff_t iy0 = (ptrdiff_t)(oy * ly->stride_h) - (ptrdiff_t)ly->pad_top;
                     int rows_inside = iy0 >= 0 && (size_t)iy0 + ly->kernel_h <= ly->in.h;
+                    if (pooled)
+                        CS_(route_row)(pool, y + s * pix * N + j, pool->out + s * pool_n + j, pool->g + s * pool_n + j,
+                                       ly->out.w, N, oy, m0, m1, rest, grow);
                     for (size_t ox = 0; ox < ly->out.w; ox++, e += N) {
-                        CS_V g0 = CS_MLOAD(m0, g + e), g1 = CS_MLOAD(m1, g + e + CS_LANES);
-                        if (relu_out) {
-                            g0 = CS_KEEP_POSITIVE(CS_MLOAD(m0, relu_out + e), g0);
-                            g1 = CS_KEEP_POSITIVE(CS_MLOAD(m1, relu_out + e + CS_LANES), g1);
+                        CS_V g0, g1;
+                        if (pooled)
+                            g0 = grow[2 * ox], g1 = grow[2 * ox + 1];
+                        else
+                            g0 = CS_MLOAD(m0, g + e), g1 = CS_MLOAD(m1, g + e + CS_LANES);
+                        if (relu) {
+                            g0 = CS_KEEP_POSITIVE(CS_MLOAD(m0, y + e), g0);
+                            g1 = CS_KEEP_POSITIVE(CS_MLOAD(m1, y + e + CS_LANES), g1);
                         }
                         if (db && k0 == 0) bias0 = CS_ADD(bias0, g0), bias1 = CS_ADD(bias1, g1);
                         if (rows_inside && ox >= lo && ox < hi) {
@@ -185,6 +226,16 @@ CS_TGT static void CS_(weight_grad)(const mc_conv_small *cs, const float *x, con
     }
 }
 
-const mc_conv_small_kernels CS_(mc_conv_small) = {CS_(forward), CS_(weight_grad)};
+CS_TGT static void CS_(weight_grad)(const mc_conv_small *cs, const float *x, const float *g, const float *relu_out,
+                                    size_t n, float *dw, float *db) {
+    CS_(wgrad)(cs, x, g, relu_out, relu_out != NULL, NULL, n, dw, db, 0);
+}
+
+CS_TGT static void CS_(weight_grad_pooled)(const mc_conv_small *cs, const float *x, const mc_conv_small_pool *pool,
+                                           const float *y, int relu, size_t n, float *dw, float *db) {
+    CS_(wgrad)(cs, x, NULL, y, relu, pool, n, dw, db, 1);
+}
+
+const mc_conv_small_kernels CS_(mc_conv_small) = {CS_(forward), CS_(weight_grad), CS_(weight_grad_pooled)};
 
 #undef CS_INLINE

@@ -155,6 +155,12 @@ struct mc_layer_ops {
     /* 1 with *scale, *offset when the layer is out = inp * scale + offset, computed as such in
      * float32: the uint8 batch gather applies it itself */
     int (*affine)(const mc_layer *ly, float *scale, float *offset);
+    /* this layer's backward together with that of `above` (the layer whose input is this layer's
+     * output) in one pass, when this layer needs no input gradient and above computes no weight
+     * gradients: b is this layer's call with dout NULL, ab above's with dinp NULL (the gradient
+     * between the two is never written). 1 when done, 0 for a pair it does not take (each layer
+     * then runs its own backward). */
+    int (*backward_with_above)(const mc_layer *ly, const mc_bwd *b, const mc_layer *above, const mc_bwd *ab);
     int checks_products;      /* forward sets mc_fwd.nonfinite */
 };
 
@@ -164,6 +170,10 @@ const mc_layer_ops *mc_layer_ops_of(int kind);
 extern const mc_layer_ops mc_dense_ops, mc_activation_ops, mc_dropout_ops, mc_rescaling_ops;
 extern const mc_layer_ops mc_conv2d_ops, mc_maxpool2d_ops, mc_avgpool2d_ops, mc_globalavgpool2d_ops,
     mc_batchnorm_ops, mc_relu_ops, mc_normalization_ops;
+
+/* Whether a pooling layer's windows tile the top-left part of its input: stride = kernel, no
+ * padding, every window inside the input (pool.c). Each element then lies in at most one window. */
+int mc_pool_windows_tile(const mc_layer *ly);
 
 /* Shared by the kinds (layer_shared.c). */
 

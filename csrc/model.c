@@ -487,6 +487,23 @@ double mc_model_backward_from(const mc_model *m, mc_arena *a, const float *x, si
             .training = training,
             .skip_act = fused && l == L - 1,
         };
+        if (!dx && l == stop + 1 && !grads) {
+            /* the layer below is the last to run and needs no input gradient: it may take this
+             * layer's backward into its own pass */
+            const mc_layer *below = &m->layers[l - 1];
+            mc_bwd ab = b, bb = {
+                .inp = l - 1 > first ? a->out[l - 2] : x,
+                .out = a->out[l - 1],
+                .scratch = a->scratch[l - 1],
+                .params = m->params,
+                .grads = m->grads,
+                .rows = B,
+                .training = training,
+            };
+            ab.dinp = NULL;
+            if (below->ops->backward_with_above && below->ops->backward_with_above(below, &bb, ly, &ab))
+                return penalty + layer_penalty(below, m->params, m->grads);
+        }
         ly->ops->backward(ly, &b);
         if (grads) penalty += layer_penalty(ly, m->params, m->grads);
         if (b.dinp == other) {

@@ -101,10 +101,8 @@ MC_ALL_WIDTHS static void max_forward_range(void *ctx, size_t s0, size_t s1) {
     }
 }
 
-/* Whether the windows tile the top-left part of the input: stride == kernel, no padding, every
- * window inside the input. Each element then lies in at most one window (the last rows or columns
- * of an input the kernel does not divide lie in none). */
-static int windows_tile(const mc_layer *ly) {
+/* The last rows or columns of an input the kernel does not divide lie in no window. */
+int mc_pool_windows_tile(const mc_layer *ly) {
     return ly->stride_h == ly->kernel_h && ly->stride_w == ly->kernel_w && ly->pad_top == 0 && ly->pad_left == 0 &&
            ly->out.h * ly->kernel_h <= ly->in.h && ly->out.w * ly->kernel_w <= ly->in.w;
 }
@@ -138,7 +136,7 @@ static inline __attribute__((always_inline)) void max_window_backward(float *res
         }
 }
 
-/* One sample's dx. tiles (windows_tile): one pass writes each element of dx once, the elements in
+/* One sample's dx. tiles (mc_pool_windows_tile): one pass writes each element of dx once, the elements in
  * no window 0, instead of clearing dx and adding into it. */
 static inline __attribute__((always_inline)) void max_backward_sample(float *restrict dx, const float *restrict x,
                                                                       const float *restrict out,
@@ -195,7 +193,8 @@ static void max_forward(const mc_layer *ly, const mc_fwd *f) {
 static void max_backward(const mc_layer *ly, const mc_bwd *b) {
     if (!b->dinp) return;
     pool_job j = {ly, (float *)b->out, b->inp, b->dinp, b->dout};
-    void (*range)(void *, size_t, size_t) = windows_tile(ly) ? max_backward_tiled_range : max_backward_range;
+    void (*range)(void *, size_t, size_t) =
+        mc_pool_windows_tile(ly) ? max_backward_tiled_range : max_backward_range;
     mc_for_samples(b->rows, 2 * ly->n_in + ly->n_out, 1, range, &j);
 }
 

@@ -52,10 +52,10 @@ def batch(rng, B, shape):
 
 
 def c_loss_and_grad(model, x, y, training, trainable=True):
-    """(loss, dx shaped like x, per-weight gradients of the layer, params after the call) from one
-    _C.loss_and_grad on a copy of the model's parameter block (the model is left as it was)."""
+    """(loss, dx shaped like x, per-weight gradients of the first layer, params after the call) from
+    one _C.loss_and_grad on a copy of the model's parameter block (the model is left as it was)."""
     plan = model._get_plan()
-    table, _ = plan.tables([trainable])
+    table, _ = plan.tables([trainable] * len(model.layers))
     params = plan.params.copy()
     grads = np.full_like(params, UNTOUCHED)
     loss, dx = _C.loss_and_grad(table, plan.lfloats, params, grads, x.reshape(len(x), -1),
@@ -294,6 +294,39 @@ def test_first_conv_layer_training_step_uses_the_gradient_of_loss_and_grad(act, 
     model.compile(mnistc.optimizers.SGD(1.0), "mse")
     model.train_on_batch(x, y)
     for name, w0, g, w1 in zip(layer._weight_names, weights, grads, layer.get_weights()):
+        assert (g != 0).any(), name
+        np.testing.assert_array_equal(w1, w0 - g, err_msg=name)
+
+
+@pytest.mark.parametrize("in_shape,filters,kernel,padding,act,use_bias,pool", [
+    ((12, 12, 1), 32, 3, "valid", "relu", True, 2),      # a convnet's first block, even conv output
+    ((11, 13, 1), 40, 3, "valid", "relu", True, 2),      # odd rows and columns in no window; 32 + 8 channels
+    ((10, 9, 3), 8, 3, "same", "linear", True, 3),       # pool 3, a column in no window, 27 window elements
+    ((9, 14, 2), 70, (2, 3), "valid", "relu", False, (2, 3)),  # rectangular pool, three channel blocks
+    ((4, 131, 1), 8, 3, "valid", "relu", True, 2),       # too wide to fuse: the layers' own backward
+])
+def test_first_conv_layer_under_max_pooling_gets_the_unfused_gradient(in_shape, filters, kernel, padding, act,
+                                                                      use_bias, pool):
+    """Under a max pooling whose windows tile its output, a first layer's weight gradient takes the
+    pooling's input gradient as it routes it, never written out. Pixels in flat runs give ties of
+    positive outputs (the first maximum takes the gradient) and relu's zeros ties of zeros: an SGD
+    step of rate 1 must subtract the very gradient loss_and_grad gives, which asks for dx and so
+    runs each layer's own backward."""
+    conv = L.Conv2D(filters, kernel, padding=padding, activation=act, use_bias=use_bias)
+    one_layer_model(conv, in_shape, seed=5)
+    model = mnistc.Sequential([mnistc.Input(in_shape), conv, L.MaxPooling2D(pool), L.Flatten()])
+    rng = np.random.default_rng(5)
+    B = 37   # several weight-gradient groups
+    x = rng.integers(0, 3, (B, *in_shape)).astype(np.float32) / 2
+    x[:, : in_shape[0] // 2] = 0.5
+    if use_bias:
+        conv.set_weights([w if w.ndim > 1 else np.abs(w) for w in conv.get_weights()])
+    y = rng.standard_normal((B, int(np.prod(model.output_shape[1:])))).astype(np.float32)
+    weights = conv.get_weights()
+    _, _, grads, _ = c_loss_and_grad(model, x, y, training=True)
+    model.compile(mnistc.optimizers.SGD(1.0), "mse")
+    model.train_on_batch(x, y)
+    for name, w0, g, w1 in zip(conv._weight_names, weights, grads, conv.get_weights()):
         assert (g != 0).any(), name
         np.testing.assert_array_equal(w1, w0 - g, err_msg=name)
 
