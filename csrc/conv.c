@@ -263,9 +263,19 @@ typedef struct {
     int small;                 /* the direct kernels of cs sum the weight gradient */
     mc_conv_small cs;
     const mc_conv_small_pool *pool; /* not NULL: the gradient comes through this max pooling above */
+    const float *wt;           /* not NULL: kernel^T (N, K), read in place by dcol's product */
 } bwd_job;
 
 static size_t group_start(const bwd_job *j, size_t g) { return g * j->b->rows / j->groups; }
+
+/* Whether a group's dpre (n floats, relu's derivative taken) is mostly zeros, as under a max
+ * pooling, which routes each window's gradient to one of its elements. Counted over all of it:
+ * a sample of rows could land on the same pixel of every sample, the first of its window. */
+static int mostly_zeros(const float *dpre, size_t n) {
+    size_t zeros = 0;
+    for (size_t i = 0; i < n; i++) zeros += dpre[i] == 0.0f;
+    return (double)zeros >= MC_GEMM_SPARSE_MIN_ZEROS * (double)n;
+}
 
 /* Group g's samples [s0, s1): the activation's derivative and bias gradient on its rows, then per
  * block the weight gradient of its col, and dcol = dpre @ kernel^T summed back into dx; or the
@@ -299,7 +309,8 @@ static void backward_group(void *ctx, size_t g) {
         mc_conv_small_weight_grad(&j->cs, inp, dpre, NULL, s1 - s0, pw, NULL);
         pw = NULL;
     }
-    mc_gemm_rows_plan rw = {d->K, 0, 0}, rx = {b->rows * d->pix, 0, 0};
+    int sparse = j->wt && b->dinp ? mostly_zeros(dpre, (s1 - s0) * d->pix * N) : 0;
+    mc_gemm_rows_plan rw = {d->K, 0, 0}, rx = {b->rows * d->pix, 0, sparse};
     float *buf = j->work + s0 * d->work;
     for (size_t s = s0; s < s1 && (pw || b->dinp); s += d->block) {
         size_t n = s1 - s < d->block ? s1 - s : d->block, M = n * d->pix;
@@ -309,13 +320,12 @@ static void backward_group(void *ctx, size_t g) {
             mc_gemm_rows(&rw, 1, 0, d->K, N, M, 1.0f, a, d->K, dp, N, s == s0 ? 0.0f : 1.0f, pw, N, NULL);
         }
         if (!b->dinp) continue;
-        float *dx = b->dinp + s * j->ly->n_in;
-        if (d->direct) {
-            mc_gemm_rows(&rx, 0, 1, M, d->K, N, 1.0f, dp, N, j->w, N, 0.0f, dx, d->K, NULL);
-            continue;
-        }
-        /* buf has served the weight gradient: it receives dcol */
-        mc_gemm_rows(&rx, 0, 1, M, d->K, N, 1.0f, dp, N, j->w, N, 0.0f, buf, d->K, NULL);
+        float *dx = b->dinp + s * j->ly->n_in, *dcol = d->direct ? dx : buf;  /* buf has served dw */
+        if (j->wt)
+            mc_gemm_rows(&rx, 0, 0, M, d->K, N, 1.0f, dp, N, j->wt, d->K, 0.0f, dcol, d->K, NULL);
+        else
+            mc_gemm_rows(&rx, 0, 1, M, d->K, N, 1.0f, dp, N, j->w, N, 0.0f, dcol, d->K, NULL);
+        if (d->direct) continue;
         for (size_t i = 0; i < n; i++) col2im_sample(dx + i * j->ly->n_in, buf + i * d->col, j->ly, d->K);
     }
 }
@@ -335,6 +345,15 @@ static void backward_through(const mc_layer *ly, const mc_bwd *b, const mc_conv_
     };
     j.small = !d.direct && mc_conv_small_plan(ly, &j.cs);
     j.pool = pool;
+    if (b->dinp && groups > 1) {
+        /* Group 0 sums into dw, so its slot of extra (KN + N floats at least) is free for kernel^T:
+         * read in place, it lets dcol's product skip the zeros of dpre (mostly_zeros). The bits of
+         * the product with kernel transposed, but for the sign of a zero sum. */
+        float *wt = j.extra;
+        for (size_t k = 0; k < d.K; k++)
+            for (size_t n = 0; n < d.N; n++) wt[n * d.K + k] = j.w[k * d.N + n];
+        j.wt = wt;
+    }
     mc_parallel_for(groups, backward_group, &j);
     /* the groups' sums, in order */
     for (size_t g = 1; g < groups && j.dw; g++) {

@@ -40,10 +40,6 @@
 #define KSPLIT_MIN_K 512
 #define KSPLIT_MAX_MN 65536
 
-/* Products skip the exact zeros of op(A) (impl->sparse, impl->sparse_t) when at least this share
- * of a sample of A's rows is zeros (MNIST's pixels are 81% zeros): below it the zero lists cost
- * more than the skipped products save (bench/RESULTS.md, "Design measurements"). */
-#define SPARSE_MIN_ZEROS 0.7
 #define SPARSE_SAMPLE_ROWS 8
 
 /* Largest packed B (floats) per N block: all of K times as many columns as fit. */
@@ -626,7 +622,7 @@ static int take_sparse(const gemm_job *g, int decided) {
         for (size_t k = 0; k < len; k++) z += a[k] == 0.0f;
         zeros += z;
     }
-    return (double)zeros >= SPARSE_MIN_ZEROS * (double)(rows * len);
+    return (double)zeros >= MC_GEMM_SPARSE_MIN_ZEROS * (double)(rows * len);
 }
 
 int mc_gemm_threads(size_t M, size_t N, size_t K) {

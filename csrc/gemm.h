@@ -54,6 +54,11 @@ void mc_gemm_rows(const mc_gemm_rows_plan *plan, int trans_a, int trans_b, size_
                   float alpha, const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
                   size_t ldc, const mc_gemm_then *then);
 
+/* Products skip the exact zeros of op(A) when at least this share of a sample of A's rows is zeros
+ * (MNIST's pixels are 81% zeros): below it the zero lists cost more than the skipped products save
+ * (bench/RESULTS.md, "Design measurements"). */
+#define MC_GEMM_SPARSE_MIN_ZEROS 0.7
+
 /* Whether mc_gemm (trans_a = trans_b = 0) would skip the zeros of A (M x K, row stride lda) in a
  * product with N columns (mc_gemm_rows_plan.sparse): looks at a sample of A's rows. */
 int mc_gemm_skips_zeros(size_t M, size_t N, size_t K, const float *A, size_t lda);

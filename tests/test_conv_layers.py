@@ -331,6 +331,32 @@ def test_first_conv_layer_under_max_pooling_gets_the_unfused_gradient(in_shape, 
         np.testing.assert_array_equal(w1, w0 - g, err_msg=name)
 
 
+@pytest.mark.parametrize("kernel,strides,padding,filters", [(3, 1, "valid", 24), (3, 1, "same", 17), (1, 1, "valid", 33),
+                                                        (2, 2, "valid", 8)])
+def test_conv2d_input_gradient_under_max_pooling_skips_the_zeros_with_the_same_values(kernel, strides, padding,
+                                                                                       filters):
+    """Under a 2x2 max pooling at most a quarter of a conv's output gradient is nonzero, so its input
+    gradient's product (with the kernel transposed once per batch, for 16 samples and more) skips
+    the zeros. It must give the values the dense product gives (_C.testing.set_sparse(False)), zero
+    signs aside; and so must the weight gradients computed beside it."""
+    conv = L.Conv2D(filters, kernel, strides=strides, padding=padding, activation="relu")
+    model = mnistc.Sequential([mnistc.Input((10, 12, 5)), conv, L.MaxPooling2D(2), L.Flatten()])
+    one_layer_model(conv, (10, 12, 5), seed=7)
+    rng = np.random.default_rng(7)
+    x = batch(rng, 37, (10, 12, 5))
+    y = rng.standard_normal((37, int(np.prod(model.output_shape[1:])))).astype(np.float32)
+    loss, dx, grads, _ = c_loss_and_grad(model, x, y, training=True)
+    previous = _C.testing.set_sparse(False)
+    try:
+        loss_dense, dx_dense, grads_dense, _ = c_loss_and_grad(model, x, y, training=True)
+    finally:
+        _C.testing.set_sparse(previous)
+    assert loss == loss_dense and (dx != 0).mean() > 0.1
+    assert np.array_equal(dx, dx_dense)
+    for g, gd in zip(grads, grads_dense):
+        assert np.array_equal(g, gd)
+
+
 def test_conv2d_checks_pass_on_the_avx2_kernels():
     """The conv checks above run on the kernel variant this CPU picks; the AVX2 direct kernels (a
     different vector width and tile) get the same checks in a child process."""
