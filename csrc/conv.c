@@ -35,7 +35,8 @@ typedef struct {
     size_t pix;    /* out.h * out.w */
     size_t col;    /* floats of col per sample (0 when direct) */
     size_t pre;    /* floats of pre-activation kept per sample (0: out is the pre-activation or relu's) */
-    size_t extra;  /* floats per sample for the groups' weight-gradient sums: a group's samples hold one */
+    size_t extra;  /* floats per sample for the groups' weight-gradient sums: a group's samples hold a
+                    * slot of two (K * N + N)-float halves */
     size_t block;  /* samples per im2col block */
     size_t work;   /* floats per sample of a range's work buffer: col, or Winograd's when larger */
     size_t wblock; /* samples per Winograd block */
@@ -54,7 +55,7 @@ static conv_dims dims_of(const mc_layer *ly) {
                ly->pad_top == 0 && ly->pad_left == 0;
     d.col = d.direct ? 0 : d.pix * d.K;
     d.pre = ly->activation != MC_ACT_LINEAR && ly->activation != MC_ACT_RELU ? ly->n_out : 0;
-    d.extra = (d.K * d.N + d.N + GROUP_MIN_SAMPLES - 1) / GROUP_MIN_SAMPLES;
+    d.extra = (2 * (d.K * d.N + d.N) + GROUP_MIN_SAMPLES - 1) / GROUP_MIN_SAMPLES;
     size_t pk = d.pix * d.K;
     d.block = pk && pk < COL_BLOCK_FLOATS ? COL_BLOCK_FLOATS / pk : 1;
     /* Winograd's buffer for one sample; sizes far beyond memory are left to im2col (and its errors) */
@@ -179,8 +180,9 @@ static mc_status conv_init(mc_layer *ly, size_t l, mc_error *err) {
  * (B, extra)]. pre comes first so that it is the (B, n_out) logits. work holds col, or Winograd's
  * buffers, and is only ever used a block at a time: a range of samples im2cols (or transforms) its
  * blocks one after the other into the work of its first samples, and backward makes col again
- * from the input rather than reading it back from memory. extra holds the weight-gradient sums of
- * the groups but the first (GROUP_MIN_SAMPLES samples' extra hold one). Untouched parts of the
+ * from the input rather than reading it back from memory. extra holds a slot per group (its
+ * GROUP_MIN_SAMPLES samples' extra at least): the group's weight-gradient sums (the first group's
+ * go to dw: its slot holds kernel^T instead), then the same transposed. Untouched parts of the
  * arena cost no memory. */
 static size_t conv_scratch(const mc_layer *ly) {
     conv_dims d = dims_of(ly);
@@ -309,15 +311,21 @@ static void backward_group(void *ctx, size_t g) {
         mc_conv_small_weight_grad(&j->cs, inp, dpre, NULL, s1 - s0, pw, NULL);
         pw = NULL;
     }
-    int sparse = j->wt && b->dinp ? mostly_zeros(dpre, (s1 - s0) * d->pix * N) : 0;
-    mc_gemm_rows_plan rw = {d->K, 0, 0}, rx = {b->rows * d->pix, 0, sparse};
+    /* mostly zeros: dcol's product skips them, and the weight gradient is summed as (dpre^T @
+     * col)^T, whose product does (the same sums in the same order); with groups of at least
+     * GROUP_MIN_SAMPLES, whose slots have room */
+    int sparse = j->groups > 1 && (pw || b->dinp) ? mostly_zeros(dpre, (s1 - s0) * d->pix * N) : 0;
+    float *pwt = sparse && pw ? j->extra + s0 * d->extra + KN + N : NULL;
+    mc_gemm_rows_plan rw = {d->K, 0, 0}, rwt = {N, 0, 1}, rx = {b->rows * d->pix, 0, sparse};
     float *buf = j->work + s0 * d->work;
     for (size_t s = s0; s < s1 && (pw || b->dinp); s += d->block) {
         size_t n = s1 - s < d->block ? s1 - s : d->block, M = n * d->pix;
         const float *dp = b->dout + s * d->pix * N;
         if (pw) {
             const float *a = col_rows(j->ly, d, b->inp, s, n, buf);
-            mc_gemm_rows(&rw, 1, 0, d->K, N, M, 1.0f, a, d->K, dp, N, s == s0 ? 0.0f : 1.0f, pw, N, NULL);
+            float beta = s == s0 ? 0.0f : 1.0f;
+            if (pwt) mc_gemm_rows(&rwt, 1, 0, N, d->K, M, 1.0f, dp, N, a, d->K, beta, pwt, d->K, NULL);
+            else mc_gemm_rows(&rw, 1, 0, d->K, N, M, 1.0f, a, d->K, dp, N, beta, pw, N, NULL);
         }
         if (!b->dinp) continue;
         float *dx = b->dinp + s * j->ly->n_in, *dcol = d->direct ? dx : buf;  /* buf has served dw */
@@ -328,6 +336,8 @@ static void backward_group(void *ctx, size_t g) {
         if (d->direct) continue;
         for (size_t i = 0; i < n; i++) col2im_sample(dx + i * j->ly->n_in, buf + i * d->col, j->ly, d->K);
     }
+    for (size_t k = 0; pwt && k < d->K; k++)
+        for (size_t c = 0; c < N; c++) pw[k * N + c] = pwt[c * d->K + k];
 }
 
 /* pool: NULL, or the max pooling above whose backward runs in the weight-gradient pass */
@@ -346,9 +356,8 @@ static void backward_through(const mc_layer *ly, const mc_bwd *b, const mc_conv_
     j.small = !d.direct && mc_conv_small_plan(ly, &j.cs);
     j.pool = pool;
     if (b->dinp && groups > 1) {
-        /* Group 0 sums into dw, so its slot of extra (KN + N floats at least) is free for kernel^T:
-         * read in place, it lets dcol's product skip the zeros of dpre (mostly_zeros). The bits of
-         * the product with kernel transposed, but for the sign of a zero sum. */
+        /* kernel^T, read in place, lets dcol's product skip the zeros of dpre (mostly_zeros). The
+         * bits of the product with kernel transposed, but for the sign of a zero sum. */
         float *wt = j.extra;
         for (size_t k = 0; k < d.K; k++)
             for (size_t n = 0; n < d.N; n++) wt[n * d.K + k] = j.w[k * d.N + n];

@@ -67,9 +67,9 @@ def c_loss_and_grad(model, x, y, training, trainable=True):
 
 
 def c_loss(model, x, y, training, weights=None, trainable=True):
-    """The C loss with the layer's weights replaced by `weights` (float32), on a copy of params."""
+    """The C loss with the first layer's weights replaced by `weights` (float32), on a copy of params."""
     plan = model._get_plan()
-    table, _ = plan.tables([trainable])
+    table, _ = plan.tables([trainable] * len(model.layers))
     params = plan.params.copy()
     if weights is not None:
         for off, w in zip(plan.offsets[0], weights):
@@ -333,12 +333,12 @@ def test_first_conv_layer_under_max_pooling_gets_the_unfused_gradient(in_shape, 
 
 @pytest.mark.parametrize("kernel,strides,padding,filters", [(3, 1, "valid", 24), (3, 1, "same", 17), (1, 1, "valid", 33),
                                                         (2, 2, "valid", 8)])
-def test_conv2d_input_gradient_under_max_pooling_skips_the_zeros_with_the_same_values(kernel, strides, padding,
-                                                                                       filters):
+def test_conv2d_matches_the_dense_products_under_max_pooling_skipping_zeros(kernel, strides, padding, filters):
     """Under a 2x2 max pooling at most a quarter of a conv's output gradient is nonzero, so its input
     gradient's product (with the kernel transposed once per batch, for 16 samples and more) skips
-    the zeros. It must give the values the dense product gives (_C.testing.set_sparse(False)), zero
-    signs aside; and so must the weight gradients computed beside it."""
+    them, and the weight gradient is summed transposed so that its product does too. Both must
+    give the values the dense products give (_C.testing.set_sparse(False)), zero signs aside, and
+    agree with central differences of the loss."""
     conv = L.Conv2D(filters, kernel, strides=strides, padding=padding, activation="relu")
     model = mnistc.Sequential([mnistc.Input((10, 12, 5)), conv, L.MaxPooling2D(2), L.Flatten()])
     one_layer_model(conv, (10, 12, 5), seed=7)
@@ -355,6 +355,12 @@ def test_conv2d_input_gradient_under_max_pooling_skips_the_zeros_with_the_same_v
     assert np.array_equal(dx, dx_dense)
     for g, gd in zip(grads, grads_dense):
         assert np.array_equal(g, gd)
+    check_directional(lambda xx: c_loss(model, xx, y, True), x, dx, rng, eps=1e-3)
+    weights = conv.get_weights()
+    for i, g in enumerate(grads):
+        def c_loss_of(wi, i=i):
+            return c_loss(model, x, y, True, weights[:i] + [wi] + weights[i + 1:])
+        check_directional(c_loss_of, weights[i], g, rng, eps=1e-3)
 
 
 def test_conv2d_checks_pass_on_the_avx2_kernels():
