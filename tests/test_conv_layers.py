@@ -363,6 +363,27 @@ def test_conv2d_matches_the_dense_products_under_max_pooling_skipping_zeros(kern
         check_directional(c_loss_of, weights[i], g, rng, eps=1e-3)
 
 
+def test_conv2d_skipping_zeros_keeps_the_nan_that_an_infinite_input_gives():
+    """A zero of dpre times an infinite input is NaN in the dense weight-gradient product; skipping
+    that zero must not lose it. The group whose input holds the infinity checks col itself."""
+    conv = L.Conv2D(24, 3, activation="relu")
+    model = mnistc.Sequential([mnistc.Input((10, 12, 5)), conv, L.MaxPooling2D(2), L.Flatten()])
+    one_layer_model(conv, (10, 12, 5), seed=8)
+    rng = np.random.default_rng(8)
+    x = batch(rng, 37, (10, 12, 5))
+    x[30, 9, 11, 2] = np.inf   # one sample of the last group, a pixel in few windows
+    y = rng.standard_normal((37, int(np.prod(model.output_shape[1:])))).astype(np.float32)
+    _, _, grads, _ = c_loss_and_grad(model, x, y, training=True)
+    previous = _C.testing.set_sparse(False)
+    try:
+        _, _, grads_dense, _ = c_loss_and_grad(model, x, y, training=True)
+    finally:
+        _C.testing.set_sparse(previous)
+    assert np.isnan(grads_dense[0]).any() and not np.isnan(grads_dense[0]).all()
+    for g, gd in zip(grads, grads_dense):
+        assert np.array_equal(g, gd, equal_nan=True)
+
+
 def test_conv2d_checks_pass_on_the_avx2_kernels():
     """The conv checks above run on the kernel variant this CPU picks; the AVX2 direct kernels (a
     different vector width and tile) get the same checks in a child process."""
