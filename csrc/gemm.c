@@ -151,7 +151,7 @@ static void small_portable(int trans_a, size_t M, size_t N, size_t K, float alph
 }
 
 static const mc_gemm_impl impl_portable = {
-    "portable", PMR, PNR, 256, 120, 1024, 5, micro_portable, small_portable, NULL, NULL, NULL, NULL,
+    "portable", PMR, PNR, 256, 120, 1024, 5, micro_portable, small_portable, NULL, NULL, NULL, NULL, 0,
 };
 
 /* --- variant selection (once) --- */
@@ -690,7 +690,8 @@ static void gemm_run(const mc_gemm_impl *impl, int trans_a, int trans_b, size_t 
     }
     size_t nr = impl->nr;
     g.sparse = take_sparse(&g, rows ? rows->sparse : -1);
-    g.b_in_place = !g.tb && (N % nr == 0 || g.sparse);  /* the sparse kernels read B in place */
+    /* the sparse kernels read B in place, and so does a micro that masks a ragged last panel */
+    g.b_in_place = !g.tb && (N % nr == 0 || g.sparse || impl->b_masked);
     int finite = rows && rows->b_finite ? 1 : 0;
     atomic_init(&g.b_finite[0], finite);
     atomic_init(&g.b_finite[1], finite);

@@ -306,7 +306,7 @@ TGT INLINE void list_cols_avx2(const float *a, size_t lda, size_t rows, size_t k
 
 const mc_gemm_impl mc_gemm_impl_avx2 = {
     "avx2", MR, NR, KC, 144, 1024, 9, micro_6x16, small_avx2, NULL, sparse_avx2, sparse_t_avx2,
-    block_finite_avx2,
+    block_finite_avx2, 0,
 };
 
 
@@ -358,7 +358,7 @@ TGT double mc_fma_probe_avx2(double seconds) {
 
 #else
 
-const mc_gemm_impl mc_gemm_impl_avx2 = {"avx2", 6, 16, 256, 144, 1024, 0, NULL, NULL, NULL, NULL, NULL, NULL};
+const mc_gemm_impl mc_gemm_impl_avx2 = {"avx2", 6, 16, 256, 144, 1024, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0};
 double mc_fma_probe_avx2(double seconds) {
     (void)seconds;
     return 0.0;

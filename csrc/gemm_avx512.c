@@ -93,21 +93,24 @@ TGT static void micro_12x32(size_t kc, const float *a, size_t a_rs, size_t a_ks,
 /* Narrow products (N <= 16, as the 10-unit layer of an MNIST classifier makes): a 16x16 tile, one B
  * vector and 16 broadcasts per k, where the 12x32 tile would spend 22 of every 32 FMA lanes on
  * padding. The same chain per element and the same epilogue as micro_12x32, so the same bits. */
+/* Reads B's first n columns only (b_masked): a ragged panel in place, its other lanes 0 as packing
+ * would pad them. */
 TGT static void micro_16x16(size_t kc, const float *a, size_t a_rs, size_t a_ks, const float *bp,
                             size_t b_ks, float *c, size_t ldc, size_t m, size_t n, float alpha,
                             float beta) {
     __m512 acc[16];
+    __mmask16 bm = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
     if (a_rs == 1) {  /* k-major */
         for (size_t k = 0; k < kc; k++, a += a_ks, bp += b_ks) {
-            __m512 b0 = _mm512_loadu_ps(bp);
+            __m512 b0 = _mm512_maskz_loadu_ps(bm, bp);
 #pragma GCC unroll 16
             for (int r = 0; r < 16; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[r]), b0, acc[r]);
         }
     } else {          /* rows in place */
         for (size_t k = 0; k < kc; k++, bp += b_ks) {
-            __m512 b0 = _mm512_loadu_ps(bp);
+            __m512 b0 = _mm512_maskz_loadu_ps(bm, bp);
 #pragma GCC unroll 16
             for (int r = 0; r < 16; r++)
                 acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)r * a_rs + k]), b0, acc[r]);
@@ -263,12 +266,12 @@ TGT INLINE void list_cols_avx512(const float *a, size_t lda, size_t rows, size_t
 
 static const mc_gemm_impl impl_avx512_narrow = {
     "avx512", 16, 16, KC, 144, 1024, 4, micro_16x16, small_avx512, NULL, sparse_avx512, sparse_t_avx512,
-    block_finite_avx512,
+    block_finite_avx512, 1,
 };
 
 const mc_gemm_impl mc_gemm_impl_avx512 = {
     "avx512", MR, NR, KC, 144, 1024, 4, micro_12x32, small_avx512, &impl_avx512_narrow, sparse_avx512,
-    sparse_t_avx512, block_finite_avx512,
+    sparse_t_avx512, block_finite_avx512, 0,
 };
 
 static double now_s16(void) {

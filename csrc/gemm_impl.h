@@ -52,6 +52,9 @@ typedef struct mc_gemm_impl {
     const struct mc_gemm_impl *narrow;
     mc_gemm_sparse_fn sparse, sparse_t;  /* NULL: none */
     mc_gemm_finite_fn finite;            /* with sparse */
+    /* 1: micro reads only the first n columns of B (masked, the rest taken as 0, as a packed
+     * panel's zero padding), so an untransposed B is read in place whatever N is */
+    int b_masked;
 } mc_gemm_impl;
 
 extern const mc_gemm_impl mc_gemm_impl_avx2;
