@@ -399,7 +399,7 @@ static int conv_backward_with_above(const mc_layer *ly, const mc_bwd *b, const m
     conv_dims d = dims_of(ly);
     mc_conv_small cs;
     int act = ly->activation;
-    if (above->ops != &mc_maxpool2d_ops || !mc_pool_windows_tile(above) || ab->skip_act || !b->grads || d.direct ||
+    if (above->ops != &mc_maxpool2d_ops || !mc_pool_windows_tile(above) || !b->grads || d.direct ||
         ly->out.w > MC_CONV_SMALL_POOLED_MAX_W || (act != MC_ACT_RELU && act != MC_ACT_LINEAR) ||
         !mc_conv_small_plan(ly, &cs))
         return 0;
