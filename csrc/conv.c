@@ -408,6 +408,23 @@ static int conv_backward_with_above(const mc_layer *ly, const mc_bwd *b, const m
     return 1;
 }
 
+/* Inference: a first block's conv of direct kernels and the max pooling that tiles its output, the
+ * conv's rows pooled band by band while in L1, its output never written. */
+static int conv_forward_with_above(const mc_layer *ly, const mc_fwd *f, const mc_layer *above, const mc_fwd *af) {
+    conv_dims d = dims_of(ly);
+    mc_conv_small cs;
+    int act = ly->activation;
+    if (!f->plan || above->ops != &mc_maxpool2d_ops || !mc_pool_windows_tile(above) || d.direct || d.wino ||
+        above->kernel_h * ly->out.w * ly->out.c > MC_CONV_SMALL_POOLED_BAND ||
+        (act != MC_ACT_RELU && act != MC_ACT_LINEAR) || !mc_conv_small_plan(ly, &cs))
+        return 0;
+    mc_conv_small_pool pool = {above->kernel_h, above->kernel_w, above->out.h, above->out.w, NULL, NULL};
+    mc_conv_small_forward_pooled(&cs, f->inp, f->rows, f->params + ly->w[0].off,
+                                 ly->w[1].off >= 0 ? f->params + ly->w[1].off : NULL, act == MC_ACT_RELU, &pool,
+                                 af->out, f->nonfinite);
+    return 1;
+}
+
 static const float *conv_logits(const mc_layer *ly, const float *inp, const float *out, const float *scratch) {
     (void)inp;
     return dims_of(ly).pre ? scratch : out;
@@ -431,6 +448,7 @@ const mc_layer_ops mc_conv2d_ops = {
     .forward = conv_forward,
     .backward = conv_backward,
     .backward_with_above = conv_backward_with_above,
+    .forward_with_above = conv_forward_with_above,
     .logits = conv_logits,
     .threads = conv_threads,
     .sparse_input = conv_sparse_input,

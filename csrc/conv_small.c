@@ -41,3 +41,10 @@ void mc_conv_small_weight_grad_pooled(const mc_conv_small *cs, const float *x, c
                                       const float *y, int relu, size_t n, float *dw, float *db) {
     kernels()->weight_grad_pooled(cs, x, pool, y, relu, n, dw, db);
 }
+
+void mc_conv_small_forward_pooled(const mc_conv_small *cs, const float *x, size_t n, const float *w, const float *b,
+                                  int relu, const mc_conv_small_pool *pool, float *dst, atomic_int *nonfinite) {
+    int bad = 0;
+    kernels()->forward_pooled(cs, x, n, w, b, relu, pool, dst, nonfinite ? &bad : NULL);
+    if (bad) atomic_store_explicit(nonfinite, 1, memory_order_relaxed);
+}

@@ -62,6 +62,14 @@ typedef struct {
 void mc_conv_small_weight_grad_pooled(const mc_conv_small *cs, const float *x, const mc_conv_small_pool *pool,
                                       const float *y, int relu, size_t n, float *dw, float *db);
 
+/* mc_conv_small_forward followed by the max pooling `pool` (its out and g unused) on each band of
+ * pool->kh output rows, which stays in a stack buffer: only the pooled output dst (n, pool->h,
+ * pool->w, out.c) is written, with the bits of the two layers one after the other (pool.c's
+ * forward). Needs pool->kh * out.w * out.c <= MC_CONV_SMALL_POOLED_BAND. */
+#define MC_CONV_SMALL_POOLED_BAND 8192
+void mc_conv_small_forward_pooled(const mc_conv_small *cs, const float *x, size_t n, const float *w, const float *b,
+                                  int relu, const mc_conv_small_pool *pool, float *dst, atomic_int *nonfinite);
+
 /* A variant's kernels (conv_small_impl.h); NULL members where the build or CPU has none. */
 typedef struct {
     void (*forward)(const mc_conv_small *cs, const float *x, size_t n, const float *w, const float *b, int relu,
@@ -70,6 +78,8 @@ typedef struct {
                         float *dw, float *db);
     void (*weight_grad_pooled)(const mc_conv_small *cs, const float *x, const mc_conv_small_pool *pool,
                                const float *y, int relu, size_t n, float *dw, float *db);
+    void (*forward_pooled)(const mc_conv_small *cs, const float *x, size_t n, const float *w, const float *b,
+                           int relu, const mc_conv_small_pool *pool, float *dst, int *nonfinite);
 } mc_conv_small_kernels;
 
 extern const mc_conv_small_kernels mc_conv_small_avx2, mc_conv_small_avx512;

@@ -34,5 +34,5 @@
 #include "conv_small_impl.h"
 
 #else
-const mc_conv_small_kernels mc_conv_small_avx512 = {NULL, NULL, NULL};
+const mc_conv_small_kernels mc_conv_small_avx512 = {NULL, NULL, NULL, NULL};
 #endif

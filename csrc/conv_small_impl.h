@@ -17,6 +17,7 @@
  *   CS_PIX               output pixels per forward step (independent chains per weight vector)
  *   CS_KB                window elements per weight-gradient pass (K x 2 vectors of sums)
  * Each pass covers 2 vectors of output channels. */
+#include <math.h>
 #include <string.h>
 
 #define CS_INLINE static inline __attribute__((always_inline))
@@ -87,40 +88,79 @@ CS_TGT CS_INLINE void CS_(pixels)(const int P, const float *const *src, const pt
     }
 }
 
+/* Row oy of one sample's output (x at the sample) into row. lo, hi: inside_cols; flat: 0..K-1. */
+CS_TGT CS_INLINE void CS_(conv_row)(const mc_conv_small *cs, const float *x, size_t oy, const float *w,
+                                    const float *b, int relu, float *row, int *bad, size_t lo, size_t hi,
+                                    const ptrdiff_t *flat) {
+    const mc_layer *ly = cs->ly;
+    size_t N = ly->out.c, K = cs->K;
+    float tmp[MC_CONV_SMALL_MAX_K];
+    ptrdiff_t iy0 = (ptrdiff_t)(oy * ly->stride_h) - (ptrdiff_t)ly->pad_top;
+    int rows_inside = iy0 >= 0 && (size_t)iy0 + ly->kernel_h <= ly->in.h;
+    size_t ox = 0;
+    while (ox < ly->out.w) {
+        int inside = rows_inside && ox >= lo && ox < hi;
+        if (inside && ox + CS_PIX <= hi) {
+            const float *src[CS_PIX];
+            float *d[CS_PIX];
+            for (int i = 0; i < CS_PIX; i++) {
+                src[i] = CS_(window_at)(x, ly, oy, ox + (size_t)i);
+                d[i] = row + (ox + (size_t)i) * N;
+            }
+            CS_(pixels)(CS_PIX, src, cs->off, K, w, N, b, relu, d, bad);
+            ox += CS_PIX;
+            continue;
+        }
+        const float *src = tmp;
+        if (inside) src = CS_(window_at)(x, ly, oy, ox);
+        else CS_(window_of)(tmp, x, ly, oy, ox);
+        float *d = row + ox * N;
+        CS_(pixels)(1, &src, inside ? cs->off : flat, K, w, N, b, relu, &d, bad);
+        ox++;
+    }
+}
+
 CS_TGT static void CS_(forward)(const mc_conv_small *cs, const float *x, size_t n, const float *w, const float *b,
                                 int relu, float *dst, int *nonfinite) {
     const mc_layer *ly = cs->ly;
-    size_t N = ly->out.c, lo, hi, K = cs->K;
+    size_t lo, hi, row_n = ly->out.w * ly->out.c;
     CS_(inside_cols)(ly, &lo, &hi);
     ptrdiff_t flat[MC_CONV_SMALL_MAX_K];
-    for (size_t k = 0; k < K; k++) flat[k] = (ptrdiff_t)k;
-    float tmp[MC_CONV_SMALL_MAX_K];
+    for (size_t k = 0; k < cs->K; k++) flat[k] = (ptrdiff_t)k;
     int found = 0, *bad = nonfinite ? &found : NULL;  /* the check only where it is asked for */
+    for (size_t s = 0; s < n; s++, x += ly->n_in)
+        for (size_t oy = 0; oy < ly->out.h; oy++)
+            CS_(conv_row)(cs, x, oy, w, b, relu, dst + (s * ly->out.h + oy) * row_n, bad, lo, hi, flat);
+    if (found) *nonfinite = 1;
+}
+
+/* forward, then the max pooling p (its out and g unused) of each band of p->kh output rows, the band
+ * kept in a stack buffer: only the pooled output (n, p->h, p->w, out.c) is written. Rows in no
+ * window are not computed. The pooling is pool.c's forward: from -inf, each window's elements in
+ * order, an element taken when it is larger or a NaN, unless a NaN was taken. */
+CS_TGT static void CS_(forward_pooled)(const mc_conv_small *cs, const float *x, size_t n, const float *w,
+                                       const float *b, int relu, const mc_conv_small_pool *p, float *dst,
+                                       int *nonfinite) {
+    const mc_layer *ly = cs->ly;
+    size_t N = ly->out.c, lo, hi, row_n = ly->out.w * N;
+    CS_(inside_cols)(ly, &lo, &hi);
+    ptrdiff_t flat[MC_CONV_SMALL_MAX_K];
+    for (size_t k = 0; k < cs->K; k++) flat[k] = (ptrdiff_t)k;
+    float band[MC_CONV_SMALL_POOLED_BAND];
+    int found = 0, *bad = nonfinite ? &found : NULL;
     for (size_t s = 0; s < n; s++, x += ly->n_in) {
-        for (size_t oy = 0; oy < ly->out.h; oy++) {
-            ptrdiff_t iy0 = (ptrdiff_t)(oy * ly->stride_h) - (ptrdiff_t)ly->pad_top;
-            int rows_inside = iy0 >= 0 && (size_t)iy0 + ly->kernel_h <= ly->in.h;
-            float *row = dst + (s * ly->out.h + oy) * ly->out.w * N;
-            size_t ox = 0;
-            while (ox < ly->out.w) {
-                int inside = rows_inside && ox >= lo && ox < hi;
-                if (inside && ox + CS_PIX <= hi) {
-                    const float *src[CS_PIX];
-                    float *d[CS_PIX];
-                    for (int i = 0; i < CS_PIX; i++) {
-                        src[i] = CS_(window_at)(x, ly, oy, ox + (size_t)i);
-                        d[i] = row + (ox + (size_t)i) * N;
+        for (size_t py = 0; py < p->h; py++) {
+            for (size_t a = 0; a < p->kh; a++)
+                CS_(conv_row)(cs, x, py * p->kh + a, w, b, relu, band + a * row_n, bad, lo, hi, flat);
+            float *out = dst + (s * p->h + py) * p->w * N;
+            for (size_t px = 0; px < p->w; px++, out += N) {
+                for (size_t c = 0; c < N; c++) out[c] = -INFINITY;
+                for (size_t a = 0; a < p->kh; a++)
+                    for (size_t ix = px * p->kw; ix < (px + 1) * p->kw; ix++) {
+                        const float *v = band + a * row_n + ix * N;
+                        for (size_t c = 0; c < N; c++)
+                            out[c] = (!(v[c] <= out[c]) & (out[c] == out[c])) ? v[c] : out[c];
                     }
-                    CS_(pixels)(CS_PIX, src, cs->off, K, w, N, b, relu, d, bad);
-                    ox += CS_PIX;
-                    continue;
-                }
-                const float *src = tmp;
-                if (inside) src = CS_(window_at)(x, ly, oy, ox);
-                else CS_(window_of)(tmp, x, ly, oy, ox);
-                float *d = row + ox * N;
-                CS_(pixels)(1, &src, inside ? cs->off : flat, K, w, N, b, relu, &d, bad);
-                ox++;
             }
         }
     }
@@ -151,7 +191,8 @@ CS_TGT CS_INLINE void CS_(route_row)(const mc_conv_small_pool *p, const float *y
     for (size_t px = 0; px < p->w && covered; px++) {
         size_t o = (py * p->w + px) * N;
         CS_V max0 = CS_MLOAD(m0, pout + o), max1 = CS_MLOAD(m1, pout + o + CS_LANES);
-        CS_V r0 = ay ? rest[2 * px] : CS_MLOAD(m0, pg + o), r1 = ay ? rest[2 * px + 1] : CS_MLOAD(m1, pg + o + CS_LANES);
+        CS_V r0 = ay ? rest[2 * px] : CS_MLOAD(m0, pg + o);
+        CS_V r1 = ay ? rest[2 * px + 1] : CS_MLOAD(m1, pg + o + CS_LANES);
         for (size_t ox = px * p->kw; ox < (px + 1) * p->kw; ox++) {
             const float *v = yrow + ox * N;
             CS_HITS hit0 = CS_HIT(CS_MLOAD(m0, v), max0), hit1 = CS_HIT(CS_MLOAD(m1, v + CS_LANES), max1);
@@ -236,6 +277,7 @@ CS_TGT static void CS_(weight_grad_pooled)(const mc_conv_small *cs, const float 
     CS_(wgrad)(cs, x, NULL, y, relu, pool, n, dw, db, 1);
 }
 
-const mc_conv_small_kernels CS_(mc_conv_small) = {CS_(forward), CS_(weight_grad), CS_(weight_grad_pooled)};
+const mc_conv_small_kernels CS_(mc_conv_small) = {CS_(forward), CS_(weight_grad), CS_(weight_grad_pooled),
+                                                  CS_(forward_pooled)};
 
 #undef CS_INLINE

@@ -161,6 +161,10 @@ struct mc_layer_ops {
      * between the two is never written). 1 when done, 0 for a pair it does not take (each layer
      * then runs its own backward). */
     int (*backward_with_above)(const mc_layer *ly, const mc_bwd *b, const mc_layer *above, const mc_bwd *ab);
+    /* inference on a block of rows (f->plan set): this layer's forward and that of `above` in one
+     * pass, writing above's output (af->out) only; this layer's output is left unwritten. 1 when
+     * done, 0 for a pair it does not take. */
+    int (*forward_with_above)(const mc_layer *ly, const mc_fwd *f, const mc_layer *above, const mc_fwd *af);
     int checks_products;      /* forward sets mc_fwd.nonfinite */
 };
 

@@ -307,6 +307,23 @@ static void forward_rows(const mc_model *m, mc_arena *a, const float *x, size_t 
             .reads_x = l == first,
             .nonfinite = l == first ? a->first_product_nonfinite : NULL,
         };
+        if (plan && l + 1 < hi && l + 2 < m->L && ly->ops->forward_with_above) {
+            /* inference: the layer may run the next one's forward in its own pass (not the last
+             * layer's, whose input the loss's logits may read) */
+            const mc_layer *above = &m->layers[l + 1];
+            mc_fwd af = f;
+            af.out = a->out[l + 1];
+            af.inp = f.out;
+            af.scratch = a->scratch[l + 1];
+            af.key = mc_rng_key(seed, step, l + 1);
+            af.reads_x = 0;
+            af.nonfinite = NULL;
+            if (ly->ops->forward_with_above(ly, &f, above, &af)) {
+                inp = af.out;
+                l++;
+                continue;
+            }
+        }
         ly->ops->forward(ly, &f);
         inp = f.out;
     }

@@ -331,8 +331,8 @@ def test_first_conv_layer_under_max_pooling_gets_the_unfused_gradient(in_shape, 
         np.testing.assert_array_equal(w1, w0 - g, err_msg=name)
 
 
-@pytest.mark.parametrize("kernel,strides,padding,filters", [(3, 1, "valid", 24), (3, 1, "same", 17), (1, 1, "valid", 33),
-                                                        (2, 2, "valid", 8)])
+@pytest.mark.parametrize("kernel,strides,padding,filters", [(3, 1, "valid", 24), (3, 1, "same", 17),
+                                                        (1, 1, "valid", 33), (2, 2, "valid", 8)])
 def test_conv2d_matches_the_dense_products_under_max_pooling_skipping_zeros(kernel, strides, padding, filters):
     """Under a 2x2 max pooling at most a quarter of a conv's output gradient is nonzero, so its input
     gradient's product (with the kernel transposed once per batch, for 16 samples and more) skips
@@ -382,6 +382,46 @@ def test_conv2d_skipping_zeros_keeps_the_nan_that_an_infinite_input_gives():
     assert np.isnan(grads_dense[0]).any() and not np.isnan(grads_dense[0]).all()
     for g, gd in zip(grads, grads_dense):
         assert np.array_equal(g, gd, equal_nan=True)
+
+
+def c_predict(model, x, batch_size):
+    """_C.predict of the model on x (NaN welcome: no scan of x), rows in batches of batch_size."""
+    plan = model._get_plan()
+    out = np.empty((len(x), int(np.prod(model.output_shape[1:]))), np.float32)
+    _C.predict(plan.layers, plan.lfloats, plan.params, np.ascontiguousarray(x).reshape(len(x), -1), out, batch_size)
+    return out
+
+
+@pytest.mark.parametrize("in_shape,filters,kernel,strides,padding,act,pool", [
+    ((28, 28, 1), 32, 3, 1, "valid", "relu", 2),        # the convnet's first block
+    ((11, 13, 1), 40, 3, 1, "valid", "relu", 2),        # rows and columns in no window; 32 + 8 channels
+    ((10, 9, 3), 8, 3, 1, "same", "linear", 3),
+    ((12, 14, 2), 70, (2, 3), 2, "valid", "relu", (2, 3)),
+    ((6, 132, 1), 32, 3, 1, "valid", "relu", 2),        # a band too wide to fuse: the layers one by one
+])
+def test_first_conv_layer_and_max_pooling_predict_as_two_models_do(in_shape, filters, kernel, strides, padding,
+                                                                     act, pool):
+    """Inference runs a first conv layer of direct kernels and the max pooling that tiles its output
+    in one pass, pooling the conv's rows band by band. The outputs must have the bits of the conv
+    and the rest of the model run as two models, the conv's output written out between them: ties
+    (flat runs of pixels, relu's zeros), -0 and a NaN pixel included."""
+    conv = L.Conv2D(filters, kernel, strides=strides, padding=padding, activation=act)
+    one_layer_model(conv, in_shape, seed=9)
+    model = mnistc.Sequential([mnistc.Input(in_shape), conv, L.MaxPooling2D(pool), L.Flatten(), L.Dense(5)])
+    rng = np.random.default_rng(9)
+    x = rng.integers(-1, 2, (29, *in_shape)).astype(np.float32) / 2
+    x[:, : in_shape[0] // 2] = 0.5
+    x[3, 1, 2, 0] = -0.0
+    x[4, 2, 3, 0] = np.nan
+    conv_only = mnistc.Sequential([mnistc.Input(in_shape), conv])
+    conv_shape = conv_only.output_shape[1:]
+    head = mnistc.Sequential([mnistc.Input(conv_shape), L.MaxPooling2D(pool), L.Flatten(), L.Dense(5)])
+    head.layers[-1].set_weights(model.layers[-1].get_weights())
+    for batch_size in (29, 7):
+        want = c_predict(head, c_predict(conv_only, x, batch_size).reshape(-1, *conv_shape), batch_size)
+        got = c_predict(model, x, batch_size)
+        assert np.isnan(got[4]).all() and not np.isnan(got[5]).any()
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
 def test_conv2d_checks_pass_on_the_avx2_kernels():
