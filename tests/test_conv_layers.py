@@ -289,6 +289,12 @@ def test_first_conv_layer_training_step_uses_the_gradient_of_loss_and_grad(act, 
     rng = np.random.default_rng(11)
     x = batch(rng, 19, (9, 8, 1))
     y = rng.standard_normal((19, int(np.prod(layer.output_shape)))).astype(np.float32)
+    assert_sgd_step_subtracts_the_gradient_of_loss_and_grad(model, layer, x, y)
+
+
+def assert_sgd_step_subtracts_the_gradient_of_loss_and_grad(model, layer, x, y):
+    """train_on_batch with SGD of rate 1 must change the first layer's weights by exactly the
+    gradient loss_and_grad gives (which asks for dx, so every layer runs its own backward)."""
     weights = layer.get_weights()
     _, _, grads, _ = c_loss_and_grad(model, x, y, training=True)
     model.compile(mnistc.optimizers.SGD(1.0), "mse")
@@ -322,13 +328,17 @@ def test_first_conv_layer_under_max_pooling_gets_the_unfused_gradient(in_shape, 
     if use_bias:
         conv.set_weights([w if w.ndim > 1 else np.abs(w) for w in conv.get_weights()])
     y = rng.standard_normal((B, int(np.prod(model.output_shape[1:])))).astype(np.float32)
-    weights = conv.get_weights()
-    _, _, grads, _ = c_loss_and_grad(model, x, y, training=True)
-    model.compile(mnistc.optimizers.SGD(1.0), "mse")
-    model.train_on_batch(x, y)
-    for name, w0, g, w1 in zip(conv._weight_names, weights, grads, conv.get_weights()):
-        assert (g != 0).any(), name
-        np.testing.assert_array_equal(w1, w0 - g, err_msg=name)
+    assert_sgd_step_subtracts_the_gradient_of_loss_and_grad(model, conv, x, y)
+
+
+def loss_and_grad_skipping_and_dense(model, x, y):
+    """c_loss_and_grad in training mode with the products' zero skipping on, then off."""
+    skipping = c_loss_and_grad(model, x, y, training=True)
+    previous = _C.testing.set_sparse(False)
+    try:
+        return skipping, c_loss_and_grad(model, x, y, training=True)
+    finally:
+        _C.testing.set_sparse(previous)
 
 
 @pytest.mark.parametrize("kernel,strides,padding,filters", [(3, 1, "valid", 24), (3, 1, "same", 17),
@@ -345,12 +355,7 @@ def test_conv2d_matches_the_dense_products_under_max_pooling_skipping_zeros(kern
     rng = np.random.default_rng(7)
     x = batch(rng, 37, (10, 12, 5))
     y = rng.standard_normal((37, int(np.prod(model.output_shape[1:])))).astype(np.float32)
-    loss, dx, grads, _ = c_loss_and_grad(model, x, y, training=True)
-    previous = _C.testing.set_sparse(False)
-    try:
-        loss_dense, dx_dense, grads_dense, _ = c_loss_and_grad(model, x, y, training=True)
-    finally:
-        _C.testing.set_sparse(previous)
+    (loss, dx, grads, _), (loss_dense, dx_dense, grads_dense, _) = loss_and_grad_skipping_and_dense(model, x, y)
     assert loss == loss_dense and (dx != 0).mean() > 0.1
     assert np.array_equal(dx, dx_dense)
     for g, gd in zip(grads, grads_dense):
@@ -373,12 +378,7 @@ def test_conv2d_skipping_zeros_keeps_the_nan_that_an_infinite_input_gives():
     x = batch(rng, 37, (10, 12, 5))
     x[30, 9, 11, 2] = np.inf   # one sample of the last group, a pixel in few windows
     y = rng.standard_normal((37, int(np.prod(model.output_shape[1:])))).astype(np.float32)
-    _, _, grads, _ = c_loss_and_grad(model, x, y, training=True)
-    previous = _C.testing.set_sparse(False)
-    try:
-        _, _, grads_dense, _ = c_loss_and_grad(model, x, y, training=True)
-    finally:
-        _C.testing.set_sparse(previous)
+    (_, _, grads, _), (_, _, grads_dense, _) = loss_and_grad_skipping_and_dense(model, x, y)
     assert np.isnan(grads_dense[0]).any() and not np.isnan(grads_dense[0]).all()
     for g, gd in zip(grads, grads_dense):
         assert np.array_equal(g, gd, equal_nan=True)
