@@ -392,36 +392,41 @@ static void backward_through(const mc_layer *ly, const mc_bwd *b, const mc_conv_
 
 static void conv_backward(const mc_layer *ly, const mc_bwd *b) { backward_through(ly, b, NULL); }
 
-/* A first layer of direct kernels under a max pooling whose windows tile its output (a convnet's
- * first block): the pooling's input gradient is made where the weight gradient reads it, instead
- * of written out (as large as the conv's output) and read back. */
-static int conv_backward_with_above(const mc_layer *ly, const mc_bwd *b, const mc_layer *above, const mc_bwd *ab) {
-    conv_dims d = dims_of(ly);
-    mc_conv_small cs;
+/* Whether ly and the layer above it are a convnet's first block as the direct kernels can fuse it:
+ * ly runs them (cs filled) with relu or no activation, under a MaxPooling2D whose windows tile its
+ * output (pool's geometry filled; its arrays NULL). */
+static int first_block(const mc_layer *ly, const mc_layer *above, mc_conv_small *cs, mc_conv_small_pool *pool) {
     int act = ly->activation;
-    if (above->ops != &mc_maxpool2d_ops || !mc_pool_windows_tile(above) || !b->grads || d.direct ||
-        ly->out.w > MC_CONV_SMALL_POOLED_MAX_W || (act != MC_ACT_RELU && act != MC_ACT_LINEAR) ||
-        !mc_conv_small_plan(ly, &cs))
+    if (above->ops != &mc_maxpool2d_ops || !mc_pool_windows_tile(above) || dims_of(ly).direct ||
+        (act != MC_ACT_RELU && act != MC_ACT_LINEAR) || !mc_conv_small_plan(ly, cs))
         return 0;
-    mc_conv_small_pool pool = {above->kernel_h, above->kernel_w, above->out.h, above->out.w, ab->out, ab->dout};
+    *pool = (mc_conv_small_pool){above->kernel_h, above->kernel_w, above->out.h, above->out.w, NULL, NULL};
+    return 1;
+}
+
+/* A first block's backward: the pooling's input gradient is made where the weight gradient reads
+ * it, instead of written out (as large as the conv's output) and read back. */
+static int conv_backward_with_above(const mc_layer *ly, const mc_bwd *b, const mc_layer *above, const mc_bwd *ab) {
+    mc_conv_small cs;
+    mc_conv_small_pool pool;
+    if (!b->grads || ly->out.w > MC_CONV_SMALL_POOLED_MAX_W || !first_block(ly, above, &cs, &pool)) return 0;
+    pool.out = ab->out;
+    pool.g = ab->dout;
     backward_through(ly, b, &pool);
     return 1;
 }
 
-/* Inference: a first block's conv of direct kernels and the max pooling that tiles its output, the
- * conv's rows pooled band by band while in L1, its output never written. */
+/* A first block's forward in inference: the conv's rows pooled band by band while in L1, its output
+ * never written. */
 static int conv_forward_with_above(const mc_layer *ly, const mc_fwd *f, const mc_layer *above, const mc_fwd *af) {
-    conv_dims d = dims_of(ly);
     mc_conv_small cs;
-    int act = ly->activation;
-    if (!f->plan || above->ops != &mc_maxpool2d_ops || !mc_pool_windows_tile(above) || d.direct || d.wino ||
-        above->kernel_h * ly->out.w * ly->out.c > MC_CONV_SMALL_POOLED_BAND ||
-        (act != MC_ACT_RELU && act != MC_ACT_LINEAR) || !mc_conv_small_plan(ly, &cs))
+    mc_conv_small_pool pool;
+    if (!f->plan || above->kernel_h * ly->out.w * ly->out.c > MC_CONV_SMALL_POOLED_BAND ||
+        !first_block(ly, above, &cs, &pool))
         return 0;
-    mc_conv_small_pool pool = {above->kernel_h, above->kernel_w, above->out.h, above->out.w, NULL, NULL};
     mc_conv_small_forward_pooled(&cs, f->inp, f->rows, f->params + ly->w[0].off,
-                                 ly->w[1].off >= 0 ? f->params + ly->w[1].off : NULL, act == MC_ACT_RELU, &pool,
-                                 af->out, f->nonfinite);
+                                 ly->w[1].off >= 0 ? f->params + ly->w[1].off : NULL,
+                                 ly->activation == MC_ACT_RELU, &pool, af->out, f->nonfinite);
     return 1;
 }
 

@@ -92,8 +92,8 @@ TGT static void micro_12x32(size_t kc, const float *a, size_t a_rs, size_t a_ks,
 
 /* Narrow products (N <= 16, as the 10-unit layer of an MNIST classifier makes): a 16x16 tile, one B
  * vector and 16 broadcasts per k, where the 12x32 tile would spend 22 of every 32 FMA lanes on
- * padding. The same chain per element and the same epilogue as micro_12x32, so the same bits. */
-/* Reads B's first n columns only (b_masked): a ragged panel in place, its other lanes 0 as packing
+ * padding. The same chain per element and the same epilogue as micro_12x32, so the same bits. It
+ * reads B's first n columns only (b_masked): a ragged panel in place, its other lanes 0 as packing
  * would pad them. */
 TGT static void micro_16x16(size_t kc, const float *a, size_t a_rs, size_t a_ks, const float *bp,
                             size_t b_ks, float *c, size_t ldc, size_t m, size_t n, float alpha,
