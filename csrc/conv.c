@@ -41,12 +41,22 @@ typedef struct {
     size_t work;   /* floats per sample of a range's work buffer: col, or Winograd's when larger */
     size_t wblock; /* samples per Winograd block */
     int direct;    /* 1x1, stride 1, no padding: col is the input itself */
-    int wino;      /* the forward product is w's Winograd F(2x2, 3x3) */
+    int wino;      /* the forward product is w's Winograd F(m x m, 3x3) */
     mc_conv_wino w;
 } conv_dims;
 
-/* relu needs no pre-activation: its backward reads out > 0, which holds exactly where pre > 0. */
-static conv_dims dims_of(const mc_layer *ly) {
+/* Floats of Winograd's buffer for one sample with w planned for training or inference, or 0 when
+ * the layer takes none; sizes far beyond memory are left to im2col (and its errors). */
+static size_t wino_floats(const mc_layer *ly, int inference, mc_conv_wino *w) {
+    size_t wb;
+    if (!mc_conv_wino_plan(ly, inference, w) || (wb = mc_conv_wino_buffer(w, 1)) == 0 || wb >= SIZE_MAX / 64)
+        return 0;
+    return wb;
+}
+
+/* The layer's sizes, its Winograd plan that of training or of inference. relu needs no
+ * pre-activation: its backward reads out > 0, which holds exactly where pre > 0. */
+static conv_dims dims_of(const mc_layer *ly, int inference) {
     conv_dims d;
     d.K = ly->kernel_h * ly->kernel_w * ly->in.c;
     d.N = ly->out.c;
@@ -58,12 +68,14 @@ static conv_dims dims_of(const mc_layer *ly) {
     d.extra = (2 * (d.K * d.N + d.N) + GROUP_MIN_SAMPLES - 1) / GROUP_MIN_SAMPLES;
     size_t pk = d.pix * d.K;
     d.block = pk && pk < COL_BLOCK_FLOATS ? COL_BLOCK_FLOATS / pk : 1;
-    /* Winograd's buffer for one sample; sizes far beyond memory are left to im2col (and its errors) */
-    size_t wb = 0;
-    d.wino = !d.direct && mc_conv_wino_plan(ly, &d.w) && (wb = mc_conv_wino_buffer(&d.w, 1)) != 0 &&
-             wb < SIZE_MAX / 64;
-    d.work = d.wino && wb > d.col ? wb : d.col;
-    size_t per = d.wino ? 16 * d.w.tiles * (d.w.C + d.w.N) : 0;
+    mc_conv_wino other;
+    size_t wb = d.direct ? 0 : wino_floats(ly, inference, &d.w);
+    size_t wo = d.direct ? 0 : wino_floats(ly, !inference, &other);
+    d.wino = wb != 0;
+    /* work holds col or either mode's Winograd buffer: one scratch serves both */
+    d.work = wb > d.col ? wb : d.col;
+    if (wo > d.work) d.work = wo;
+    size_t per = d.wino ? d.w.planes * d.w.tiles * (d.w.C + d.w.N) : 0;
     d.wblock = per && per < COL_BLOCK_FLOATS ? COL_BLOCK_FLOATS / per : 1;
     return d;
 }
@@ -185,7 +197,7 @@ static mc_status conv_init(mc_layer *ly, size_t l, mc_error *err) {
  * go to dw: its slot holds kernel^T instead), then the same transposed. Untouched parts of the
  * arena cost no memory. */
 static size_t conv_scratch(const mc_layer *ly) {
-    conv_dims d = dims_of(ly);
+    conv_dims d = dims_of(ly, 0);
     return d.pre + d.work + d.extra;
 }
 
@@ -195,6 +207,7 @@ typedef struct {
     const float *x;            /* the input at sample 0 of these rows */
     float *out, *pre, *work;   /* at sample 0 of these rows */
     const float *w, *b;
+    const float *wino_u;       /* the Winograd kernel made for the call, or NULL */
     size_t batch;              /* rows of the whole batch (the products' plan) */
     mc_gemm_rows_plan rp;
     atomic_int *nonfinite;
@@ -220,8 +233,8 @@ static void forward_range(void *ctx, size_t s0, size_t s1) {
         size_t n = s1 - s0, block = n < d->wblock ? n : d->wblock;
         /* no product check: Conv2D does not claim ops->checks_products, predict scans x first */
         int act = j->ly->activation;
-        mc_conv_wino_forward(&d->w, j->x + s0 * j->ly->n_in, n, j->w, j->b, act == MC_ACT_RELU, dst, j->batch, block,
-                             buf);
+        mc_conv_wino_forward(&d->w, j->x + s0 * j->ly->n_in, n, j->w, j->wino_u, j->b, act == MC_ACT_RELU, dst,
+                             j->batch, block, buf);
         if (j->pre) mc_activation_forward(act, out, dst, n * d->pix, d->N);
         return;
     }
@@ -237,7 +250,7 @@ static void forward_range(void *ctx, size_t s0, size_t s1) {
 /* Each block of rows is a block of the whole batch's product (mc_gemm_rows), so a row gets the
  * same bits whichever block and thread computes it, here or in inference's blocks. */
 static void conv_forward(const mc_layer *ly, const mc_fwd *f) {
-    conv_dims d = dims_of(ly);
+    conv_dims d = dims_of(ly, !f->training);
     size_t B = f->rows, batch = f->plan ? f->plan->batch_rows : B;
     int sparse = 0;  /* col's zeros: with K as short as a first layer's, skipping them costs more than it saves */
     if (d.direct)
@@ -245,12 +258,24 @@ static void conv_forward(const mc_layer *ly, const mc_fwd *f) {
     fwd_job j = {
         .ly = ly, .d = d, .x = f->inp, .out = f->out, .pre = d.pre ? f->scratch : NULL,
         .work = f->scratch + B * d.pre,
-        .w = f->params + ly->w[0].off, .b = ly->w[1].off >= 0 ? f->params + ly->w[1].off : NULL, .batch = batch,
+        .w = f->params + ly->w[0].off, .b = ly->w[1].off >= 0 ? f->params + ly->w[1].off : NULL,
+        .wino_u = f->derived, .batch = batch,
         .rp = {batch * d.pix, f->plan ? f->plan->params_finite : 0, sparse},
         .nonfinite = f->nonfinite,
     };
     j.small = !d.direct && !d.wino && mc_conv_small_plan(ly, &j.cs);
     mc_for_samples(f->rows, d.col + ly->n_in + ly->n_out, f->plan == NULL, forward_range, &j);
+}
+
+/* Inference makes its Winograd kernel once per call. */
+static size_t conv_derived(const mc_layer *ly) {
+    conv_dims d = dims_of(ly, 1);
+    return d.wino ? mc_conv_wino_kernel_floats(&d.w) : 0;
+}
+
+static void conv_derive(const mc_layer *ly, const float *params, float *dst) {
+    conv_dims d = dims_of(ly, 1);
+    mc_conv_wino_kernel(&d.w, params + ly->w[0].off, dst);
 }
 
 typedef struct {
@@ -356,7 +381,7 @@ static void backward_group(void *ctx, size_t g) {
 
 /* pool: NULL, or the max pooling above whose backward runs in the weight-gradient pass */
 static void backward_through(const mc_layer *ly, const mc_bwd *b, const mc_conv_small_pool *pool) {
-    conv_dims d = dims_of(ly);
+    conv_dims d = dims_of(ly, 0);
     size_t B = b->rows, KN = d.K * d.N, groups = B / GROUP_MIN_SAMPLES;
     if (groups > GROUPS_MAX) groups = GROUPS_MAX;
     if (groups < 1) groups = 1;
@@ -397,7 +422,7 @@ static void conv_backward(const mc_layer *ly, const mc_bwd *b) { backward_throug
  * output (pool's geometry filled; its arrays NULL). */
 static int first_block(const mc_layer *ly, const mc_layer *above, mc_conv_small *cs, mc_conv_small_pool *pool) {
     int act = ly->activation;
-    if (above->ops != &mc_maxpool2d_ops || !mc_pool_windows_tile(above) || dims_of(ly).direct ||
+    if (above->ops != &mc_maxpool2d_ops || !mc_pool_windows_tile(above) || dims_of(ly, 0).direct ||
         (act != MC_ACT_RELU && act != MC_ACT_LINEAR) || !mc_conv_small_plan(ly, cs))
         return 0;
     *pool = (mc_conv_small_pool){above->kernel_h, above->kernel_w, above->out.h, above->out.w, NULL, NULL};
@@ -432,17 +457,17 @@ static int conv_forward_with_above(const mc_layer *ly, const mc_fwd *f, const mc
 
 static const float *conv_logits(const mc_layer *ly, const float *inp, const float *out, const float *scratch) {
     (void)inp;
-    return dims_of(ly).pre ? scratch : out;
+    return dims_of(ly, 0).pre ? scratch : out;
 }
 
 static int conv_threads(const mc_layer *ly, size_t B) {
-    conv_dims d = dims_of(ly);
+    conv_dims d = dims_of(ly, 0);
     return mc_samples_threads(B, d.col + ly->n_in + ly->n_out);
 }
 
 /* Only a direct conv multiplies x itself; otherwise 0: the product of col never skips zeros. */
 static int conv_sparse_input(const mc_layer *ly, const float *x, size_t B) {
-    conv_dims d = dims_of(ly);
+    conv_dims d = dims_of(ly, 0);
     return d.direct ? mc_gemm_skips_zeros(B * d.pix, d.N, d.K, x, d.K) : 0;
 }
 
@@ -457,5 +482,7 @@ const mc_layer_ops mc_conv2d_ops = {
     .logits = conv_logits,
     .threads = conv_threads,
     .sparse_input = conv_sparse_input,
+    .derived = conv_derived,
+    .derive = conv_derive,
     /* not 1: with strides, an input pixel may lie in no window, so NaN there never reaches a product */
 };

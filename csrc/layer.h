@@ -101,6 +101,7 @@ typedef struct {
     int x_sparse;      /* whether the first layer's product skips the zeros of x, or -1: each block
                         * decides from a sample of its own rows */
     size_t batch_rows; /* rows of the whole batch: the products' blocking, hence their bits, follow it */
+    float *const *derived; /* per layer: what its ops->derive made of the parameters, or NULL */
 } mc_infer_plan;
 
 /* One forward call of a layer on `rows` samples. */
@@ -117,6 +118,7 @@ typedef struct {
     int reads_x;              /* 1: inp is the model's input (plan->x_sparse applies) */
     atomic_int *nonfinite;    /* NULL, or set to 1 when the layer's product holds NaN/Inf (predict's
                                * check of x through the first layer, ops->checks_products) */
+    const float *derived;     /* inference: what ops->derive made of params, or NULL (none, training) */
 } mc_fwd;
 
 /* One backward call of a layer on `rows` samples, after its forward on the same rows. */
@@ -165,6 +167,10 @@ struct mc_layer_ops {
      * pass, writing above's output (af->out) only; this layer's output is left unwritten. 1 when
      * done, 0 for a pair it does not take. */
     int (*forward_with_above)(const mc_layer *ly, const mc_fwd *f, const mc_layer *above, const mc_fwd *af);
+    /* weights inference derives from the parameters once per call (predict, evaluate) rather than
+     * in every block, read by forward at f->derived: their floats (0: none), and making them */
+    size_t (*derived)(const mc_layer *ly);
+    void (*derive)(const mc_layer *ly, const float *params, float *dst);
     int checks_products;      /* forward sets mc_fwd.nonfinite */
 };
 

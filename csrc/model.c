@@ -306,6 +306,7 @@ static void forward_rows(const mc_model *m, mc_arena *a, const float *x, size_t 
             .plan = plan,
             .reads_x = l == first,
             .nonfinite = l == first ? a->first_product_nonfinite : NULL,
+            .derived = plan && plan->derived ? plan->derived[l] : NULL,
         };
         if (plan && l + 1 < hi && l + 2 < m->L && ly->ops->forward_with_above) {
             /* inference: the layer may run the next one's forward in its own pass (not the last
@@ -318,6 +319,7 @@ static void forward_rows(const mc_model *m, mc_arena *a, const float *x, size_t 
             af.key = mc_rng_key(seed, step, l + 1);
             af.reads_x = 0;
             af.nonfinite = NULL;
+            af.derived = plan->derived ? plan->derived[l + 1] : NULL;
             if (ly->ops->forward_with_above(ly, &f, above, &af)) {
                 inp = af.out;
                 l++;
@@ -336,7 +338,7 @@ void mc_model_forward_layers(const mc_model *m, mc_arena *a, const float *x, siz
 
 void mc_model_infer_rows(const mc_model *m, mc_arena *a, const float *x, size_t first, size_t rows,
                          const mc_infer_plan *plan) {
-    mc_infer_plan unknown = {0, -1, rows};
+    mc_infer_plan unknown = {0, -1, rows, NULL};
     forward_rows(m, a, x, first, first, m->L, rows, plan ? plan : &unknown, 0, 0, 0);
 }
 

@@ -266,6 +266,8 @@ typedef struct {
     float *out, *logits;/* (B, n_out) each, or NULL: predict writes its rows in place; no fused loss
                          * (evaluate's logits exist only for one) */
     void *block;
+    float **derived;    /* per layer: its ops->derive's weights in derived_block, or NULL */
+    float *derived_block;
 } infer_bufs;
 
 /* Rows per block of a batch of b rows: whole tiles, about INFER_TASKS_PER_THREAD blocks per thread,
@@ -289,7 +291,41 @@ static void infer_release(infer_bufs *ib) {
     for (size_t t = 0; ib->arenas && t < ib->n_arenas; t++) mc_arena_release(&ib->arenas[t]);
     mc_free(ib->arenas);
     mc_free(ib->block);
+    mc_free(ib->derived);
+    mc_free(ib->derived_block);
     memset(ib, 0, sizeof *ib);
+}
+
+/* The weights the layers derive from the parameters (ops->derive), made once for the call; on
+ * an error ib is released. */
+static mc_status derive(infer_bufs *ib, const mc_model *m, size_t first, mc_error *err) {
+    size_t total = 0;
+    for (size_t l = first; l < m->L; l++) {
+        const mc_layer *ly = &m->layers[l];
+        size_t n = ly->ops->derived ? ly->ops->derived(ly) : 0;
+        if (n > SIZE_MAX / sizeof(float) - total) {
+            infer_release(ib);
+            return mc_set_error(err, MC_ERR_NOMEM, "inference: the derived weights' size overflows");
+        }
+        total += n;
+    }
+    if (total == 0) return MC_OK;
+    ib->derived = mc_calloc(m->L, sizeof *ib->derived);
+    ib->derived_block = mc_malloc(total * sizeof(float));
+    if (!ib->derived || !ib->derived_block) {
+        infer_release(ib);
+        return mc_set_error(err, MC_ERR_NOMEM, "inference: cannot allocate %zu floats of derived weights", total);
+    }
+    float *p = ib->derived_block;
+    for (size_t l = first; l < m->L; l++) {
+        const mc_layer *ly = &m->layers[l];
+        size_t n = ly->ops->derived ? ly->ops->derived(ly) : 0;
+        if (n == 0) continue;
+        ly->ops->derive(ly, m->params, p);
+        ib->derived[l] = p;
+        p += n;
+    }
+    return MC_OK;
 }
 
 static mc_status infer_init(infer_bufs *ib, const mc_model *m, size_t first, size_t B, int evaluate, int fused,
@@ -319,7 +355,7 @@ static mc_status infer_init(infer_bufs *ib, const mc_model *m, size_t first, siz
     }
     if (floats) ib->out = ib->block;
     if (floats == 2) ib->logits = ib->out + B * n_out;
-    return MC_OK;
+    return derive(ib, m, first, err);
 }
 
 typedef struct {
@@ -369,7 +405,7 @@ static void infer(const mc_model *m, const infer_bufs *ib, const float *x, size_
         mc_scan_result r = mc_scan(m->params, MC_SCAN_F32, m->P);
         *params_finite = r.n_nan == 0 && r.n_inf == 0;
     }
-    infer_job j = {m, ib, x, first, b, rows, out, logits, {*params_finite == 1, x_sparse, b}, 0};
+    infer_job j = {m, ib, x, first, b, rows, out, logits, {*params_finite == 1, x_sparse, b, ib->derived}, 0};
     if (n < 2) infer_task(&j, 0);
     else mc_parallel_for_n(n, (int)n, infer_task, &j);
 }

@@ -215,11 +215,12 @@ def test_saving_never_reaches_the_c_allocator_and_survives_python_level_failures
 
 def make_convnet(seed=0):
     """Conv2D, BatchNormalization, both poolings, Dropout and a Dense head: every convolutional kind's
-    scratch (pooling argmax, batch statistics) is allocated somewhere in the sweep."""
+    scratch (pooling argmax, batch statistics) and inference's Winograd kernel (the second conv's)
+    are allocated somewhere in the sweep."""
     mnistc.utils.set_random_seed(seed)
-    model = mnistc.Sequential([mnistc.Input((10, 10, 1)), layers.Conv2D(4, 3, activation="relu"),
+    model = mnistc.Sequential([mnistc.Input((10, 10, 1)), layers.Conv2D(16, 3, activation="relu"),
                                layers.BatchNormalization(), layers.MaxPooling2D(2),
-                               layers.Conv2D(6, 2, padding="same"), layers.AveragePooling2D(2),
+                               layers.Conv2D(16, 3, padding="same"), layers.AveragePooling2D(2),
                                layers.Flatten(), layers.Dropout(0.5), layers.Dense(3, activation="softmax")])
     model.compile(mnistc.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model

@@ -193,7 +193,7 @@ static run_result run_layer(const mc_layer *ly, const float *x, const float *par
     r.scratch = alloc_nan(B * ly->ops->scratch(ly));
     r.params = malloc((P ? P : 1) * sizeof *r.params);
     memcpy(r.params, params, P * sizeof *params);
-    mc_fwd f = {r.out, x, r.scratch, r.params, B, training, 0, NULL, 0, NULL};
+    mc_fwd f = {r.out, x, r.scratch, r.params, B, training, 0, NULL, 0, NULL, NULL};
     ly->ops->forward(ly, &f);
     float *dout = malloc(B * ly->n_out * sizeof *dout);
     memcpy(dout, R, B * ly->n_out * sizeof *dout);
@@ -205,19 +205,22 @@ static run_result run_layer(const mc_layer *ly, const float *x, const float *par
 
 static int same_bits(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof *a) == 0; }
 
-/* forward on blocks of rows, each in buffers of its own, with an inference plan gives the whole
- * batch's bits (out and logits) */
+/* forward on blocks of rows, each in buffers of its own, with an inference plan and the weights
+ * the layer derives for inference (ops->derive) gives the whole batch's bits (out and logits) */
 static void check_blocks(const mc_layer *ly, const float *x, const float *params, size_t B) {
     size_t per = ly->ops->scratch(ly);
     float *out = alloc_nan(B * ly->n_out), *scratch = alloc_nan(B * per);
     float *bout = alloc_nan(B * ly->n_out), *blogits = alloc_nan(B * ly->n_out);
-    mc_infer_plan plan = {1, -1, B};
-    mc_fwd f = {out, x, scratch, (float *)params, B, 0, 0, NULL, 0, NULL};
+    size_t nd = ly->ops->derived ? ly->ops->derived(ly) : 0;
+    float *derived = nd ? alloc_nan(nd) : NULL;
+    if (nd) ly->ops->derive(ly, params, derived);
+    mc_infer_plan plan = {1, -1, B, NULL};
+    mc_fwd f = {out, x, scratch, (float *)params, B, 0, 0, NULL, 0, NULL, NULL};
     ly->ops->forward(ly, &f);
     for (size_t r0 = 0, step = 1; r0 < B; r0 += step, step++) {
         size_t rows = B - r0 < step ? B - r0 : step;
         float *o = alloc_nan(rows * ly->n_out), *sc = alloc_nan(rows * per);
-        mc_fwd g = {o, x + r0 * ly->n_in, sc, (float *)params, rows, 0, 0, &plan, 1, NULL};
+        mc_fwd g = {o, x + r0 * ly->n_in, sc, (float *)params, rows, 0, 0, &plan, 1, NULL, derived};
         ly->ops->forward(ly, &g);
         memcpy(bout + r0 * ly->n_out, o, rows * ly->n_out * sizeof *o);
         if (ly->ops->logits)
@@ -232,6 +235,7 @@ static void check_blocks(const mc_layer *ly, const float *x, const float *params
     free(scratch);
     free(bout);
     free(blogits);
+    free(derived);
 }
 
 /* The whole check of one layer (init done, P parameters) on a batch of B. */
@@ -370,7 +374,7 @@ static void test_conv_nonfinite(void) {
     float *x = alloc_rand(B * ly.n_in), *params = alloc_rand(P), *out = alloc_nan(B * ly.n_out);
     float *scratch = alloc_nan(B * ly.ops->scratch(&ly));
     atomic_int flag = 0;
-    mc_fwd f = {out, x, scratch, params, B, 0, 0, NULL, 0, &flag};
+    mc_fwd f = {out, x, scratch, params, B, 0, 0, NULL, 0, &flag, NULL};
     ly.ops->forward(&ly, &f);
     CHECK(atomic_load(&flag) == 0);
     x[ly.n_in + 12] = NAN;
@@ -395,10 +399,11 @@ static void test_conv_threads(void) {
 /* K = 3 * 3 * 64 is cut into chunks, as a product of few rows would not be: a block's rows must
  * be summed like the whole batch's */
 static void test_conv_blocks(void) {
-    int acts[] = {MC_ACT_RELU, MC_ACT_SOFTMAX};
-    size_t hw[] = {3, 6};
-    for (size_t a = 0; a < 2; a++) {
-        mc_layer ly = make_layer(&mc_conv2d_ops, MC_LAYER_CONV2D, acts[a], hw[a], hw[a], 64, 8, 3, 3, 1, 1, 0);
+    /* the third takes Winograd's F(4x4, 3x3) in inference, its kernel derived once */
+    int acts[] = {MC_ACT_RELU, MC_ACT_SOFTMAX, MC_ACT_RELU};
+    size_t hw[] = {3, 6, 9}, oc[] = {8, 8, 16};
+    for (size_t a = 0; a < 3; a++) {
+        mc_layer ly = make_layer(&mc_conv2d_ops, MC_LAYER_CONV2D, acts[a], hw[a], hw[a], 64, oc[a], 3, 3, 1, 1, 0);
         size_t P = init_layer(&ly, 3u), B = 14;
         float *x = alloc_rand(B * ly.n_in), *params = alloc_rand(P);
         check_blocks(&ly, x, params, B);
@@ -542,7 +547,7 @@ static void test_maxpool_special(void) {
     float x[12] = {NAN, 5, 1, 2, -INFINITY, -INFINITY,
                    7, 9, 3, NAN, -INFINITY, -INFINITY};
     float out[3], scratch[3], dinp[12], dout[3] = {1, 2, 3};
-    mc_fwd f = {out, x, scratch, NULL, 1, 1, 0, NULL, 0, NULL};
+    mc_fwd f = {out, x, scratch, NULL, 1, 1, 0, NULL, 0, NULL, NULL};
     ly.ops->forward(&ly, &f);
     CHECK(isnan(out[0]) && isnan(out[1]));
     CHECK(out[2] == -INFINITY);
@@ -567,7 +572,7 @@ static void test_maxpool_special(void) {
         wx[16 + c] = c % 2 ? 1.0f : NAN;
         wdout[c] = (float)c;
     }
-    mc_fwd wf = {wout, wx, wscratch, NULL, 1, 1, 0, NULL, 0, NULL};
+    mc_fwd wf = {wout, wx, wscratch, NULL, 1, 1, 0, NULL, 0, NULL, NULL};
     wide.ops->forward(&wide, &wf);
     mc_bwd wb = {wdinp, wdout, wx, wout, wscratch, NULL, NULL, 1, 1, 0};
     wide.ops->backward(&wide, &wb);
@@ -749,7 +754,7 @@ static void test_relu(void) {
     mc_layer ly = make_relu(1, 1, 7, 0.5, 2.0, 1.0f);
     init_layer(&ly, 0u);
     float x[7] = {1.0f, 2.0f, 3.0f, -INFINITY, INFINITY, NAN, 0.0f}, out[7], d[7], dout[7] = {1, 1, 1, 1, 1, 1, 1};
-    mc_fwd f = {out, x, NULL, NULL, 1, 0, 0, NULL, 0, NULL};
+    mc_fwd f = {out, x, NULL, NULL, 1, 0, 0, NULL, 0, NULL, NULL};
     ly.ops->forward(&ly, &f);
     float want[7] = {0.0f, 2.0f, 2.0f, -INFINITY, 2.0f, NAN, -0.5f};
     for (size_t i = 0; i < 7; i++) CHECK(i == 5 ? out[i] != out[i] : out[i] == want[i]);
@@ -841,7 +846,7 @@ static void test_normalization_epsilon(void) {
     size_t P = init_layer(&ly, 3u);
     float params[8] = {0.0f, 1.0f, 0.0f, 0.0f, 0.0f, 1e-16f, 4.0f, NAN}, x[4] = {1.0f, 1.0f, 3.0f, 1.0f}, out[4];
     CHECK(P == 8);
-    mc_fwd f = {out, x, NULL, params, 1, 0, 0, NULL, 0, NULL};
+    mc_fwd f = {out, x, NULL, params, 1, 0, 0, NULL, 0, NULL, NULL};
     ly.ops->forward(&ly, &f);
     CHECK(out[0] == 1.0f / 1e-7f && out[1] == 0.0f && out[2] == 1.5f && out[3] != out[3]);
     ly.f[MC_FCOL_INVERT] = 1.0;
