@@ -25,6 +25,8 @@
                       (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q)))
 #define CS_KEEP(h, g) _mm512_maskz_mov_ps(h, g)
 #define CS_DROP(h, g) _mm512_maskz_mov_ps((__mmask16)~(h), g)
+#define CS_POOL_TAKE(m, v) _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(v, m, _CMP_NLE_UQ) & \
+                                              _mm512_cmp_ps_mask(m, m, _CMP_ORD_Q), v)
 /* x - x is 0 for finite x, NaN otherwise */
 #define CS_ANY_NONFINITE(v, m) \
     (_mm512_mask_cmp_ps_mask(m, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_NEQ_UQ) != 0)

@@ -13,6 +13,7 @@
  *   CS_HITS              the lane mask type compares give
  *   CS_HIT(v, m)         lanes where v == m or both are NaN (max pooling's pick)
  *   CS_KEEP(h, g), CS_DROP(h, g)   g in the lanes of h / not of h, +0 in the others
+ *   CS_POOL_TAKE(m, v)   v where v > m or v is NaN, unless m is NaN; else m (max pooling's step)
  *   CS_ANY_NONFINITE(v, m)  nonzero when a lane of v in m is NaN or infinite
  *   CS_PIX               output pixels per forward step (independent chains per weight vector)
  *   CS_KB                window elements per weight-gradient pass (K x 2 vectors of sums)
@@ -88,6 +89,68 @@ CS_TGT CS_INLINE void CS_(pixels)(const int P, const float *const *src, const pt
     }
 }
 
+/* P output pixels as pixels() makes them, in windows of 2x2 of a max pooling: src[4 q + 2 a + b] is
+ * the window of the pixel in row a, column b of pooling window q; dst[q] receives that window's
+ * maximum as pool.c's forward takes it (from -inf, its elements in order), all channels. */
+CS_TGT CS_INLINE void CS_(pixels_pooled)(const int P, const float *const *src, const ptrdiff_t *off, size_t K,
+                                          const float *w, size_t N, const float *b, int relu, float *const *dst,
+                                          int *bad) {
+    for (size_t j = 0; j < N; j += 2 * CS_LANES) {
+        CS_MASK m0 = CS_LANE_MASK(N - j), m1 = N - j > CS_LANES ? CS_LANE_MASK(N - j - CS_LANES) : CS_LANE_MASK(0);
+        CS_V acc[CS_PIX][2];
+#pragma GCC unroll 16
+        for (int i = 0; i < P; i++) acc[i][0] = acc[i][1] = CS_ZERO();
+        const float *wj = w + j;
+        for (size_t k = 0; k < K; k++, wj += N) {
+            CS_V w0 = CS_MLOAD(m0, wj), w1 = CS_MLOAD(m1, wj + CS_LANES);
+            ptrdiff_t o = off[k];
+#pragma GCC unroll 16
+            for (int i = 0; i < P; i++) {
+                CS_V a = CS_SET1(src[i][o]);
+                acc[i][0] = CS_FMA(a, w0, acc[i][0]);
+                acc[i][1] = CS_FMA(a, w1, acc[i][1]);
+            }
+        }
+        CS_V b0 = b ? CS_MLOAD(m0, b + j) : CS_ZERO(), b1 = b ? CS_MLOAD(m1, b + j + CS_LANES) : CS_ZERO();
+#pragma GCC unroll 16
+        for (int q = 0; q < P / 4; q++) {
+            CS_V max0 = CS_SET1(-INFINITY), max1 = max0;
+#pragma GCC unroll 16
+            for (int i = 4 * q; i < 4 * q + 4; i++) {
+                CS_V z0 = acc[i][0], z1 = acc[i][1];
+                if (bad) *bad |= CS_ANY_NONFINITE(z0, m0) | CS_ANY_NONFINITE(z1, m1);
+                if (b) z0 = CS_ADD(z0, b0), z1 = CS_ADD(z1, b1);
+                if (relu) z0 = CS_RELU(z0), z1 = CS_RELU(z1);
+                max0 = CS_POOL_TAKE(max0, z0), max1 = CS_POOL_TAKE(max1, z1);
+            }
+            CS_MSTORE(dst[q] + j, m0, max0);
+            CS_MSTORE(dst[q] + j + CS_LANES, m1, max1);
+        }
+    }
+}
+
+/* Pooled row py of one sample (x at the sample) into out, for a 2x2 pooling whose windows' pixels
+ * all have their windows inside the input (pooled_row_inside): CS_PIX / 4 windows per step. */
+CS_TGT CS_INLINE void CS_(pooled_row)(const mc_conv_small *cs, const float *x, size_t py, size_t pw,
+                                      const float *w, const float *b, int relu, float *out, int *bad) {
+    const mc_layer *ly = cs->ly;
+    size_t N = ly->out.c;
+    const float *src[CS_PIX];
+    float *d[CS_PIX / 4];
+    size_t px = 0;
+    for (; px + CS_PIX / 4 <= pw; px += CS_PIX / 4) {
+        for (int i = 0; i < CS_PIX; i++)
+            src[i] = CS_(window_at)(x, ly, 2 * py + (size_t)(i / 2 % 2), 2 * (px + (size_t)(i / 4)) + (size_t)(i % 2));
+        for (int q = 0; q < CS_PIX / 4; q++) d[q] = out + (px + (size_t)q) * N;
+        CS_(pixels_pooled)(CS_PIX, src, cs->off, cs->K, w, N, b, relu, d, bad);
+    }
+    for (; px < pw; px++) {
+        for (int i = 0; i < 4; i++) src[i] = CS_(window_at)(x, ly, 2 * py + (size_t)(i / 2), 2 * px + (size_t)(i % 2));
+        d[0] = out + px * N;
+        CS_(pixels_pooled)(4, src, cs->off, cs->K, w, N, b, relu, d, bad);
+    }
+}
+
 /* Row oy of one sample's output (x at the sample) into row. lo, hi: inside_cols; flat: 0..K-1. */
 CS_TGT CS_INLINE void CS_(conv_row)(const mc_conv_small *cs, const float *x, size_t oy, const float *w,
                                     const float *b, int relu, float *row, int *bad, size_t lo, size_t hi,
@@ -148,8 +211,15 @@ CS_TGT static void CS_(forward_pooled)(const mc_conv_small *cs, const float *x, 
     for (size_t k = 0; k < cs->K; k++) flat[k] = (ptrdiff_t)k;
     float band[MC_CONV_SMALL_POOLED_BAND];
     int found = 0, *bad = nonfinite ? &found : NULL;
+    /* 2x2 windows whose pixels' windows lie inside the input in the columns: pooled in registers */
+    int pairs = p->kh == 2 && p->kw == 2 && lo == 0 && 2 * p->w <= hi;
     for (size_t s = 0; s < n; s++, x += ly->n_in) {
         for (size_t py = 0; py < p->h; py++) {
+            ptrdiff_t iy0 = (ptrdiff_t)(2 * py * ly->stride_h) - (ptrdiff_t)ly->pad_top;
+            if (pairs && iy0 >= 0 && (size_t)iy0 + ly->stride_h + ly->kernel_h <= ly->in.h) {
+                CS_(pooled_row)(cs, x, py, p->w, w, b, relu, dst + (s * p->h + py) * p->w * N, bad);
+                continue;
+            }
             for (size_t a = 0; a < p->kh; a++)
                 CS_(conv_row)(cs, x, py * p->kh + a, w, b, relu, band + a * row_n, bad, lo, hi, flat);
             float *out = dst + (s * p->h + py) * p->w * N;

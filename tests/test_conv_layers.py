@@ -404,6 +404,8 @@ def c_predict(model, x, batch_size):
 @pytest.mark.parametrize("in_shape,filters,kernel,strides,padding,act,pool", [
     ((28, 28, 1), 32, 3, 1, "valid", "relu", 2),        # the convnet's first block
     ((11, 13, 1), 40, 3, 1, "valid", "relu", 2),        # rows and columns in no window; 32 + 8 channels
+    ((9, 8, 2), 20, 3, 1, "valid", "linear", 2),        # no relu: negative maxima; 16 + 4 channels
+    ((13, 12, 1), 16, 3, 2, "valid", "relu", 2),        # strided conv
     ((10, 9, 3), 8, 3, 1, "same", "linear", 3),
     ((12, 14, 2), 70, (2, 3), 2, "valid", "relu", (2, 3)),
     ((6, 132, 1), 32, 3, 1, "valid", "relu", 2),        # a band too wide to fuse: the layers one by one
@@ -411,9 +413,9 @@ def c_predict(model, x, batch_size):
 def test_first_conv_layer_and_max_pooling_predict_as_two_models_do(in_shape, filters, kernel, strides, padding,
                                                                      act, pool):
     """Inference runs a first conv layer of direct kernels and the max pooling that tiles its output
-    in one pass, pooling the conv's rows band by band. The outputs must have the bits of the conv
-    and the rest of the model run as two models, the conv's output written out between them: ties
-    (flat runs of pixels, relu's zeros), -0 and a NaN pixel included."""
+    in one pass, pooling the conv's rows band by band (2x2 windows in registers). The outputs must
+    have the bits of the conv and the rest of the model run as two models, the conv's output written
+    out between them: ties (flat runs of pixels, relu's zeros), -0 and a NaN pixel included."""
     conv = L.Conv2D(filters, kernel, strides=strides, padding=padding, activation=act)
     one_layer_model(conv, in_shape, seed=9)
     model = mnistc.Sequential([mnistc.Input(in_shape), conv, L.MaxPooling2D(pool), L.Flatten(), L.Dense(5)])
