@@ -91,7 +91,9 @@ CS_TGT CS_INLINE void CS_(pixels)(const int P, const float *const *src, const pt
 
 /* P output pixels as pixels() makes them, in windows of 2x2 of a max pooling: src[4 q + 2 a + b] is
  * the window of the pixel in row a, column b of pooling window q; dst[q] receives that window's
- * maximum as pool.c's forward takes it (from -inf, its elements in order), all channels. */
+ * maximum as pool.c's forward takes it (from -inf, its elements in order), all channels. The
+ * maximum is taken before the bias and relu, which then run once per window: both are monotone and
+ * rounding is, so the value is the same (a NaN bias aside, whose payload may differ). */
 CS_TGT CS_INLINE void CS_(pixels_pooled)(const int P, const float *const *src, const ptrdiff_t *off, size_t K,
                                           const float *w, size_t N, const float *b, int relu, float *const *dst,
                                           int *bad) {
@@ -119,10 +121,10 @@ CS_TGT CS_INLINE void CS_(pixels_pooled)(const int P, const float *const *src, c
             for (int i = 4 * q; i < 4 * q + 4; i++) {
                 CS_V z0 = acc[i][0], z1 = acc[i][1];
                 if (bad) *bad |= CS_ANY_NONFINITE(z0, m0) | CS_ANY_NONFINITE(z1, m1);
-                if (b) z0 = CS_ADD(z0, b0), z1 = CS_ADD(z1, b1);
-                if (relu) z0 = CS_RELU(z0), z1 = CS_RELU(z1);
                 max0 = CS_POOL_TAKE(max0, z0), max1 = CS_POOL_TAKE(max1, z1);
             }
+            if (b) max0 = CS_ADD(max0, b0), max1 = CS_ADD(max1, b1);
+            if (relu) max0 = CS_RELU(max0), max1 = CS_RELU(max1);
             CS_MSTORE(dst[q] + j, m0, max0);
             CS_MSTORE(dst[q] + j + CS_LANES, m1, max1);
         }
