@@ -233,8 +233,8 @@ static void forward_range(void *ctx, size_t s0, size_t s1) {
         size_t n = s1 - s0, block = n < d->wblock ? n : d->wblock;
         /* no product check: Conv2D does not claim ops->checks_products, predict scans x first */
         int act = j->ly->activation;
-        mc_conv_wino_forward(&d->w, j->x + s0 * j->ly->n_in, n, j->w, j->wino_u, j->b, act == MC_ACT_RELU, dst,
-                             j->batch, block, buf);
+        mc_conv_wino_forward(&d->w, j->x + s0 * j->ly->n_in, n, j->w, j->wino_u, j->b, act == MC_ACT_RELU, NULL,
+                             dst, j->batch, block, buf);
         if (j->pre) mc_activation_forward(act, out, dst, n * d->pix, d->N);
         return;
     }
@@ -441,17 +441,28 @@ static int conv_backward_with_above(const mc_layer *ly, const mc_bwd *b, const m
     return 1;
 }
 
-/* A first block's forward in inference: the conv's rows pooled band by band while in L1, its output
- * never written. */
+/* Inference's forward of a conv under a max pooling whose windows tile its output, the conv's output
+ * never written: a first block's rows pooled band by band while in L1, or a Winograd conv's 2x2
+ * windows pooled in its output transform. relu or no activation only (pooling first, then the
+ * bias and relu, keeps the values). */
 static int conv_forward_with_above(const mc_layer *ly, const mc_fwd *f, const mc_layer *above, const mc_fwd *af) {
+    const float *kernel = f->params + ly->w[0].off, *bias = ly->w[1].off >= 0 ? f->params + ly->w[1].off : NULL;
+    int relu = ly->activation == MC_ACT_RELU;
     mc_conv_small cs;
     mc_conv_small_pool pool;
-    if (!f->plan || above->kernel_h * ly->out.w * ly->out.c > MC_CONV_SMALL_POOLED_BAND ||
-        !first_block(ly, above, &cs, &pool))
+    if (!f->plan) return 0;
+    if (above->kernel_h * ly->out.w * ly->out.c <= MC_CONV_SMALL_POOLED_BAND && first_block(ly, above, &cs, &pool)) {
+        mc_conv_small_forward_pooled(&cs, f->inp, f->rows, kernel, bias, relu, &pool, af->out, f->nonfinite);
+        return 1;
+    }
+    conv_dims d = dims_of(ly, 1);
+    if (!d.wino || above->ops != &mc_maxpool2d_ops || !mc_pool_windows_tile(above) || above->kernel_h != 2 ||
+        above->kernel_w != 2 || (!relu && ly->activation != MC_ACT_LINEAR))
         return 0;
-    mc_conv_small_forward_pooled(&cs, f->inp, f->rows, f->params + ly->w[0].off,
-                                 ly->w[1].off >= 0 ? f->params + ly->w[1].off : NULL,
-                                 ly->activation == MC_ACT_RELU, &pool, af->out, f->nonfinite);
+    mc_conv_wino_pool wp = {above->out.h, above->out.w};
+    size_t block = f->rows < d.wblock ? f->rows : d.wblock;
+    mc_conv_wino_forward(&d.w, f->inp, f->rows, kernel, f->derived, bias, relu, &wp, af->out, f->plan->batch_rows,
+                         block, f->scratch + f->rows * d.pre);
     return 1;
 }
 

@@ -113,11 +113,28 @@ static inline __attribute__((always_inline)) float finish(float z, float b, cons
     return z;
 }
 
+/* The maximum of a 2x2 pooling window's elements in its order as pool.c's forward takes it (from
+ * -inf, an element taken when larger or a NaN, unless a NaN was taken: the first NaN, else the
+ * first largest), then finish(): max pooling commutes with the bias and relu, both monotone as
+ * rounding is (a NaN bias's payload aside). Written as plain selects, which vectorize. */
+static inline __attribute__((always_inline)) float pooled(float a, float b, float c, float d, float bias,
+                                                          const int has_bias, const int relu) {
+    float m = a;
+    m = b > m ? b : m;
+    m = c > m ? c : m;
+    m = d > m ? d : m;
+    m = d != d ? d : m;
+    m = c != c ? c : m;
+    m = b != b ? b : m;
+    m = a != a ? a : m;
+    return finish(m, bias, has_bias, relu);
+}
+
 /* Outputs r[0], r[1] (the tile's top row) and r[2], r[3] of jn channels = A^T M A from the 16
- * planes at q, + bias, relu. */
+ * planes at q, + bias, relu; with `pool`, their pooled maximum to r[0] instead. */
 static inline __attribute__((always_inline)) void output_tile2(float *const *r, const float *restrict q, size_t plane,
                                                                size_t jn, const float *restrict bias,
-                                                               const int has_bias, const int relu) {
+                                                               const int has_bias, const int relu, const int pool) {
     float *r00 = r[0], *r01 = r[1], *r10 = r[2], *r11 = r[3];
 #pragma GCC ivdep
     for (size_t j = 0; j < jn; j++) {
@@ -130,10 +147,15 @@ static inline __attribute__((always_inline)) void output_tile2(float *const *r, 
         float t10 = m10 - m20 - m30, t11 = m11 - m21 - m31, t12 = m12 - m22 - m32, t13 = m13 - m23 - m33;
         /* (A^T M) A */
         float b = has_bias ? bias[j] : 0.0f;
-        r00[j] = finish(t00 + t01 + t02, b, has_bias, relu);
-        r01[j] = finish(t01 - t02 - t03, b, has_bias, relu);
-        r10[j] = finish(t10 + t11 + t12, b, has_bias, relu);
-        r11[j] = finish(t11 - t12 - t13, b, has_bias, relu);
+        float z00 = t00 + t01 + t02, z01 = t01 - t02 - t03, z10 = t10 + t11 + t12, z11 = t11 - t12 - t13;
+        if (pool) {
+            r00[j] = pooled(z00, z01, z10, z11, b, has_bias, relu);
+        } else {
+            r00[j] = finish(z00, b, has_bias, relu);
+            r01[j] = finish(z01, b, has_bias, relu);
+            r10[j] = finish(z10, b, has_bias, relu);
+            r11[j] = finish(z11, b, has_bias, relu);
+        }
     }
 }
 
@@ -239,10 +261,10 @@ static inline __attribute__((always_inline)) void a6(float r[4], float m0, float
 }
 
 /* Outputs r[a * 4 + b] (row a, column b of the tile) of jn channels = A^T M A from the 36 planes
- * at q, + bias, relu. */
+ * at q, + bias, relu; with `pool`, the maxima of its 2x2 windows to r[wa * 2 + wb] instead. */
 static inline __attribute__((always_inline)) void output_tile4(float *const *r, const float *restrict q, size_t plane,
                                                                size_t jn, const float *restrict bias,
-                                                               const int has_bias, const int relu) {
+                                                               const int has_bias, const int relu, const int pool) {
 #pragma GCC ivdep
     for (size_t j = 0; j < jn; j++) {
         /* A^T M, a column at a time: t<b>[a] is its element (a, b) */
@@ -259,7 +281,18 @@ static inline __attribute__((always_inline)) void output_tile4(float *const *r, 
         MC_WINO_COL(5, t5);
 #undef MC_WINO_COL
         float b = has_bias ? bias[j] : 0.0f;
-        /* each of its rows through A */
+        if (pool) {
+            float z0[4], z1[4], z2[4], z3[4];
+            a6(z0, t0[0], t1[0], t2[0], t3[0], t4[0], t5[0]);
+            a6(z1, t0[1], t1[1], t2[1], t3[1], t4[1], t5[1]);
+            a6(z2, t0[2], t1[2], t2[2], t3[2], t4[2], t5[2]);
+            a6(z3, t0[3], t1[3], t2[3], t3[3], t4[3], t5[3]);
+            r[0][j] = pooled(z0[0], z0[1], z1[0], z1[1], b, has_bias, relu);
+            r[1][j] = pooled(z0[2], z0[3], z1[2], z1[3], b, has_bias, relu);
+            r[2][j] = pooled(z2[0], z2[1], z3[0], z3[1], b, has_bias, relu);
+            r[3][j] = pooled(z2[2], z2[3], z3[2], z3[3], b, has_bias, relu);
+        } else {
+            /* each of its rows through A */
 #define MC_WINO_ROW(a)                                                                                           \
     do {                                                                                                         \
         float z[4];                                                                                              \
@@ -267,11 +300,12 @@ static inline __attribute__((always_inline)) void output_tile4(float *const *r, 
         r[(a) * 4][j] = finish(z[0], b, has_bias, relu), r[(a) * 4 + 1][j] = finish(z[1], b, has_bias, relu);    \
         r[(a) * 4 + 2][j] = finish(z[2], b, has_bias, relu), r[(a) * 4 + 3][j] = finish(z[3], b, has_bias, relu); \
     } while (0)
-        MC_WINO_ROW(0);
-        MC_WINO_ROW(1);
-        MC_WINO_ROW(2);
-        MC_WINO_ROW(3);
+            MC_WINO_ROW(0);
+            MC_WINO_ROW(1);
+            MC_WINO_ROW(2);
+            MC_WINO_ROW(3);
 #undef MC_WINO_ROW
+        }
     }
 }
 
@@ -301,38 +335,47 @@ MC_ALL_WIDTHS static void transform_input(float *restrict v, const float *x, siz
             }
 }
 
-/* One tile's outputs at r, of channels [j0, j0 + jn), with the flags constant in each call. */
+/* One tile's outputs (or pooled outputs) at r, of channels [j0, j0 + jn), with the flags constant
+ * in each call. */
 static inline __attribute__((always_inline)) void output_tile(size_t m, float *const *r, const float *q, size_t plane,
-                                                              size_t jn, const float *bias, int relu) {
-#define MC_WINO_TILE(hb, rl)                                                                                     \
-    (m == 4 ? output_tile4(r, q, plane, jn, bias, hb, rl) : output_tile2(r, q, plane, jn, bias, hb, rl))
-    if (bias && relu) MC_WINO_TILE(1, 1);
-    else if (bias) MC_WINO_TILE(1, 0);
-    else if (relu) MC_WINO_TILE(0, 1);
-    else MC_WINO_TILE(0, 0);
+                                                              size_t jn, const float *bias, int relu, int pool) {
+#define MC_WINO_TILE(hb, rl, pl)                                                                                 \
+    (m == 4 ? output_tile4(r, q, plane, jn, bias, hb, rl, pl) : output_tile2(r, q, plane, jn, bias, hb, rl, pl))
+#define MC_WINO_POOL(hb, rl)                                                                                     \
+    (pool ? MC_WINO_TILE(hb, rl, 1) : MC_WINO_TILE(hb, rl, 0))
+    if (bias && relu) MC_WINO_POOL(1, 1);
+    else if (bias) MC_WINO_POOL(1, 0);
+    else if (relu) MC_WINO_POOL(0, 1);
+    else MC_WINO_POOL(0, 0);
+#undef MC_WINO_POOL
 #undef MC_WINO_TILE
 }
 
 /* dst's outputs of n samples = A^T M A per tile (+ bias, relu); a tile's outputs past the last row
- * or column (out.h or out.w not a multiple of m) are dropped. */
+ * or column (out.h or out.w not a multiple of m) are dropped. With pool, dst holds the pooled
+ * outputs (n, pool->h, pool->w, N) instead, windows past those rows and columns dropped. */
 MC_ALL_WIDTHS static void transform_output(float *restrict dst, const float *restrict mm, size_t n,
-                                           const mc_conv_wino *w, const float *bias, int relu) {
+                                           const mc_conv_wino *w, const float *bias, int relu,
+                                           const mc_conv_wino_pool *pool) {
     const mc_layer *ly = w->ly;
     size_t N = w->N, OH = ly->out.h, OW = ly->out.w, m = w->m, plane = n * w->tiles * N;
+    if (pool) OH = pool->h, OW = pool->w;
+    size_t rm = pool ? m / 2 : m;  /* outputs (pooled or not) per tile side */
     float bin[256];  /* where an edge tile's missing outputs go: the loop stays one */
     for (size_t s = 0; s < n; s++)
         for (size_t ty = 0; ty < w->th; ty++)
             for (size_t tx = 0; tx < w->tw; tx++) {
                 const float *p = mm + ((s * w->th + ty) * w->tw + tx) * N;
-                size_t oy = m * ty, ox = m * tx;
+                size_t oy = rm * ty, ox = rm * tx;
                 for (size_t j0 = 0; j0 < N; j0 += 256) {
                     size_t jn = N - j0 < 256 ? N - j0 : 256;
                     float *r[16];
-                    for (size_t i = 0; i < m; i++)
-                        for (size_t k = 0; k < m; k++)
-                            r[i * m + k] = oy + i < OH && ox + k < OW ? dst + ((s * OH + oy + i) * OW + ox + k) * N + j0
-                                                                      : bin;
-                    output_tile(m, r, p + j0, plane, jn, bias ? bias + j0 : NULL, relu);
+                    for (size_t i = 0; i < rm; i++)
+                        for (size_t k = 0; k < rm; k++)
+                            r[i * rm + k] = oy + i < OH && ox + k < OW
+                                                ? dst + ((s * OH + oy + i) * OW + ox + k) * N + j0
+                                                : bin;
+                    output_tile(m, r, p + j0, plane, jn, bias ? bias + j0 : NULL, relu, pool != NULL);
                 }
             }
 }
@@ -345,7 +388,8 @@ void mc_conv_wino_kernel(const mc_conv_wino *w, const float *kernel, float *u) {
 }
 
 void mc_conv_wino_forward(const mc_conv_wino *w, const float *x, size_t n, const float *kernel, const float *u,
-                          const float *bias, int relu, float *dst, size_t batch_rows, size_t block, float *buf) {
+                          const float *bias, int relu, const mc_conv_wino_pool *pool, float *dst, size_t batch_rows,
+                          size_t block, float *buf) {
     size_t C = w->C, N = w->N, planes = w->planes;
     float *zeros = buf + mc_conv_wino_kernel_floats(w), *v = zeros + C;
     if (!u) {
@@ -354,7 +398,7 @@ void mc_conv_wino_forward(const mc_conv_wino *w, const float *x, size_t n, const
     }
     for (size_t c = 0; c < C; c++) zeros[c] = 0.0f;
     mc_gemm_rows_plan rp = {batch_rows * w->tiles, 0, 0};
-    size_t in = w->ly->n_in, out = w->ly->n_out;
+    size_t in = w->ly->n_in, out = pool ? pool->h * pool->w * N : w->ly->n_out;
     for (size_t s = 0; s < n; s += block) {
         size_t b = n - s < block ? n - s : block, T = b * w->tiles;
         float *m = v + planes * T * C;
@@ -362,6 +406,6 @@ void mc_conv_wino_forward(const mc_conv_wino *w, const float *x, size_t n, const
         for (size_t xi = 0; xi < planes; xi++)
             mc_gemm_rows(&rp, 0, 0, T, N, C, 1.0f, v + xi * T * C, C, u + xi * C * N, N, 0.0f, m + xi * T * N, N,
                          NULL);
-        transform_output(dst + s * out, m, b, w, bias, relu);
+        transform_output(dst + s * out, m, b, w, bias, relu, pool);
     }
 }

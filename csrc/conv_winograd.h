@@ -37,12 +37,21 @@ size_t mc_conv_wino_buffer(const mc_conv_wino *w, size_t n);
 size_t mc_conv_wino_kernel_floats(const mc_conv_wino *w);
 void mc_conv_wino_kernel(const mc_conv_wino *w, const float *kernel, float *u);
 
+/* A 2x2 max pooling with stride 2 and no padding on the conv's output, its rows and columns (at
+ * most out.h / 2, out.w / 2): taken in the output transform, the conv's output never written. */
+typedef struct {
+    size_t h, w;
+} mc_conv_wino_pool;
+
 /* dst (n, out.h, out.w, out.c) = the conv of n samples of x (n, in.h, in.w, in.c) with kernel
  * (3, 3, in.c, out.c), + bias (when not NULL), then relu (when `relu`), with the bits of adding the
  * bias and applying relu as activations.c does; the products planned as blocks of a batch of
- * batch_rows samples. u: the kernel's mc_conv_wino_kernel, or NULL to make it in buf. buf:
- * mc_conv_wino_buffer(w, block) floats, block <= n samples being transformed at a time. */
+ * batch_rows samples. With pool (else NULL), dst is the pooling's output (n, pool->h, pool->w,
+ * out.c), with the bits of pool.c's forward on the conv's (a NaN bias's payload aside). u: the
+ * kernel's mc_conv_wino_kernel, or NULL to make it in buf. buf: mc_conv_wino_buffer(w, block)
+ * floats, block <= n samples being transformed at a time. */
 void mc_conv_wino_forward(const mc_conv_wino *w, const float *x, size_t n, const float *kernel, const float *u,
-                          const float *bias, int relu, float *dst, size_t batch_rows, size_t block, float *buf);
+                          const float *bias, int relu, const mc_conv_wino_pool *pool, float *dst, size_t batch_rows,
+                          size_t block, float *buf);
 
 #endif

@@ -435,6 +435,40 @@ def test_first_conv_layer_and_max_pooling_predict_as_two_models_do(in_shape, fil
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
+@pytest.mark.parametrize("in_shape,filters,padding,act,use_bias", [
+    ((13, 13, 32), 64, "valid", "relu", True),   # the convnet's second block: F(4x4), 11x11 pooled to 5x5
+    ((8, 8, 16), 17, "valid", "linear", True),   # F(2x2): a window per tile; 16 + 1 channels
+    ((9, 10, 20), 16, "same", "relu", False),    # F(4x4) with 'same' borders, cut tiles, 9x10 pooled to 4x5
+])
+def test_winograd_conv_and_max_pooling_predict_as_two_models_do(in_shape, filters, padding, act, use_bias):
+    """Inference takes a 2x2 max pooling on a Winograd conv's output in its output transform (the
+    maximum first, then the bias and relu). The pooled outputs must have the bits of the conv and the
+    pooling run as two models: ties (flat runs of pixels, relu's zeros), -0, a NaN pixel (its tiles'
+    outputs all NaN) and infinite ones (their tiles' outputs infinite, or NaN where inf - inf, the
+    first NaN of a window not always its first element) included."""
+    conv = L.Conv2D(filters, 3, padding=padding, activation=act, use_bias=use_bias)
+    one_layer_model(conv, in_shape, seed=4)
+    rng = np.random.default_rng(4)
+    if use_bias:
+        conv.set_weights([conv.get_weights()[0], rng.standard_normal(filters).astype(np.float32) / 4])
+    # the pooling must not be the last layer to be taken in the conv's pass
+    model = mnistc.Sequential([mnistc.Input(in_shape), conv, L.MaxPooling2D(2), L.Flatten(), L.Activation("linear")])
+    x = rng.integers(-1, 2, (29, *in_shape)).astype(np.float32) / 2
+    x[:, : in_shape[0] // 2] = 0.5
+    x[3, 1, 2, 0] = -0.0
+    x[4, 2, 3, 0] = np.nan
+    x[6, 4, 4, 0], x[6, 4, 5, 1] = np.inf, -np.inf
+    x[7, 5, 6, 0], x[7, 5, 7, 1] = np.inf, -np.inf
+    conv_only = mnistc.Sequential([mnistc.Input(in_shape), conv])
+    conv_shape = conv_only.output_shape[1:]
+    head = mnistc.Sequential([mnistc.Input(conv_shape), L.MaxPooling2D(2), L.Flatten(), L.Activation("linear")])
+    for batch_size in (29, 7):
+        want = c_predict(head, c_predict(conv_only, x, batch_size).reshape(-1, *conv_shape), batch_size)
+        got = c_predict(model, x, batch_size)
+        assert np.isnan(got[4]).any() and not np.isnan(got[4]).all() and not np.isnan(got[5]).any()
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_conv2d_checks_pass_on_the_avx2_kernels():
     """The conv checks above run on the kernel variant this CPU picks; the AVX2 direct kernels (a
     different vector width and tile) get the same checks in a child process."""
@@ -443,8 +477,8 @@ def test_conv2d_checks_pass_on_the_avx2_kernels():
         pytest.skip("no AVX2, or AVX2 is already the variant these tests ran on")
     env = dict(os.environ, MNISTC_KERNEL="avx2")
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.abspath(__file__),
-                          "-k", "conv2d_matches or first_conv_layer"], env=env, capture_output=True, text=True,
-                         timeout=600)
+                          "-k", "conv2d_matches or first_conv_layer or winograd_conv"], env=env,
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:]
     assert " passed" in out.stdout and "skipped" not in out.stdout
 
