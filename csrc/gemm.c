@@ -323,6 +323,26 @@ static k_half half_of(const gemm_job *g, int half) {
     return (k_half){g->k_mid, g->K, g->P, g->N, 0.0f};
 }
 
+typedef float v4f __attribute__((vector_size(16)));
+
+/* dst[k*w + r] = src[r*rs + k] for r, k < 4: a 4x4 block transposed in registers. */
+static inline __attribute__((always_inline)) void transpose_4x4(const float *src, size_t rs, float *restrict dst,
+                                                                size_t w) {
+    v4f a, b, c, d;
+    memcpy(&a, src, sizeof a);
+    memcpy(&b, src + rs, sizeof b);
+    memcpy(&c, src + 2 * rs, sizeof c);
+    memcpy(&d, src + 3 * rs, sizeof d);
+    v4f ab01 = __builtin_shufflevector(a, b, 0, 4, 1, 5), ab23 = __builtin_shufflevector(a, b, 2, 6, 3, 7);
+    v4f cd01 = __builtin_shufflevector(c, d, 0, 4, 1, 5), cd23 = __builtin_shufflevector(c, d, 2, 6, 3, 7);
+    v4f k0 = __builtin_shufflevector(ab01, cd01, 0, 1, 4, 5), k1 = __builtin_shufflevector(ab01, cd01, 2, 3, 6, 7);
+    v4f k2 = __builtin_shufflevector(ab23, cd23, 0, 1, 4, 5), k3 = __builtin_shufflevector(ab23, cd23, 2, 3, 6, 7);
+    memcpy(dst, &k0, sizeof k0);
+    memcpy(dst + w, &k1, sizeof k1);
+    memcpy(dst + 2 * w, &k2, sizeof k2);
+    memcpy(dst + 3 * w, &k3, sizeof k3);
+}
+
 /* One panel of w rows or columns: dst[k*w + r] = src[r*rs + k*ks] for r < n (n <= w), k < kc,
  * and zero for n <= r < w. Inlined with w constant, so the copies are unrolled and vectorised. */
 static inline __attribute__((always_inline)) void pack_panel(const size_t w, const float *src,
@@ -332,8 +352,12 @@ static inline __attribute__((always_inline)) void pack_panel(const size_t w, con
         /* a memcpy of constant size is inlined as vector moves; the equivalent loop GCC turns
          * into a libc memmove call per k (128 bytes each), which cost more than the copying */
         for (size_t k = 0; k < kc; k++) memcpy(dst + k * w, src + k * ks, w * sizeof *dst);
-    } else if (n == w && ks == 1) {   /* w rows each contiguous in k: gather one k at a time */
-        for (size_t k = 0; k < kc; k++)
+    } else if (n == w && ks == 1) {   /* w rows each contiguous in k: transposed 4x4 at a time */
+        size_t k = 0;
+        if (w % 4 == 0)
+            for (; k + 4 <= kc; k += 4)
+                for (size_t r = 0; r < w; r += 4) transpose_4x4(src + r * rs + k, rs, dst + k * w + r, w);
+        for (; k < kc; k++)
             for (size_t r = 0; r < w; r++) dst[k * w + r] = src[r * rs + k];
     } else {                          /* ragged edge */
         for (size_t k = 0; k < kc; k++) {
