@@ -55,28 +55,55 @@ CS_INLINE const float *CS_(window_at)(const float *x, const mc_layer *ly, size_t
     return x + (iy0 * ly->in.w + ix0) * ly->in.c;
 }
 
+/* acc[i][0], acc[i][1] = the fused multiply-add chains, over k in order from zero, of P output
+ * pixels' window elements src[i][off[k]] with two vectors (lanes m0, m1) of w's row k at wj. */
+CS_TGT CS_INLINE void CS_(chains)(const int P, const float *const *src, const ptrdiff_t *off, size_t K,
+                                   const float *wj, size_t N, CS_MASK m0, CS_MASK m1, CS_V acc[CS_PIX][2]) {
+#pragma GCC unroll 16
+    for (int i = 0; i < P; i++) acc[i][0] = acc[i][1] = CS_ZERO();
+    for (size_t k = 0; k < K; k++, wj += N) {
+        CS_V w0 = CS_MLOAD(m0, wj), w1 = CS_MLOAD(m1, wj + CS_LANES);
+        ptrdiff_t o = off[k];
+#pragma GCC unroll 16
+        for (int i = 0; i < P; i++) {
+            CS_V a = CS_SET1(src[i][o]);
+            acc[i][0] = CS_FMA(a, w0, acc[i][0]);
+            acc[i][1] = CS_FMA(a, w1, acc[i][1]);
+        }
+    }
+}
+
 /* P output pixels (windows src[i], elements at src[i][off[k]]), all their output channels:
- * dst[i][j] = relu?(chain + b[j]). */
-CS_TGT CS_INLINE void CS_(pixels)(const int P, const float *const *src, const ptrdiff_t *off, size_t K,
-                                   const float *w, size_t N, const float *b, int relu, float *const *dst,
+ * dst[i][j] = relu?(chain + b[j]). With `pooled`, the pixels are 2x2 windows of a max pooling
+ * (src[4 q + 2 a + b] the pixel in row a, column b of window q) and dst[q] receives each window's
+ * maximum as pool.c's forward takes it (from -inf, its elements in order); the maximum is taken
+ * before the bias and relu, which then run once per window: both are monotone and rounding is, so
+ * the value is the same (a NaN bias aside, whose payload may differ). */
+CS_TGT CS_INLINE void CS_(pixels)(const int P, const int pooled, const float *const *src, const ptrdiff_t *off,
+                                   size_t K, const float *w, size_t N, const float *b, int relu, float *const *dst,
                                    int *bad) {
     for (size_t j = 0; j < N; j += 2 * CS_LANES) {
         CS_MASK m0 = CS_LANE_MASK(N - j), m1 = N - j > CS_LANES ? CS_LANE_MASK(N - j - CS_LANES) : CS_LANE_MASK(0);
         CS_V acc[CS_PIX][2];
-#pragma GCC unroll 16
-        for (int i = 0; i < P; i++) acc[i][0] = acc[i][1] = CS_ZERO();
-        const float *wj = w + j;
-        for (size_t k = 0; k < K; k++, wj += N) {
-            CS_V w0 = CS_MLOAD(m0, wj), w1 = CS_MLOAD(m1, wj + CS_LANES);
-            ptrdiff_t o = off[k];
-#pragma GCC unroll 16
-            for (int i = 0; i < P; i++) {
-                CS_V a = CS_SET1(src[i][o]);
-                acc[i][0] = CS_FMA(a, w0, acc[i][0]);
-                acc[i][1] = CS_FMA(a, w1, acc[i][1]);
-            }
-        }
+        CS_(chains)(P, src, off, K, w + j, N, m0, m1, acc);
         CS_V b0 = b ? CS_MLOAD(m0, b + j) : CS_ZERO(), b1 = b ? CS_MLOAD(m1, b + j + CS_LANES) : CS_ZERO();
+        if (pooled) {
+#pragma GCC unroll 16
+            for (int q = 0; q < P / 4; q++) {
+                CS_V max0 = CS_SET1(-INFINITY), max1 = max0;
+#pragma GCC unroll 16
+                for (int i = 4 * q; i < 4 * q + 4; i++) {
+                    CS_V z0 = acc[i][0], z1 = acc[i][1];
+                    if (bad) *bad |= CS_ANY_NONFINITE(z0, m0) | CS_ANY_NONFINITE(z1, m1);
+                    max0 = CS_POOL_TAKE(max0, z0), max1 = CS_POOL_TAKE(max1, z1);
+                }
+                if (b) max0 = CS_ADD(max0, b0), max1 = CS_ADD(max1, b1);
+                if (relu) max0 = CS_RELU(max0), max1 = CS_RELU(max1);
+                CS_MSTORE(dst[q] + j, m0, max0);
+                CS_MSTORE(dst[q] + j + CS_LANES, m1, max1);
+            }
+            continue;
+        }
 #pragma GCC unroll 16
         for (int i = 0; i < P; i++) {
             CS_V z0 = acc[i][0], z1 = acc[i][1];
@@ -89,50 +116,8 @@ CS_TGT CS_INLINE void CS_(pixels)(const int P, const float *const *src, const pt
     }
 }
 
-/* P output pixels as pixels() makes them, in windows of 2x2 of a max pooling: src[4 q + 2 a + b] is
- * the window of the pixel in row a, column b of pooling window q; dst[q] receives that window's
- * maximum as pool.c's forward takes it (from -inf, its elements in order), all channels. The
- * maximum is taken before the bias and relu, which then run once per window: both are monotone and
- * rounding is, so the value is the same (a NaN bias aside, whose payload may differ). */
-CS_TGT CS_INLINE void CS_(pixels_pooled)(const int P, const float *const *src, const ptrdiff_t *off, size_t K,
-                                          const float *w, size_t N, const float *b, int relu, float *const *dst,
-                                          int *bad) {
-    for (size_t j = 0; j < N; j += 2 * CS_LANES) {
-        CS_MASK m0 = CS_LANE_MASK(N - j), m1 = N - j > CS_LANES ? CS_LANE_MASK(N - j - CS_LANES) : CS_LANE_MASK(0);
-        CS_V acc[CS_PIX][2];
-#pragma GCC unroll 16
-        for (int i = 0; i < P; i++) acc[i][0] = acc[i][1] = CS_ZERO();
-        const float *wj = w + j;
-        for (size_t k = 0; k < K; k++, wj += N) {
-            CS_V w0 = CS_MLOAD(m0, wj), w1 = CS_MLOAD(m1, wj + CS_LANES);
-            ptrdiff_t o = off[k];
-#pragma GCC unroll 16
-            for (int i = 0; i < P; i++) {
-                CS_V a = CS_SET1(src[i][o]);
-                acc[i][0] = CS_FMA(a, w0, acc[i][0]);
-                acc[i][1] = CS_FMA(a, w1, acc[i][1]);
-            }
-        }
-        CS_V b0 = b ? CS_MLOAD(m0, b + j) : CS_ZERO(), b1 = b ? CS_MLOAD(m1, b + j + CS_LANES) : CS_ZERO();
-#pragma GCC unroll 16
-        for (int q = 0; q < P / 4; q++) {
-            CS_V max0 = CS_SET1(-INFINITY), max1 = max0;
-#pragma GCC unroll 16
-            for (int i = 4 * q; i < 4 * q + 4; i++) {
-                CS_V z0 = acc[i][0], z1 = acc[i][1];
-                if (bad) *bad |= CS_ANY_NONFINITE(z0, m0) | CS_ANY_NONFINITE(z1, m1);
-                max0 = CS_POOL_TAKE(max0, z0), max1 = CS_POOL_TAKE(max1, z1);
-            }
-            if (b) max0 = CS_ADD(max0, b0), max1 = CS_ADD(max1, b1);
-            if (relu) max0 = CS_RELU(max0), max1 = CS_RELU(max1);
-            CS_MSTORE(dst[q] + j, m0, max0);
-            CS_MSTORE(dst[q] + j + CS_LANES, m1, max1);
-        }
-    }
-}
-
-/* Pooled row py of one sample (x at the sample) into out, for a 2x2 pooling whose windows' pixels
- * all have their windows inside the input (pooled_row_inside): CS_PIX / 4 windows per step. */
+/* Pooled row py of one sample (x at the sample) into out, for a 2x2 pooling whose pixels all have
+ * their windows inside the input (forward_pooled checks): CS_PIX / 4 windows per step. */
 CS_TGT CS_INLINE void CS_(pooled_row)(const mc_conv_small *cs, const float *x, size_t py, size_t pw,
                                       const float *w, const float *b, int relu, float *out, int *bad) {
     const mc_layer *ly = cs->ly;
@@ -144,12 +129,12 @@ CS_TGT CS_INLINE void CS_(pooled_row)(const mc_conv_small *cs, const float *x, s
         for (int i = 0; i < CS_PIX; i++)
             src[i] = CS_(window_at)(x, ly, 2 * py + (size_t)(i / 2 % 2), 2 * (px + (size_t)(i / 4)) + (size_t)(i % 2));
         for (int q = 0; q < CS_PIX / 4; q++) d[q] = out + (px + (size_t)q) * N;
-        CS_(pixels_pooled)(CS_PIX, src, cs->off, cs->K, w, N, b, relu, d, bad);
+        CS_(pixels)(CS_PIX, 1, src, cs->off, cs->K, w, N, b, relu, d, bad);
     }
     for (; px < pw; px++) {
         for (int i = 0; i < 4; i++) src[i] = CS_(window_at)(x, ly, 2 * py + (size_t)(i / 2), 2 * px + (size_t)(i % 2));
         d[0] = out + px * N;
-        CS_(pixels_pooled)(4, src, cs->off, cs->K, w, N, b, relu, d, bad);
+        CS_(pixels)(4, 1, src, cs->off, cs->K, w, N, b, relu, d, bad);
     }
 }
 
@@ -172,7 +157,7 @@ CS_TGT CS_INLINE void CS_(conv_row)(const mc_conv_small *cs, const float *x, siz
                 src[i] = CS_(window_at)(x, ly, oy, ox + (size_t)i);
                 d[i] = row + (ox + (size_t)i) * N;
             }
-            CS_(pixels)(CS_PIX, src, cs->off, K, w, N, b, relu, d, bad);
+            CS_(pixels)(CS_PIX, 0, src, cs->off, K, w, N, b, relu, d, bad);
             ox += CS_PIX;
             continue;
         }
@@ -180,7 +165,7 @@ CS_TGT CS_INLINE void CS_(conv_row)(const mc_conv_small *cs, const float *x, siz
         if (inside) src = CS_(window_at)(x, ly, oy, ox);
         else CS_(window_of)(tmp, x, ly, oy, ox);
         float *d = row + ox * N;
-        CS_(pixels)(1, &src, inside ? cs->off : flat, K, w, N, b, relu, &d, bad);
+        CS_(pixels)(1, 0, &src, inside ? cs->off : flat, K, w, N, b, relu, &d, bad);
         ox++;
     }
 }

@@ -15,6 +15,11 @@
 
 #include "gemm.h"
 
+/* M(0); .. M(5); and M(0); .. M(3);: the transforms' rows and columns written out, so that each
+ * channel loop is one straight block the compiler vectorizes */
+#define MC_WINO_EACH4(M) M(0); M(1); M(2); M(3)
+#define MC_WINO_EACH6(M) MC_WINO_EACH4(M); M(4); M(5)
+
 /* Products a layer's output takes in tiles of m x m outputs: (m + 2)^2 per tile. */
 static size_t products(const mc_layer *ly, size_t m) {
     return (ly->out.h + m - 1) / m * ((ly->out.w + m - 1) / m) * (m + 2) * (m + 2);
@@ -194,12 +199,7 @@ MC_ALL_WIDTHS static void kernel4(float *restrict u, const float *restrict kerne
         oa[0] = (float)r[0], oa[plane] = (float)r[1], oa[2 * plane] = (float)r[2], oa[3 * plane] = (float)r[3];  \
         oa[4 * plane] = (float)r[4], oa[5 * plane] = (float)r[5];                                                \
     } while (0)
-            MC_WINO_ROW(0);
-            MC_WINO_ROW(1);
-            MC_WINO_ROW(2);
-            MC_WINO_ROW(3);
-            MC_WINO_ROW(4);
-            MC_WINO_ROW(5);
+            MC_WINO_EACH6(MC_WINO_ROW);
 #undef MC_WINO_ROW
         }
     }
@@ -224,13 +224,8 @@ static inline __attribute__((always_inline)) void input_tile4(float *restrict o,
     for (size_t c = 0; c < C; c++) {
         /* B^T d, a column at a time: t<b>[a] is its element (a, b) */
         float t0[6], t1[6], t2[6], t3[6], t4[6], t5[6];
-#define MC_WINO_COL(b, t) b6(t, d[b][c], d[6 + b][c], d[12 + b][c], d[18 + b][c], d[24 + b][c], d[30 + b][c])
-        MC_WINO_COL(0, t0);
-        MC_WINO_COL(1, t1);
-        MC_WINO_COL(2, t2);
-        MC_WINO_COL(3, t3);
-        MC_WINO_COL(4, t4);
-        MC_WINO_COL(5, t5);
+#define MC_WINO_COL(b) b6(t##b, d[b][c], d[6 + b][c], d[12 + b][c], d[18 + b][c], d[24 + b][c], d[30 + b][c])
+        MC_WINO_EACH6(MC_WINO_COL);
 #undef MC_WINO_COL
         /* each of its rows through B */
 #define MC_WINO_ROW(a)                                                                                           \
@@ -240,12 +235,7 @@ static inline __attribute__((always_inline)) void input_tile4(float *restrict o,
         oa[0] = r[0], oa[plane] = r[1], oa[2 * plane] = r[2], oa[3 * plane] = r[3], oa[4 * plane] = r[4];        \
         oa[5 * plane] = r[5];                                                                                    \
     } while (0)
-        MC_WINO_ROW(0);
-        MC_WINO_ROW(1);
-        MC_WINO_ROW(2);
-        MC_WINO_ROW(3);
-        MC_WINO_ROW(4);
-        MC_WINO_ROW(5);
+        MC_WINO_EACH6(MC_WINO_ROW);
 #undef MC_WINO_ROW
     }
 }
@@ -270,15 +260,10 @@ static inline __attribute__((always_inline)) void output_tile4(float *const *r, 
         /* A^T M, a column at a time: t<b>[a] is its element (a, b) */
         float t0[4], t1[4], t2[4], t3[4], t4[4], t5[4];
         const float *qj = q + j;
-#define MC_WINO_COL(b, t)                                                                                        \
-    a6(t, qj[(b) * plane], qj[(6 + b) * plane], qj[(12 + b) * plane], qj[(18 + b) * plane], qj[(24 + b) * plane], \
-       qj[(30 + b) * plane])
-        MC_WINO_COL(0, t0);
-        MC_WINO_COL(1, t1);
-        MC_WINO_COL(2, t2);
-        MC_WINO_COL(3, t3);
-        MC_WINO_COL(4, t4);
-        MC_WINO_COL(5, t5);
+#define MC_WINO_COL(b)                                                                                           \
+    a6(t##b, qj[(b) * plane], qj[(6 + b) * plane], qj[(12 + b) * plane], qj[(18 + b) * plane],                   \
+       qj[(24 + b) * plane], qj[(30 + b) * plane])
+        MC_WINO_EACH6(MC_WINO_COL);
 #undef MC_WINO_COL
         float b = has_bias ? bias[j] : 0.0f;
         if (pool) {
@@ -300,10 +285,7 @@ static inline __attribute__((always_inline)) void output_tile4(float *const *r, 
         r[(a) * 4][j] = finish(z[0], b, has_bias, relu), r[(a) * 4 + 1][j] = finish(z[1], b, has_bias, relu);    \
         r[(a) * 4 + 2][j] = finish(z[2], b, has_bias, relu), r[(a) * 4 + 3][j] = finish(z[3], b, has_bias, relu); \
     } while (0)
-            MC_WINO_ROW(0);
-            MC_WINO_ROW(1);
-            MC_WINO_ROW(2);
-            MC_WINO_ROW(3);
+            MC_WINO_EACH4(MC_WINO_ROW);
 #undef MC_WINO_ROW
         }
     }
