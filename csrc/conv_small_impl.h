@@ -14,6 +14,7 @@
  *   CS_HIT(v, m)         lanes where v == m or both are NaN (max pooling's pick)
  *   CS_KEEP(h, g), CS_DROP(h, g)   g in the lanes of h / not of h, +0 in the others
  *   CS_POOL_TAKE(m, v)   v where v > m or v is NaN, unless m is NaN; else m (max pooling's step)
+ *   CS_MAX(a, b)         a where a > b, else b (vmaxps: b on ties and NaNs)
  *   CS_ANY_NONFINITE(v, m)  nonzero when a lane of v in m is NaN or infinite
  *   CS_PIX               output pixels per forward step (independent chains per weight vector)
  *   CS_KB                window elements per weight-gradient pass (K x 2 vectors of sums)
@@ -90,12 +91,22 @@ CS_TGT CS_INLINE void CS_(pixels)(const int P, const int pooled, const float *co
         if (pooled) {
 #pragma GCC unroll 16
             for (int q = 0; q < P / 4; q++) {
-                CS_V max0 = CS_SET1(-INFINITY), max1 = max0;
-#pragma GCC unroll 16
-                for (int i = 4 * q; i < 4 * q + 4; i++) {
-                    CS_V z0 = acc[i][0], z1 = acc[i][1];
-                    if (bad) *bad |= CS_ANY_NONFINITE(z0, m0) | CS_ANY_NONFINITE(z1, m1);
-                    max0 = CS_POOL_TAKE(max0, z0), max1 = CS_POOL_TAKE(max1, z1);
+                const int i = 4 * q;
+                CS_V max0, max1;
+                /* the window's sums are finite when their sum is (an overflow only takes the slow way):
+                 * then max, which keeps its second operand on ties, taken in reverse order, is the rule */
+                CS_V s0 = CS_ADD(CS_ADD(acc[i][0], acc[i + 1][0]), CS_ADD(acc[i + 2][0], acc[i + 3][0]));
+                CS_V s1 = CS_ADD(CS_ADD(acc[i][1], acc[i + 1][1]), CS_ADD(acc[i + 2][1], acc[i + 3][1]));
+                if (!(CS_ANY_NONFINITE(s0, m0) | CS_ANY_NONFINITE(s1, m1))) {
+                    max0 = CS_MAX(CS_MAX(acc[i + 3][0], acc[i + 2][0]), CS_MAX(acc[i + 1][0], acc[i][0]));
+                    max1 = CS_MAX(CS_MAX(acc[i + 3][1], acc[i + 2][1]), CS_MAX(acc[i + 1][1], acc[i][1]));
+                } else {
+                    max0 = max1 = CS_SET1(-INFINITY);
+#pragma GCC unroll 4
+                    for (int e = i; e < i + 4; e++) {
+                        if (bad) *bad |= CS_ANY_NONFINITE(acc[e][0], m0) | CS_ANY_NONFINITE(acc[e][1], m1);
+                        max0 = CS_POOL_TAKE(max0, acc[e][0]), max1 = CS_POOL_TAKE(max1, acc[e][1]);
+                    }
                 }
                 if (b) max0 = CS_ADD(max0, b0), max1 = CS_ADD(max1, b1);
                 if (relu) max0 = CS_RELU(max0), max1 = CS_RELU(max1);

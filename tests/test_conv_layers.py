@@ -415,7 +415,8 @@ def test_first_conv_layer_and_max_pooling_predict_as_two_models_do(in_shape, fil
     """Inference runs a first conv layer of direct kernels and the max pooling that tiles its output
     in one pass, pooling the conv's rows band by band (2x2 windows in registers). The outputs must
     have the bits of the conv and the rest of the model run as two models, the conv's output written
-    out between them: ties (flat runs of pixels, relu's zeros), -0 and a NaN pixel included."""
+    out between them: ties (flat runs of pixels, relu's zeros), -0, a NaN and +-inf pixels, and sums
+    whose window's total overflows included."""
     conv = L.Conv2D(filters, kernel, strides=strides, padding=padding, activation=act)
     one_layer_model(conv, in_shape, seed=9)
     model = mnistc.Sequential([mnistc.Input(in_shape), conv, L.MaxPooling2D(pool), L.Flatten(), L.Dense(5)])
@@ -424,6 +425,8 @@ def test_first_conv_layer_and_max_pooling_predict_as_two_models_do(in_shape, fil
     x[:, : in_shape[0] // 2] = 0.5
     x[3, 1, 2, 0] = -0.0
     x[4, 2, 3, 0] = np.nan
+    x[6, -3, -2, 0], x[7, 4, 1, 0] = np.inf, -np.inf
+    x[8] *= 3e38
     conv_only = mnistc.Sequential([mnistc.Input(in_shape), conv])
     conv_shape = conv_only.output_shape[1:]
     head = mnistc.Sequential([mnistc.Input(conv_shape), L.MaxPooling2D(pool), L.Flatten(), L.Dense(5)])
