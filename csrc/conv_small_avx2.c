@@ -30,6 +30,7 @@
 #define CS_POOL_TAKE(m, v) _mm256_blendv_ps(m, v, _mm256_and_ps(_mm256_cmp_ps(v, m, _CMP_NLE_UQ), \
                                                                 _mm256_cmp_ps(m, m, _CMP_ORD_Q)))
 #define CS_MAX(a, b) _mm256_max_ps(a, b)
+#define CS_ABS(v) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v)
 #define CS_ANY_NONFINITE(v, m) \
     (_mm256_movemask_ps(_mm256_and_ps(_mm256_castsi256_ps(m), \
                                       _mm256_cmp_ps(_mm256_sub_ps(v, v), _mm256_setzero_ps(), _CMP_NEQ_UQ))) != 0)

@@ -28,6 +28,7 @@
 #define CS_POOL_TAKE(m, v) _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(v, m, _CMP_NLE_UQ) & \
                                               _mm512_cmp_ps_mask(m, m, _CMP_ORD_Q), v)
 #define CS_MAX(a, b) _mm512_max_ps(a, b)
+#define CS_ABS(v) _mm512_abs_ps(v)
 /* x - x is 0 for finite x, NaN otherwise */
 #define CS_ANY_NONFINITE(v, m) \
     (_mm512_mask_cmp_ps_mask(m, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_NEQ_UQ) != 0)

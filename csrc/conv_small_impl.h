@@ -15,6 +15,7 @@
  *   CS_KEEP(h, g), CS_DROP(h, g)   g in the lanes of h / not of h, +0 in the others
  *   CS_POOL_TAKE(m, v)   v where v > m or v is NaN, unless m is NaN; else m (max pooling's step)
  *   CS_MAX(a, b)         a where a > b, else b (vmaxps: b on ties and NaNs)
+ *   CS_ABS(v)            |v|
  *   CS_ANY_NONFINITE(v, m)  nonzero when a lane of v in m is NaN or infinite
  *   CS_PIX               output pixels per forward step (independent chains per weight vector)
  *   CS_KB                window elements per weight-gradient pass (K x 2 vectors of sums)
@@ -79,10 +80,14 @@ CS_TGT CS_INLINE void CS_(chains)(const int P, const float *const *src, const pt
  * (src[4 q + 2 a + b] the pixel in row a, column b of window q) and dst[q] receives each window's
  * maximum as pool.c's forward takes it (from -inf, its elements in order); the maximum is taken
  * before the bias and relu, which then run once per window: both are monotone and rounding is, so
- * the value is the same (a NaN bias aside, whose payload may differ). */
-CS_TGT CS_INLINE void CS_(pixels)(const int P, const int pooled, const float *const *src, const ptrdiff_t *off,
-                                   size_t K, const float *w, size_t N, const float *b, int relu, float *const *dst,
-                                   int *bad) {
+ * the value is the same (a NaN bias aside, whose payload may differ). `lean`: the sample is one
+ * whose sums, and sums plus the bias, are all finite (sample_is_lean), so there is no NaN or
+ * infinity to check for or keep: the maximum is vmaxps's, taken in reverse order (it keeps its
+ * second operand on ties, as the rule keeps the first element), and relu is max(z, +0). */
+CS_TGT CS_INLINE void CS_(pixels)(const int P, const int pooled, const int lean, const float *const *src,
+                                   const ptrdiff_t *off, size_t K, const float *w, size_t N, const float *b, int relu,
+                                   float *const *dst, int *bad) {
+#define CS_ACTIVATE(z) (lean ? CS_MAX(z, CS_ZERO()) : CS_RELU(z))
     for (size_t j = 0; j < N; j += 2 * CS_LANES) {
         CS_MASK m0 = CS_LANE_MASK(N - j), m1 = N - j > CS_LANES ? CS_LANE_MASK(N - j - CS_LANES) : CS_LANE_MASK(0);
         CS_V acc[CS_PIX][2];
@@ -93,11 +98,7 @@ CS_TGT CS_INLINE void CS_(pixels)(const int P, const int pooled, const float *co
             for (int q = 0; q < P / 4; q++) {
                 const int i = 4 * q;
                 CS_V max0, max1;
-                /* the window's sums are finite when their sum is (an overflow only takes the slow way):
-                 * then max, which keeps its second operand on ties, taken in reverse order, is the rule */
-                CS_V s0 = CS_ADD(CS_ADD(acc[i][0], acc[i + 1][0]), CS_ADD(acc[i + 2][0], acc[i + 3][0]));
-                CS_V s1 = CS_ADD(CS_ADD(acc[i][1], acc[i + 1][1]), CS_ADD(acc[i + 2][1], acc[i + 3][1]));
-                if (!(CS_ANY_NONFINITE(s0, m0) | CS_ANY_NONFINITE(s1, m1))) {
+                if (lean) {
                     max0 = CS_MAX(CS_MAX(acc[i + 3][0], acc[i + 2][0]), CS_MAX(acc[i + 1][0], acc[i][0]));
                     max1 = CS_MAX(CS_MAX(acc[i + 3][1], acc[i + 2][1]), CS_MAX(acc[i + 1][1], acc[i][1]));
                 } else {
@@ -109,7 +110,7 @@ CS_TGT CS_INLINE void CS_(pixels)(const int P, const int pooled, const float *co
                     }
                 }
                 if (b) max0 = CS_ADD(max0, b0), max1 = CS_ADD(max1, b1);
-                if (relu) max0 = CS_RELU(max0), max1 = CS_RELU(max1);
+                if (relu) max0 = CS_ACTIVATE(max0), max1 = CS_ACTIVATE(max1);
                 CS_MSTORE(dst[q] + j, m0, max0);
                 CS_MSTORE(dst[q] + j + CS_LANES, m1, max1);
             }
@@ -118,19 +119,46 @@ CS_TGT CS_INLINE void CS_(pixels)(const int P, const int pooled, const float *co
 #pragma GCC unroll 16
         for (int i = 0; i < P; i++) {
             CS_V z0 = acc[i][0], z1 = acc[i][1];
-            if (bad) *bad |= CS_ANY_NONFINITE(z0, m0) | CS_ANY_NONFINITE(z1, m1);
+            if (bad && !lean) *bad |= CS_ANY_NONFINITE(z0, m0) | CS_ANY_NONFINITE(z1, m1);
             if (b) z0 = CS_ADD(z0, b0), z1 = CS_ADD(z1, b1);
-            if (relu) z0 = CS_RELU(z0), z1 = CS_RELU(z1);
+            if (relu) z0 = CS_ACTIVATE(z0), z1 = CS_ACTIVATE(z1);
             CS_MSTORE(dst[i] + j, m0, z0);
             CS_MSTORE(dst[i] + j + CS_LANES, m1, z1);
         }
     }
+#undef CS_ACTIVATE
+}
+
+/* The largest sum over k of |w[k][j]| (w K x N), or +inf when a bias is NaN or beyond 2^125 or a
+ * sum beyond 2^125 or NaN (no sample is lean then). */
+static double CS_(weight_bound)(const float *w, const float *b, size_t K, size_t N) {
+    double worst = 0.0;
+    for (size_t j = 0; j < N; j++) {
+        double sum = 0.0;
+        for (size_t k = 0; k < K; k++) sum += fabs((double)w[k * N + j]);
+        if (!(sum <= 0x1p125) || (b && !(fabs((double)b[j]) <= 0x1p125))) return INFINITY;
+        if (sum > worst) worst = sum;
+    }
+    return worst;
+}
+
+/* 1 when no sum of the sample x (n floats) with the weights of weight_bound `bound` can overflow or
+ * be NaN, nor such a sum plus the bias: x finite and sum |x| * bound <= 2^125 (a sum's partial sums
+ * stay below 2^127, 2^125 of bias on top below 2^128). */
+CS_TGT static int CS_(sample_is_lean)(const float *x, size_t n, double bound) {
+    CS_V sum = CS_ZERO();
+    for (size_t i = 0; i < n; i += CS_LANES) sum = CS_ADD(sum, CS_ABS(CS_MLOAD(CS_LANE_MASK(n - i), x + i)));
+    float lanes[CS_LANES];
+    CS_MSTORE(lanes, CS_LANE_MASK(CS_LANES), sum);
+    double total = 0.0;
+    for (int l = 0; l < CS_LANES; l++) total += lanes[l];
+    return total * bound <= 0x1p125;  /* false for NaN and infinities */
 }
 
 /* Pooled row py of one sample (x at the sample) into out, for a 2x2 pooling whose pixels all have
  * their windows inside the input (forward_pooled checks): CS_PIX / 4 windows per step. */
 CS_TGT CS_INLINE void CS_(pooled_row)(const mc_conv_small *cs, const float *x, size_t py, size_t pw,
-                                      const float *w, const float *b, int relu, float *out, int *bad) {
+                                      const float *w, const float *b, int relu, float *out, int lean, int *bad) {
     const mc_layer *ly = cs->ly;
     size_t N = ly->out.c;
     const float *src[CS_PIX];
@@ -140,18 +168,18 @@ CS_TGT CS_INLINE void CS_(pooled_row)(const mc_conv_small *cs, const float *x, s
         for (int i = 0; i < CS_PIX; i++)
             src[i] = CS_(window_at)(x, ly, 2 * py + (size_t)(i / 2 % 2), 2 * (px + (size_t)(i / 4)) + (size_t)(i % 2));
         for (int q = 0; q < CS_PIX / 4; q++) d[q] = out + (px + (size_t)q) * N;
-        CS_(pixels)(CS_PIX, 1, src, cs->off, cs->K, w, N, b, relu, d, bad);
+        CS_(pixels)(CS_PIX, 1, lean, src, cs->off, cs->K, w, N, b, relu, d, bad);
     }
     for (; px < pw; px++) {
         for (int i = 0; i < 4; i++) src[i] = CS_(window_at)(x, ly, 2 * py + (size_t)(i / 2), 2 * px + (size_t)(i % 2));
         d[0] = out + px * N;
-        CS_(pixels)(4, 1, src, cs->off, cs->K, w, N, b, relu, d, bad);
+        CS_(pixels)(4, 1, lean, src, cs->off, cs->K, w, N, b, relu, d, bad);
     }
 }
 
 /* Row oy of one sample's output (x at the sample) into row. lo, hi: inside_cols; flat: 0..K-1. */
 CS_TGT CS_INLINE void CS_(conv_row)(const mc_conv_small *cs, const float *x, size_t oy, const float *w,
-                                    const float *b, int relu, float *row, int *bad, size_t lo, size_t hi,
+                                    const float *b, int relu, float *row, int lean, int *bad, size_t lo, size_t hi,
                                     const ptrdiff_t *flat) {
     const mc_layer *ly = cs->ly;
     size_t N = ly->out.c, K = cs->K;
@@ -168,7 +196,7 @@ CS_TGT CS_INLINE void CS_(conv_row)(const mc_conv_small *cs, const float *x, siz
                 src[i] = CS_(window_at)(x, ly, oy, ox + (size_t)i);
                 d[i] = row + (ox + (size_t)i) * N;
             }
-            CS_(pixels)(CS_PIX, 0, src, cs->off, K, w, N, b, relu, d, bad);
+            CS_(pixels)(CS_PIX, 0, lean, src, cs->off, K, w, N, b, relu, d, bad);
             ox += CS_PIX;
             continue;
         }
@@ -176,7 +204,7 @@ CS_TGT CS_INLINE void CS_(conv_row)(const mc_conv_small *cs, const float *x, siz
         if (inside) src = CS_(window_at)(x, ly, oy, ox);
         else CS_(window_of)(tmp, x, ly, oy, ox);
         float *d = row + ox * N;
-        CS_(pixels)(1, 0, &src, inside ? cs->off : flat, K, w, N, b, relu, &d, bad);
+        CS_(pixels)(1, 0, lean, &src, inside ? cs->off : flat, K, w, N, b, relu, &d, bad);
         ox++;
     }
 }
@@ -189,9 +217,12 @@ CS_TGT static void CS_(forward)(const mc_conv_small *cs, const float *x, size_t 
     ptrdiff_t flat[MC_CONV_SMALL_MAX_K];
     for (size_t k = 0; k < cs->K; k++) flat[k] = (ptrdiff_t)k;
     int found = 0, *bad = nonfinite ? &found : NULL;  /* the check only where it is asked for */
-    for (size_t s = 0; s < n; s++, x += ly->n_in)
+    double bound = CS_(weight_bound)(w, b, cs->K, ly->out.c);
+    for (size_t s = 0; s < n; s++, x += ly->n_in) {
+        int lean = CS_(sample_is_lean)(x, ly->n_in, bound);
         for (size_t oy = 0; oy < ly->out.h; oy++)
-            CS_(conv_row)(cs, x, oy, w, b, relu, dst + (s * ly->out.h + oy) * row_n, bad, lo, hi, flat);
+            CS_(conv_row)(cs, x, oy, w, b, relu, dst + (s * ly->out.h + oy) * row_n, lean, bad, lo, hi, flat);
+    }
     if (found) *nonfinite = 1;
 }
 
@@ -211,15 +242,17 @@ CS_TGT static void CS_(forward_pooled)(const mc_conv_small *cs, const float *x, 
     int found = 0, *bad = nonfinite ? &found : NULL;
     /* 2x2 windows whose pixels' windows lie inside the input in the columns: pooled in registers */
     int pairs = p->kh == 2 && p->kw == 2 && lo == 0 && 2 * p->w <= hi;
+    double bound = CS_(weight_bound)(w, b, cs->K, N);
     for (size_t s = 0; s < n; s++, x += ly->n_in) {
+        int lean = CS_(sample_is_lean)(x, ly->n_in, bound);
         for (size_t py = 0; py < p->h; py++) {
             ptrdiff_t iy0 = (ptrdiff_t)(2 * py * ly->stride_h) - (ptrdiff_t)ly->pad_top;
             if (pairs && iy0 >= 0 && (size_t)iy0 + ly->stride_h + ly->kernel_h <= ly->in.h) {
-                CS_(pooled_row)(cs, x, py, p->w, w, b, relu, dst + (s * p->h + py) * p->w * N, bad);
+                CS_(pooled_row)(cs, x, py, p->w, w, b, relu, dst + (s * p->h + py) * p->w * N, lean, bad);
                 continue;
             }
             for (size_t a = 0; a < p->kh; a++)
-                CS_(conv_row)(cs, x, py * p->kh + a, w, b, relu, band + a * row_n, bad, lo, hi, flat);
+                CS_(conv_row)(cs, x, py * p->kh + a, w, b, relu, band + a * row_n, lean, bad, lo, hi, flat);
             float *out = dst + (s * p->h + py) * p->w * N;
             for (size_t px = 0; px < p->w; px++, out += N) {
                 for (size_t c = 0; c < N; c++) out[c] = -INFINITY;
