@@ -90,20 +90,15 @@ def test_readme_example_runs_as_written(mnist_dir, monkeypatch, capsys):
     assert "Epoch 5/5" in capsys.readouterr().out
 
 
-# Keras 3.15.1 on TensorFlow, the same model and settings, seed 0: 97.52%, 98.38%, 98.65% test accuracy
-# after epochs 1-3 (bench/RESULTS.md, "Design measurements").
-EPOCHS, ACCURACY = 3, 0.983
-
-
-@pytest.mark.slow
-def test_keras_convnet_example_learns_mnist(mnist):
-    """Keras's "Simple MNIST convnet" as its tutorial writes it (3 epochs here), on the real MNIST."""
+def tutorial_convnet(mnist, seed):
+    """Keras's "Simple MNIST convnet" (keras.io/examples/vision/mnist_convnet): its data preparation
+    and model, compiled as it compiles them."""
     (x_train, y_train), (x_test, y_test) = mnist
-    x_train = (x_train.astype("float32") / 255)[..., None]
-    x_test = (x_test.astype("float32") / 255)[..., None]
+    x_train = np.expand_dims(x_train.astype("float32") / 255, -1)
+    x_test = np.expand_dims(x_test.astype("float32") / 255, -1)
     y_train = mnistc.utils.to_categorical(y_train, 10)
     y_test = mnistc.utils.to_categorical(y_test, 10)
-    mnistc.utils.set_random_seed(1)
+    mnistc.utils.set_random_seed(seed)
     layers = mnistc.layers
     model = mnistc.Sequential([
         mnistc.Input(shape=(28, 28, 1)),
@@ -116,6 +111,30 @@ def test_keras_convnet_example_learns_mnist(mnist):
         layers.Dense(10, activation="softmax"),
     ])
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    return model, (x_train, y_train), (x_test, y_test)
+
+
+# Keras 3.15.1 on TensorFlow, the same model and settings, seed 0: 97.52%, 98.38%, 98.65% test accuracy
+# after epochs 1-3 (bench/RESULTS.md, "Design measurements").
+EPOCHS, ACCURACY = 3, 0.983
+
+
+@pytest.mark.slow
+def test_keras_convnet_example_learns_mnist(mnist):
+    """The tutorial's convnet for 3 epochs on the real MNIST, the test set as validation data."""
+    model, (x_train, y_train), (x_test, y_test) = tutorial_convnet(mnist, seed=1)
     h = model.fit(x_train, y_train, batch_size=128, epochs=EPOCHS, validation_data=(x_test, y_test), verbose=0)
     assert h.history["loss"] == sorted(h.history["loss"], reverse=True)
     assert h.history["val_accuracy"][-1] >= ACCURACY, h.history
+
+
+@pytest.mark.slow
+def test_keras_convnet_example_as_written_reaches_99_percent(mnist):
+    """The tutorial as it runs: 15 epochs of batch 128, a tenth of the training set held out for
+    validation, then the test set evaluated: Keras on TensorFlow scored 99.22% and 99.06%, mnistc
+    99.15% to 99.23% (bench/RESULTS.md, "Design measurements"). Neither reaches 99.0% in 3 epochs."""
+    model, (x_train, y_train), (x_test, y_test) = tutorial_convnet(mnist, seed=0)
+    h = model.fit(x_train, y_train, batch_size=128, epochs=15, validation_split=0.1, verbose=0)
+    assert len(h.history["val_accuracy"]) == 15 and h.history["val_accuracy"][-1] >= 0.985, h.history
+    loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    assert accuracy >= 0.990, (loss, accuracy)
