@@ -161,17 +161,21 @@ CS_TGT CS_INLINE void CS_(pooled_row)(const mc_conv_small *cs, const float *x, s
                                       const float *w, const float *b, int relu, float *out, int lean, int *bad) {
     const mc_layer *ly = cs->ly;
     size_t N = ly->out.c;
-    const float *src[CS_PIX];
+    const float *src[CS_PIX], *first = CS_(window_at)(x, ly, 2 * py, 0);
     float *d[CS_PIX / 4];
-    size_t px = 0;
-    for (; px + CS_PIX / 4 <= pw; px += CS_PIX / 4) {
-        for (int i = 0; i < CS_PIX; i++)
-            src[i] = CS_(window_at)(x, ly, 2 * py + (size_t)(i / 2 % 2), 2 * (px + (size_t)(i / 4)) + (size_t)(i % 2));
+    /* pixel i of a step: row i / 2 % 2, column i % 2 of the step's window i / 4 */
+    ptrdiff_t at[CS_PIX];
+    for (int i = 0; i < CS_PIX; i++)
+        at[i] = (ptrdiff_t)(((size_t)(i / 2 % 2) * ly->stride_h * ly->in.w + (size_t)(2 * (i / 4) + i % 2) * ly->stride_w) *
+                            ly->in.c);
+    size_t window = 2 * ly->stride_w * ly->in.c, px = 0;  /* floats from one window's first pixel to the next's */
+    for (; px + CS_PIX / 4 <= pw; px += CS_PIX / 4, first += CS_PIX / 4 * window) {
+        for (int i = 0; i < CS_PIX; i++) src[i] = first + at[i];
         for (int q = 0; q < CS_PIX / 4; q++) d[q] = out + (px + (size_t)q) * N;
         CS_(pixels)(CS_PIX, 1, lean, src, cs->off, cs->K, w, N, b, relu, d, bad);
     }
-    for (; px < pw; px++) {
-        for (int i = 0; i < 4; i++) src[i] = CS_(window_at)(x, ly, 2 * py + (size_t)(i / 2), 2 * px + (size_t)(i % 2));
+    for (; px < pw; px++, first += window) {
+        for (int i = 0; i < 4; i++) src[i] = first + at[i];
         d[0] = out + px * N;
         CS_(pixels)(4, 1, lean, src, cs->off, cs->K, w, N, b, relu, d, bad);
     }
